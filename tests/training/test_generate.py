@@ -1,0 +1,65 @@
+"""Generation from a DreamBooth run: images, provenance rows, resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from PIL import Image
+
+from training import dreambooth
+from training.generate import COMPOSITIONS, SUBJECTS, generate, prompt_bank, read_manifest
+
+PROVENANCE = ("artist", "run_id", "base_model", "method", "prompt", "negative_prompt", "seed", "steps", "guidance",
+              "scheduler", "sha256")
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_base, artist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "run"
+    dreambooth.main(dreambooth.parse_args([
+        "--base", str(tiny_base), "--instance-dir", str(artist_dir), "--out", str(out), "--max-steps", "2",
+        "--resolution", "32", "--batch-size", "1", "--lora", "--artist", "Test Artist"]))
+    return out
+
+
+def test_prompt_bank_crosses_subjects_and_compositions():
+    bank = prompt_bank()
+    assert len(bank) == len(set(bank)) == len(SUBJECTS) * len(COMPOSITIONS)
+    assert all(p.startswith("sks style, ") for p in bank)
+    # Consecutive prompts differ in subject: a short run still covers many subjects.
+    assert len({p.split(",")[1] for p in bank[: len(SUBJECTS)]}) == len(SUBJECTS)
+
+
+def test_generate_writes_images_and_provenance_then_fills_only_the_shortfall(lora_run, tmp_path):
+    rows = generate(lora_run, tmp_path, 3, steps=2, batch_size=2, scheduler="ddim")
+    assert [r["index"] for r in rows] == [0, 1, 2]
+    manifest = read_manifest(tmp_path / "generated_manifest.jsonl")
+    assert manifest == rows
+    record = json.loads((lora_run / "run.json").read_text())
+    for r in rows:
+        assert all(r.get(k) not in (None, "") for k in PROVENANCE)
+        assert r["run_id"] == record["run_id"] and r["method"] == "lora" and r["artist"] == "Test Artist"
+        assert r["label"] == "ai-mimicry" and r["scheduler"] == "DDIMScheduler"
+        data = (tmp_path / r["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == r["sha256"]
+        with Image.open(tmp_path / r["path"]) as im:
+            assert (im.format, im.mode, im.size) == ("PNG", "RGB", (32, 32))
+    assert len({r["seed"] for r in rows}) == 3 and len({r["prompt"] for r in rows}) == 3
+
+    more = generate(lora_run, tmp_path, 5, steps=2, batch_size=2, scheduler="ddim")
+    assert [r["index"] for r in more] == [3, 4]
+    assert generate(lora_run, tmp_path, 5, steps=2) == []
+    assert len(read_manifest(tmp_path / "generated_manifest.jsonl")) == 5
+
+
+def test_same_seed_and_prompt_reproduce_the_image(lora_run, tmp_path):
+    a = generate(lora_run, tmp_path / "a", 2, steps=2, scheduler="ddim")
+    b = generate(lora_run, tmp_path / "b", 2, steps=2, scheduler="ddim")
+    assert [r["sha256"] for r in a] == [r["sha256"] for r in b]
+
+
+def test_generate_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a DreamBooth run"):
+        generate(tmp_path, tmp_path / "out", 2)
