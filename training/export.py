@@ -1,0 +1,215 @@
+"""Export a fine-tuned detector to ONNX, calibrate it, choose its threshold, and write model.json.
+
+1. ONNX (opset 17, dynamic batch, weights inside the file), checked with ``onnx.checker``.
+2. Parity: the same real images through torch and onnxruntime; max |delta logit| must be <= 1e-4.
+3. Calibration on the validation split: Platt scaling (a logistic fit of label on logit), so
+   ``score = sigmoid(a * logit + b)`` is a probability of AI mimicry; monotone by construction.
+4. Thresholds chosen on validation human works: ``ai_mimicry`` is the lowest score at which at most
+   ``--max-fpr`` (1%) of them would be flagged; below ``human_below`` (at most ``--uncertain-fpr``,
+   10%, of human works score higher) a verdict is "human"; between the two, "uncertain".
+5. Metrics on the test split (AUROC, AP, TPR at 1% FPR, accuracy and FPR at the threshold, ECE).
+6. ``model.json`` carrying everything inference needs and everything a user should know.
+
+``python -m training.export --run runs/finetune/demo --out models/default``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from detector.bundle import write_model_json
+from detector.preprocess import PreprocessConfig
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, required=True, help="a training.finetune output directory")
+    p.add_argument("--out", type=Path, required=True, help="model directory to write (model.onnx + model.json)")
+    p.add_argument("--name", default=None, help="model name; default: the out directory's name")
+    p.add_argument("--version", default="0.1.0")
+    p.add_argument("--max-fpr", type=float, default=0.01, help="share of human works flagged at the threshold")
+    p.add_argument("--uncertain-fpr", type=float, default=0.10, help="share of human works above 'human'")
+    p.add_argument("--trained-on", default=None, help="one honest sentence on the training data")
+    p.add_argument("--parity-images", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=32)
+    return p.parse_args(argv)
+
+
+def export_onnx(model, size: int, path: Path) -> None:
+    """Write a self-contained ONNX file with a dynamic batch axis and check it."""
+    import onnx
+    import torch
+
+    model.eval()
+    dummy = torch.randn(2, 3, size, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(model, (dummy,), str(path), input_names=["input"], output_names=["logit"],
+                      dynamic_axes={"input": {0: "batch"}, "logit": {0: "batch"}}, opset_version=OPSET,
+                      dynamo=False, do_constant_folding=True)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        raise RuntimeError(f"{path} refers to external data; the model file must be self-contained")
+
+
+def platt_fit(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: (a, b) with P(mimicry) = sigmoid(a * logit + b), fit on held-out data."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e4, max_iter=1000)
+    lr.fit(logits.reshape(-1, 1), labels.astype(int))
+    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if a <= 0:
+        raise ValueError(f"calibration slope {a:.4f} <= 0: the model's logits do not rank the validation split")
+    return a, b
+
+
+def calibrate(logits: np.ndarray, a: float, b: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(a * logits + b)))
+
+
+def threshold_at_fpr(human_scores: np.ndarray, fpr: float) -> float:
+    """The lowest threshold t such that at most ``fpr`` of ``human_scores`` are >= t."""
+    s = np.sort(human_scores)[::-1]
+    allowed = int(np.floor(fpr * len(s)))  # how many human works may score at or above t
+    # t just above the (allowed)-th highest score: that one and all below it are not flagged.
+    return float(np.nextafter(s[allowed], np.inf)) if allowed < len(s) else float(s[-1])
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    return float(sum(abs(p[idx == k].mean() - y[idx == k].mean()) * (idx == k).mean()
+                     for k in range(bins) if (idx == k).any()))
+
+
+def metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(y, scores)
+    flagged = scores >= threshold
+    return {
+        "n": int(len(y)), "n_human": int((y == 0).sum()), "n_mimicry": int((y == 1).sum()),
+        "auroc": float(roc_auc_score(y, scores)),
+        "average_precision": float(average_precision_score(y, scores)),
+        "tpr_at_1pct_fpr": float(np.max(tpr[fpr <= 0.01])) if (fpr <= 0.01).any() else 0.0,
+        "accuracy_at_threshold": float(np.mean(flagged == (y == 1))),
+        "fpr_at_threshold": float(flagged[y == 0].mean()),
+        "tpr_at_threshold": float(flagged[y == 1].mean()),
+        "ece": expected_calibration_error(scores, y),
+    }
+
+
+def split_logits(model, manifest: Path, split: str, cfg: PreprocessConfig, batch_size: int):
+    from torch.utils.data import DataLoader
+
+    from training.finetune import ManifestDataset, predict_logits
+
+    ds = ManifestDataset(manifest, split, cfg, augment=False)
+    if len(ds) == 0:
+        raise ValueError(f"no rows in the {split} split of {manifest}")
+    return predict_logits(model, DataLoader(ds, batch_size=batch_size)), ds
+
+
+def main(args: argparse.Namespace) -> dict:
+    import onnxruntime as ort
+    import torch
+    from safetensors.torch import load_file
+
+    from training.finetune import build_model
+
+    settings = json.loads((args.run / "settings.json").read_text())
+    cfg = PreprocessConfig.from_dict(settings["preprocess"])
+    manifest = Path(settings["manifest"])
+    model = build_model(settings["backbone"], "none")
+    model.load_state_dict(load_file(str(args.run / "model.safetensors")))
+    model.eval()
+
+    onnx_path = args.out / "model.onnx"
+    export_onnx(model, cfg.size, onnx_path)
+
+    # Parity on real images of the validation split.
+    (val_logits, val_y), val_ds = split_logits(model, manifest, "val", cfg, args.batch_size)
+    x = torch.stack([val_ds[i][0] for i in range(min(args.parity_images, len(val_ds)))])
+    with torch.no_grad():
+        ref = model(x).numpy()
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x.numpy()})[0]
+    parity = float(np.max(np.abs(ref - got)))
+    if parity > PARITY_TOLERANCE:
+        raise RuntimeError(f"ONNX and torch disagree: max |delta logit| {parity:.2e} > {PARITY_TOLERANCE}")
+
+    a, b = platt_fit(val_logits, val_y)
+    val_scores = calibrate(val_logits, a, b)
+    thr = threshold_at_fpr(val_scores[val_y == 0], args.max_fpr)
+    human_below = min(thr, threshold_at_fpr(val_scores[val_y == 0], args.uncertain_fpr))
+    (test_logits, test_y), _ = split_logits(model, manifest, "test", cfg, args.batch_size)
+    test_scores = calibrate(test_logits, a, b)
+
+    data = json.loads((manifest.parent / "dataset.json").read_text()) if (manifest.parent / "dataset.json").is_file() else {}
+    history = json.loads((args.run / "history.json").read_text()) if (args.run / "history.json").is_file() else []
+    import onnx
+    import timm
+    import sklearn
+
+    card = {
+        "format_version": 1,
+        "name": args.name or args.out.name,
+        "version": args.version,
+        "backbone": settings["backbone"],
+        "input": {"name": "input", "layout": "NCHW", "dtype": "float32", **cfg.to_dict()},
+        "output": {"name": "logit", "meaning": "logit of P(ai-mimicry); calibrate before reading as a probability"},
+        "calibration": {"method": "platt", "a": a, "b": b, "fit_on": "val split",
+                        "formula": "score = 1 / (1 + exp(-(a * logit + b)))"},
+        "thresholds": {
+            "ai_mimicry": thr,
+            "human_below": human_below,
+            "how_chosen": (f"ai_mimicry: the lowest score at which at most {args.max_fpr:.0%} of the "
+                           f"{int((val_y == 0).sum())} held-out (val) human works are flagged; human_below: at most "
+                           f"{args.uncertain_fpr:.0%} of them score at or above it; between the two the verdict "
+                           "is 'uncertain'"),
+        },
+        "metrics": {"test": metrics(test_scores, test_y, thr), "val": metrics(val_scores, val_y, thr),
+                    "onnx_parity_max_abs_logit_diff": parity},
+        "training_data": {
+            "trained_on": args.trained_on or f"dataset {manifest.parent}",
+            "manifest": str(manifest),
+            "split_by": data.get("split_by"),
+            "artists_by_split": data.get("artists_by_split"),
+            "counts": data.get("by_split_and_label"),
+            "generator": {"base_model": data.get("base_model"), "methods": data.get("methods")},
+        },
+        "training": {"settings": {k: v for k, v in settings.items() if k != "preprocess"}, "history": history},
+        "libraries": {"torch": torch.__version__, "timm": timm.__version__, "onnx": onnx.__version__,
+                      "onnxruntime": ort.__version__, "scikit-learn": sklearn.__version__,
+                      "python": platform.python_version()},
+        "opset": OPSET,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_model_json(args.out, card)
+    return card
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        card = main(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out": str(args.out), "test": card["metrics"]["test"], "thresholds": card["thresholds"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

