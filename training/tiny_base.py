@@ -330,8 +330,43 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
     }
     (args.out / "training_card.json").write_text(json.dumps(card, indent=2))
+    write_model_card(args.out, card)
     print(json.dumps(card, indent=2))
     return 0
+
+
+def write_model_card(out: Path, card: dict) -> Path:
+    """``MODEL_CARD.md`` from ``training_card.json``: what the model is, how it was made, its limits."""
+    p = card["parameters"]
+    text = f"""# tiny-sd-clipart: a tiny Stable-Diffusion-architecture base model (demo scale)
+
+**What it is.** A text-to-image model with the components of Stable Diffusion 1.x (AutoencoderKL,
+UNet2DConditionModel, CLIPTextModel + CLIPTokenizer, a DPM-Solver++ scheduler), small enough to
+train on a 2-core CPU. It exists so that the DreamBooth mimicry attack can be reproduced offline;
+it is **not** Stable Diffusion and its images are far cruder than SD's.
+
+**Trained on.** {card["trained_on"]}. Left out: the demo artists ({", ".join(card["excluded_artists"])}),
+so DreamBooth on them learns a style the base has not seen. Public domain (Open Clip Art Library,
+Debian package openclipart-png).
+
+**Size.** VAE {p["vae"]:,} parameters (f=8, 4 latent channels), text encoder {p["text_encoder"]:,},
+UNet {p["unet"]:,}; {card["resolution"]} px images, 16x16x4 latents. Stored as fp16 safetensors;
+load with `dtype=torch.float32` on a CPU.
+
+**How it was made.** `python -m training.tiny_base` (see its docstring): BPE tokenizer on the
+captions; the VAE on random 64-px crops (MSE + 0.5 L1 + 1e-4 KL), {card["vae_steps"]} steps at
+batch {card["settings"]["vae_batch"]}; latents of every image once (scaling factor
+{card["latent_scaling_factor"]:.4f}); then UNet and text encoder together on the cached latents
+(epsilon prediction, min-SNR-5 weighting, 10% caption dropout for classifier-free guidance, EMA
+0.999), {card["unet_steps"]} steps at batch {card["settings"]["unet_batch"]}. {card.get("history_note", "")}
+
+**Limits.** Blurry at edges, washed colours, weak prompt following beyond the category; good enough
+for clip-art palettes and silhouettes, which is what the demo needs. Samples:
+`docs/tiny_base_samples.png`. Full settings and timings: `training_card.json`.
+"""
+    path = out / "MODEL_CARD.md"
+    path.write_text(text)
+    return path
 
 
 if __name__ == "__main__":
