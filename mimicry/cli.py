@@ -1,13 +1,17 @@
 """The ``mimicry`` command: a thin layer over the packages' own entry points.
 
 Training commands forward their arguments to the module's ``argparse`` parser (``--help`` shows its
-options) and import torch only when run, so ``mimicry --help`` stays fast.
+options) and import torch only when run, so ``mimicry --help`` stays fast. ``scan`` forwards its
+options to ``detector.scan.run`` (onnxruntime, never torch).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -54,6 +58,54 @@ def generate(ctx: typer.Context) -> None:
 def dataset(ctx: typer.Context) -> None:
     """Build the whole real-versus-mimicry dataset for given artists."""
     _forward("training.build_dataset", ctx)
+
+
+class ScanFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[str], typer.Argument(
+        help="Image files, folders or glob patterns (quote them).", show_default=False)],
+    recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders.")] = False,
+    fmt: Annotated[Optional[ScanFormat], typer.Option(
+        "--format", show_default=False, help="Output format \\[default: from the -o suffix, else table].")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", show_default=False,
+        help="Write rows to this file (.csv or .jsonl) instead of the terminal.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Skip sources already in the -o file and append the rest.")] = False,
+    model: Annotated[Path, typer.Option(
+        "--model", help="Model directory (model.onnx + model.json).")] = Path("models/default"),
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per inference batch.")] = 32,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=0, show_default=False,
+        help="Threads decoding the next batch during inference; 0 decodes in line "
+             "\\[default: CPUs, at most 8].")] = None,
+) -> None:
+    """Say for each image whether it is an AI imitation of an artist's style.
+
+    Folders give their .png .jpg .jpeg .webp .gif .bmp .tif .tiff files
+    (top level only, unless -r); files named explicitly are always tried.
+    A file that cannot be read becomes an error row, not a failed scan.
+    Columns: source, label (human / uncertain / ai-mimicry), score,
+    threshold, model, model_version, error_code, error.
+
+    Exit codes (with --resume, over every row in the file):
+      0    all files scanned, none flagged
+      1    at least one ai-mimicry verdict
+      2    usage error, model not loadable, or no input files
+      3    some files had errors (and none was flagged)
+      130  interrupted; the rows written so far are kept (rerun with --resume)
+    """
+    from detector import scan as scan_lib
+
+    raise typer.Exit(scan_lib.run(
+        paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume, model=model,
+        batch_size=batch_size, workers=scan_lib.DEFAULT_WORKERS if workers is None else workers))
 
 
 @app.command()

@@ -1,0 +1,102 @@
+"""The one preprocessing source: an RGB image becomes the model's input array.
+
+Training (``training.finetune`` wraps the result with ``torch.from_numpy``), ONNX export parity and
+serving all call :func:`preprocess`, so they cannot drift apart. Pure numpy and Pillow, no
+randomness: the same image and config always give the same array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from PIL import Image
+
+RESIZE_POLICIES = ("squash", "shorter_then_center_crop")
+INTERPOLATIONS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PreprocessConfig:
+    """How an image becomes a ``(3, size, size)`` float32 array; travels in ``model.json``.
+
+    ``resize``: ``"squash"`` resizes the whole image to ``size`` x ``size`` (aspect ratio not kept;
+    nothing is cut off), ``"shorter_then_center_crop"`` takes the centred square of side
+    ``min(width, height)`` and resizes it to ``size`` (aspect kept; the margins of the longer side
+    are cut off). ``mean`` and ``std`` are per RGB channel on the 0-1 scale.
+    """
+
+    size: int
+    resize: str = "squash"
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
+            raise ValueError(f"size must be a positive integer, got {self.size!r}")
+        if self.resize not in RESIZE_POLICIES:
+            raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {tuple(INTERPOLATIONS)}, got {self.interpolation!r}")
+        for name in ("mean", "std"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 3 or not all(np.isfinite(value)):
+                raise ValueError(f"{name} must be three finite numbers (R, G, B), got {getattr(self, name)!r}")
+            object.__setattr__(self, name, value)  # lists from JSON become tuples: hashable, immutable
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+        object.__setattr__(self, "size", int(self.size))
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (lists for mean and std) that :meth:`from_dict` reads back."""
+        return {"size": self.size, "resize": self.resize, "interpolation": self.interpolation,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> PreprocessConfig:
+        """Read :meth:`to_dict` output. Unknown keys are refused: a preprocessing setting this
+        version does not understand must not be dropped silently."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ValueError(f"unknown preprocessing setting(s) {unknown}; known: {sorted(fields)}")
+        missing = sorted(f for f in ("size", "mean", "std") if f not in d)
+        if missing:
+            raise ValueError(f"preprocessing setting(s) {missing} missing")
+        return cls(**dict(d))
+
+
+def preprocess(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
+    """Resize an 8-bit RGB image as ``cfg`` says and return ``(x/255 - mean)/std`` as float32
+    CHW of shape ``(3, cfg.size, cfg.size)``. Decode with ``detector.decode.decode_image`` first."""
+    if image.mode != "RGB":
+        raise ValueError(f"preprocess needs an 8-bit RGB image (decode_image gives one), got mode {image.mode}")
+    resample = INTERPOLATIONS[cfg.interpolation]
+    target = (cfg.size, cfg.size)
+    w, h = image.size
+    if cfg.resize == "squash" or w == h:
+        box = None
+    else:
+        side = min(w, h)
+        # Resizing the centred square directly equals "shorter side to size, then centre crop",
+        # without the rounding of an intermediate size.
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    if image.size != target or box is not None:
+        image = image.resize(target, resample, box=box)
+    x = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess_batch(images: Iterable[Image.Image], cfg: PreprocessConfig) -> np.ndarray:
+    """:func:`preprocess` each image and stack them: ``(N, 3, size, size)`` float32."""
+    arrays = [preprocess(im, cfg) for im in images]
+    if not arrays:
+        return np.zeros((0, 3, cfg.size, cfg.size), np.float32)
+    return np.stack(arrays)
