@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="one DreamBooth run per artist and method; the mimicry count is shared among them")
     p.add_argument("--db-steps", type=int, default=300)
     p.add_argument("--db-batch-size", type=int, default=4)
-    p.add_argument("--db-lr-full", type=float, default=5e-5)
+    p.add_argument("--db-lr-full", type=float, default=1e-4)
     p.add_argument("--db-lr-lora", type=float, default=5e-4)
     p.add_argument("--num-class-images", type=int, default=64)
     p.add_argument("--train-text-encoder", action="store_true")

@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "unet_minutes": round(unet_time / 60, 1),
         "total_minutes": round((time.time() - t_all) / 60, 1),
         "latent_scaling_factor": scaling,
-        "storage_dtype": "float16 (load with torch_dtype=torch.float32 on a CPU)",
+        "storage_dtype": "float16 (load with dtype=torch.float32 on a CPU)",
         "settings": {k: str(v) for k, v in vars(args).items()},
         "torch": torch.__version__,
     }
@@ -345,8 +345,9 @@ UNet2DConditionModel, CLIPTextModel + CLIPTokenizer, a DPM-Solver++ scheduler), 
 train on a 2-core CPU. It exists so that the DreamBooth mimicry attack can be reproduced offline;
 it is **not** Stable Diffusion and its images are far cruder than SD's.
 
-**Trained on.** {card["trained_on"]}. Left out: the demo artists ({", ".join(card["excluded_artists"])}),
-so DreamBooth on them learns a style the base has not seen. Public domain (Open Clip Art Library,
+**Trained on.** {card["trained_on"]}. Left out: {", ".join(card["excluded_artists"])} (the demo
+artists, so DreamBooth on them learns a style the base has not seen, and a set of procedural star
+polygons). Public domain (Open Clip Art Library,
 Debian package openclipart-png).
 
 **Size.** VAE {p["vae"]:,} parameters (f=8, 4 latent channels), text encoder {p["text_encoder"]:,},
