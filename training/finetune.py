@@ -225,7 +225,7 @@ def train_one_epoch(model, loader, optimizer, loss_fn, max_batches=None, desc="t
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss) * len(y)
+        total += loss.item() * len(y)
         n += len(y)
         bar.set_postfix(loss=f"{total / n:.4f}")
     return total / max(n, 1)
