@@ -41,7 +41,7 @@ dataset: venv openclipart
 detector: dataset
 	$(PY) -m training.finetune --manifest $(DEMO)/manifest.jsonl --out runs/finetune/default
 	$(PY) -m training.export --run runs/finetune/default --out $(MODEL) --name mimicry-demo-clipart \
-	    --trained-on "$$(cat docs/TRAINED_ON.txt)"
+	    --trained-on "$$(cat docs/TRAINED_ON.txt)" --card-extra docs/input_policy.json
 
 examples: dataset
 	$(PY) -m training.make_examples --dataset $(DEMO) --out examples

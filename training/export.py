@@ -4,9 +4,9 @@
 2. Parity: the same real images through torch and onnxruntime; max |delta logit| must be <= 1e-4.
 3. Calibration on the validation split: Platt scaling (a logistic fit of label on logit), so
    ``score = sigmoid(a * logit + b)`` is a probability of AI mimicry; monotone by construction.
-4. Thresholds chosen on validation human works: ``ai_mimicry`` is the lowest score at which at most
-   ``--max-fpr`` (1%) of them would be flagged; below ``human_below`` (at most ``--uncertain-fpr``,
-   10%, of human works score higher) a verdict is "human"; between the two, "uncertain".
+4. Thresholds chosen on validation human works: ``ai_mimicry`` flags at most ``--max-fpr`` (1%) of
+   them, placed mid-gap among the thresholds that flag the same images; below ``human_below`` (the mirror rule: at most ``--max-fnr``, 1%,
+   of validation mimicry scores lower) a verdict is "human"; between the two, "uncertain".
 5. Metrics on the test split (AUROC, AP, TPR at 1% FPR, accuracy and FPR at the threshold, ECE).
 6. ``model.json`` carrying everything inference needs and everything a user should know.
 
@@ -38,10 +38,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", default=None, help="model name; default: the out directory's name")
     p.add_argument("--version", default="0.1.0")
     p.add_argument("--max-fpr", type=float, default=0.01, help="share of human works flagged at the threshold")
-    p.add_argument("--uncertain-fpr", type=float, default=0.10, help="share of human works above 'human'")
+    p.add_argument("--max-fnr", type=float, default=0.01,
+                   help="share of mimicry that may be called 'human' (sets the bottom of the uncertain band)")
+    p.add_argument("--human-max-score", type=float, default=0.2,
+                   help="never call 'human' a calibrated P(mimicry) at or above this")
     p.add_argument("--trained-on", default=None, help="one honest sentence on the training data")
     p.add_argument("--parity-images", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--card-extra", type=Path, default=None,
+                   help="a JSON object merged into model.json (for example the input-policy comparison)")
     return p.parse_args(argv)
 
 
@@ -66,12 +71,34 @@ def platt_fit(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Platt scaling: (a, b) with P(mimicry) = sigmoid(a * logit + b), fit on held-out data."""
     from sklearn.linear_model import LogisticRegression
 
-    lr = LogisticRegression(C=1e4, max_iter=1000)
+    # Regularised (C=1): on a split the model separates perfectly, an unregularised fit would push
+    # the slope towards infinity and every score to 0 or 1.
+    lr = LogisticRegression(C=1.0, max_iter=1000)
     lr.fit(logits.reshape(-1, 1), labels.astype(int))
     a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
     if a <= 0:
         raise ValueError(f"calibration slope {a:.4f} <= 0: the model's logits do not rank the validation split")
     return a, b
+
+
+def max_margin_threshold(human_scores: np.ndarray, mimicry_scores: np.ndarray, fpr: float) -> float:
+    """A threshold that flags at most ``fpr`` of the human works, placed mid-gap.
+
+    Every threshold between the lowest admissible one (:func:`threshold_at_fpr`) and the lowest
+    mimicry score above it flags exactly the same held-out images; the lowest sits right on top of
+    a human work, so the next artist's slightly higher scores would be flagged. The midpoint of the
+    gap, in logit space, keeps the held-out figures and leaves the most room on both sides.
+    """
+    low = threshold_at_fpr(human_scores, fpr)
+    above = mimicry_scores[mimicry_scores >= low]
+    if len(above) == 0:
+        return low
+    high = float(above.min())
+    eps = 1e-12
+    lo_l = np.log(max(low, eps) / max(1 - low, eps))
+    hi_l = np.log(max(high, eps) / max(1 - high, eps))
+    mid = float(1 / (1 + np.exp(-(lo_l + hi_l) / 2)))
+    return max(low, min(mid, high))
 
 
 def calibrate(logits: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -151,8 +178,11 @@ def main(args: argparse.Namespace) -> dict:
 
     a, b = platt_fit(val_logits, val_y)
     val_scores = calibrate(val_logits, a, b)
-    thr = threshold_at_fpr(val_scores[val_y == 0], args.max_fpr)
-    human_below = min(thr, threshold_at_fpr(val_scores[val_y == 0], args.uncertain_fpr))
+    human_val, mimicry_val = val_scores[val_y == 0], val_scores[val_y == 1]
+    thr = max_margin_threshold(human_val, mimicry_val, args.max_fpr)
+    # The mirror rule on the other side: at most max_fnr of the val mimicry scores below human_below.
+    human_below = min(thr, args.human_max_score,
+                      1.0 - max_margin_threshold(1.0 - mimicry_val, 1.0 - human_val, args.max_fnr))
     (test_logits, test_y), _ = split_logits(model, manifest, "test", cfg, args.batch_size)
     test_scores = calibrate(test_logits, a, b)
 
@@ -174,10 +204,12 @@ def main(args: argparse.Namespace) -> dict:
         "thresholds": {
             "ai_mimicry": thr,
             "human_below": human_below,
-            "how_chosen": (f"ai_mimicry: the lowest score at which at most {args.max_fpr:.0%} of the "
-                           f"{int((val_y == 0).sum())} held-out (val) human works are flagged; human_below: at most "
-                           f"{args.uncertain_fpr:.0%} of them score at or above it; between the two the verdict "
-                           "is 'uncertain'"),
+            "how_chosen": (f"ai_mimicry: at most {args.max_fpr:.0%} of the {int((val_y == 0).sum())} held-out (val) "
+                           "human works are flagged; among the thresholds that flag the same val images, the "
+                           "midpoint (in logit) of the gap to the next mimicry score. human_below: the mirror rule, at "
+                           f"most {args.max_fnr:.0%} of the {int((val_y == 1).sum())} val mimicry images score below "
+                           f"it, and never above a calibrated {args.human_max_score}. Between the two the verdict is "
+                           "'uncertain'"),
         },
         "metrics": {"test": metrics(test_scores, test_y, thr), "val": metrics(val_scores, val_y, thr),
                     "onnx_parity_max_abs_logit_diff": parity},
@@ -196,6 +228,12 @@ def main(args: argparse.Namespace) -> dict:
         "opset": OPSET,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if args.card_extra:
+        extra = json.loads(args.card_extra.read_text())
+        clash = sorted(set(extra) & set(card))
+        if clash:
+            raise ValueError(f"--card-extra may not replace {clash}")
+        card.update(extra)
     write_model_json(args.out, card)
     return card
 

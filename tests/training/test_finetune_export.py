@@ -127,3 +127,13 @@ def test_calibration_is_monotone_and_thresholds_bound_the_fpr():
             assert (human >= t).mean() <= fpr + 1e-12
     with pytest.raises(ValueError, match="slope"):
         export.platt_fit(logits, 1 - labels)
+
+
+def test_max_margin_threshold_keeps_the_fpr_and_sits_mid_gap():
+    human = np.array([0.01, 0.02, 0.03, 0.10])
+    mimicry = np.array([0.90, 0.95, 0.99])
+    t = export.max_margin_threshold(human, mimicry, 0.01)
+    assert (human >= t).mean() == 0 and (mimicry >= t).all()
+    assert 0.10 < t < 0.90 and abs(t - 0.5) < 0.05  # logit midpoint of 0.10 and 0.90 is 0.5
+    overlapping = export.max_margin_threshold(np.array([0.2, 0.6]), np.array([0.1, 0.5, 0.7]), 0.0)
+    assert 0.6 < overlapping <= 0.7
