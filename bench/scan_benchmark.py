@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=Path("models/default"))
     p.add_argument("--n", type=int, default=300, help="distinct 1-MP JPEGs")
     p.add_argument("--baseline-n", type=int, default=100, help="images for the (slow) baseline")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--memory", type=int, default=0, help="also scan this many paths and sample RSS")
     p.add_argument("--scratch", type=Path, default=None)

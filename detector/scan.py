@@ -322,7 +322,7 @@ class ScanSummary:
         return EXIT_OK
 
 
-def scan(detector, sources: Iterable[str], sink, *, batch_size: int = 32, workers: int = DEFAULT_WORKERS,
+def scan(detector, sources: Iterable[str], sink, *, batch_size: int = 16, workers: int = DEFAULT_WORKERS,
          skip: set[str] | frozenset[str] = frozenset(), summary: ScanSummary | None = None,
          advance: Callable[[], None] = lambda: None) -> ScanSummary:
     """Write one row per source not in ``skip`` to ``sink``; return the counts.
@@ -352,7 +352,7 @@ def scan(detector, sources: Iterable[str], sink, *, batch_size: int = 32, worker
 
 
 def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, output: Path | None = None,
-        resume: bool = False, model: Path = Path("models/default"), batch_size: int = 32,
+        resume: bool = False, model: Path = Path("models/default"), batch_size: int = 16,
         workers: int = DEFAULT_WORKERS, stdout: Console | None = None, stderr: Console | None = None) -> int:
     """The whole ``mimicry scan`` command; returns its exit code (see the command's help)."""
     stdout = stdout or Console()

@@ -80,7 +80,7 @@ def scan(
         "--resume", help="Skip sources already in the -o file and append the rest.")] = False,
     model: Annotated[Path, typer.Option(
         "--model", help="Model directory (model.onnx + model.json).")] = Path("models/default"),
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per inference batch.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per inference batch.")] = 16,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=0, show_default=False,
         help="Threads decoding the next batch during inference; 0 decodes in line "
