@@ -95,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-artists", nargs="*", default=None)
     p.add_argument("--test-artists", nargs="*", default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no", help="DreamBooth on CUDA")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="DreamBooth on CUDA")
     return p.parse_args(argv)
 
 
@@ -137,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                     db_argv += ["--lora"]
                 if args.train_text_encoder:
                     db_argv += ["--train-text-encoder"]
+                db_argv += ["--mixed-precision", args.mixed_precision]
+                if args.gradient_checkpointing:
+                    db_argv += ["--gradient-checkpointing"]
                 print(f"DreamBooth ({method}) for {artist} ...", file=sys.stderr)
                 dreambooth.main(dreambooth.parse_args(db_argv))
             new = generate(run_dir, args.out, n, manifest=gen_manifest, seed=args.seed * 1_000_003,
