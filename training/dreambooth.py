@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import random
 import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
