@@ -11,14 +11,14 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv openclipart dataset detector examples sheets tiny-base bench clean
+.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[train,dev]'
+	$(VENV)/bin/pip install --quiet -e '.[train,serve,scale,dev]'
 	touch $@
 
 # Main job: the bundled detector on the bundled examples (real works and mimicry it never saw).
@@ -32,6 +32,17 @@ openclipart: /usr/share/openclipart/png
 /usr/share/openclipart/png:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openclipart-png
+
+# What the tests need from Debian: the demo art, and Chromium for the web page's browser test.
+APT_TEST := openclipart-png chromium chromium-driver
+sysdeps: .sysdeps-installed
+
+.sysdeps-installed: Makefile
+	@missing=$$(for p in $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+	touch $@
 
 # The demo real-versus-mimicry dataset: corpus, DreamBooth per artist, mimicry, manifest (~25 min).
 dataset: venv openclipart
@@ -56,8 +67,8 @@ tiny-base: venv openclipart
 bench: venv
 	$(PY) bench/scan_benchmark.py --model $(MODEL) --n 300 --memory 10000
 
-test: venv openclipart
+test: venv sysdeps
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs data/cache $(DEMO)
+	rm -rf .sysdeps-installed $(VENV) runs data/cache $(DEMO)
