@@ -166,6 +166,12 @@ class Detector:
                        model=self.name, model_version=self.version,
                        evidence={"logit": logit, "model_trained_on": self.bundle.trained_on})
 
+    def verdict(self, source: str, logit: float) -> Verdict:
+        """The verdict for one raw model output (as :meth:`predict_arrays` returns it): calibrated
+        score, band and evidence. For callers that batch inputs themselves (the HTTP service)."""
+        score = float(self.bundle.calibration(np.asarray([logit], np.float32))[0])
+        return self._scored(source, float(logit), score)
+
     def error_verdict(self, source: str, code: str, message: str) -> Verdict:
         """A verdict for a source that could not be scored (no score, no label)."""
         return Verdict(source=source, score=None, label=None, threshold=None, model=self.name,
