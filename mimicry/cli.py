@@ -108,6 +108,12 @@ def scan(
         batch_size=batch_size, workers=scan_lib.DEFAULT_WORKERS if workers is None else workers))
 
 
+from mimicry.serve_cli import keys_app, serve  # noqa: E402  (light: imports the service only when run)
+
+app.command("serve")(serve)
+app.add_typer(keys_app, name="keys")
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""

@@ -1,0 +1,98 @@
+"""``mimicry serve`` and ``mimicry keys``: run the HTTP service and manage its API keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+keys_app = typer.Typer(help="Create, list and revoke the service's API keys (stored hashed).",
+                       no_args_is_help=True)
+
+KeysDb = Annotated[Optional[Path], typer.Option(
+    "--db", show_default=False, help="Key database \\[default: MIMICRY_KEYS_DB, else ~/.local/share/mimicry/keys.sqlite3].")]
+
+
+def serve(
+    model: Annotated[Optional[Path], typer.Option("--model", show_default=False,
+                                                  help="Model directory \\[default: MIMICRY_MODEL_DIR or models/default].")] = None,
+    host: Annotated[Optional[str], typer.Option("--host", show_default=False, help="\\[default: 127.0.0.1]")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", show_default=False, help="\\[default: 8000]")] = None,
+    batch_max_size: Annotated[Optional[int], typer.Option(
+        "--batch-max-size", min=1, show_default=False, help="Images per model call; 1 turns batching off.")] = None,
+    batch_max_wait_ms: Annotated[Optional[float], typer.Option(
+        "--batch-max-wait-ms", min=0, show_default=False, help="How long a batch waits to fill.")] = None,
+    require_key: Annotated[Optional[bool], typer.Option(
+        "--require-key/--no-require-key", show_default=False, help="Require an API key for detect too.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Start the HTTP API and the web page under uvicorn.
+
+    Every setting can also come from MIMICRY_* environment variables or a .env file
+    (see service/settings.py); options given here win. The model loads at start-up: a model
+    directory that fails its checks stops the server with the reason.
+    """
+    import uvicorn
+    from pydantic import ValidationError
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    overrides = {k: v for k, v in {
+        "model_dir": model, "host": host, "port": port, "batch_max_size": batch_max_size,
+        "batch_max_wait_ms": batch_max_wait_ms, "require_key_for_detect": require_key}.items() if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        typer.echo(f"error: bad settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from detector.bundle import ModelBundle, ModelError
+
+    try:  # fail before binding the port, with the reason
+        ModelBundle.from_dir(settings.model_dir)
+    except ModelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+                timeout_keep_alive=5)
+
+
+def _store(db: Path | None):
+    from service.keys import KeyStore
+    from service.settings import Settings
+
+    return KeyStore(db or Settings().keys_db)
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Argument(help="Who or what will use the key.")], db: KeysDb = None) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    store = _store(db)
+    try:
+        key, info = store.create(name)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(key)
+    typer.echo(f"key id {info.id} for {info.name!r} in {store.path}; it is shown only now", err=True)
+
+
+@keys_app.command("list")
+def keys_list(db: KeysDb = None) -> None:
+    """List keys (ids and names, never the keys)."""
+    import datetime as dt
+
+    for k in _store(db).list():
+        created = dt.datetime.fromtimestamp(k.created_at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+        state = "active" if k.active else "revoked"
+        typer.echo(f"{k.id}\t{state}\t{created}\t{k.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The id that `keys list` shows.")], db: KeysDb = None) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    if not _store(db).revoke(key_id):
+        typer.echo(f"error: no active key with id {key_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")

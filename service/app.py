@@ -1,0 +1,289 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; the model loads in the lifespan.
+
+Routes (versioned under /v1, documented at /docs and /openapi.json):
+
+- ``POST /v1/detect``: one image (multipart file field, or the raw body as ``image/*``) -> a verdict.
+  A file that cannot be decoded is an error answer: 413 (too many bytes or pixels), 415 (format
+  outside the allow-list), 422 (corrupt or empty), each with a stable ``error.code``.
+- ``POST /v1/detect/batch``: up to ``max_batch_items`` files -> one verdict per file, with per-item
+  errors as data (the request itself succeeds).
+- ``GET /v1/models``, ``GET /healthz`` (alive), ``GET /readyz`` (model loaded), ``GET /metrics``.
+- ``GET /``: the web page for artists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from detector.decode import DecodeError
+from detector.detector import Detector
+from detector.verdict import Verdict
+
+from . import errors
+from .batching import MicroBatcher, Overloaded
+from .errors import APIError
+from .keys import KeyStore
+from .metrics import Metrics
+from .schemas import BatchOut, ErrorBody, Health, ModelOut, ModelsOut, VerdictOut
+from .settings import Settings
+from .uploads import Upload, read_images
+
+STATIC = Path(__file__).parent / "static"
+API_KEY_HEADER = "X-API-Key"
+
+_IMAGE_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_BATCH_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}, "required": ["files"]}}},
+}
+
+
+def _errors(*statuses: int) -> dict:
+    return {s: {"model": ErrorBody} for s in statuses}
+
+
+class State:
+    """What the lifespan loads and the routes share."""
+
+    def __init__(self, settings: Settings, metrics: Metrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.detector: Detector | None = None
+        self.batcher: MicroBatcher | None = None
+        self.decode_pool: ThreadPoolExecutor | None = None
+        self.keys: KeyStore | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.detector is not None and self.batcher is not None and self.batcher.running
+
+
+class MetricsMiddleware:
+    """Counts requests by route template, method and status, and times them (pure ASGI: cheap)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(name, scope["method"], str(status["code"])).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - t0)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Nothing is loaded until the lifespan starts (first request in tests,
+    server start-up under uvicorn)."""
+    settings = settings or Settings()
+    metrics = Metrics()
+    state = State(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        det = await run_in_threadpool(Detector.from_dir, settings.model_dir,
+                                      intra_op_threads=settings.intra_op_threads,
+                                      max_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels)
+        state.decode_pool = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="decode")
+        state.keys = KeyStore(settings.keys_db)
+        batcher = MicroBatcher(det.predict_arrays, max_size=settings.batch_max_size,
+                               max_wait_ms=settings.batch_max_wait_ms, max_queue=settings.queue_max,
+                               on_batch=metrics.observe_batch)
+        await batcher.start()
+        metrics.queue_depth.set_function(lambda: batcher.depth)
+        metrics.model.info({"name": det.name, "version": det.version, "sha256": det.bundle.card["onnx_sha256"]})
+        state.detector, state.batcher = det, batcher
+        try:
+            yield
+        finally:
+            state.batcher = None
+            await batcher.stop()
+            state.decode_pool.shutdown(wait=False, cancel_futures=True)
+            state.keys.close()
+
+    app = FastAPI(
+        title="mimicry-detect",
+        summary="Is this image an AI imitation of a human artist's style?",
+        description="Calibrated verdicts from an ONNX detector. Every error is JSON: "
+                    "`{\"error\": {\"code\", \"message\"}}` with a stable code.",
+        version=_package_version(),
+        lifespan=lifespan,
+    )
+    app.state.mimicry = state
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    # ------------------------------------------------------------------ dependencies
+
+    def detector() -> Detector:
+        if not state.ready:
+            raise APIError("not_ready", "the model is not loaded yet", headers={"Retry-After": "1"})
+        return state.detector
+
+    async def detect_auth(request: Request) -> None:
+        if settings.require_key_for_detect:
+            require_key(request)
+
+    def require_key(request: Request):
+        key = request.headers.get(API_KEY_HEADER)
+        if key is None:
+            auth = request.headers.get("authorization", "")
+            if auth.lower().startswith("bearer "):
+                key = auth[7:].strip()
+        if key is None:
+            raise APIError("unauthorized", f"this endpoint needs an API key in the {API_KEY_HEADER} header",
+                           headers={"WWW-Authenticate": "Bearer"})
+        info = state.keys.verify(key) if state.keys is not None else None
+        if info is None:
+            raise APIError("unauthorized", "the API key is not valid or has been revoked",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return info
+
+    app.state.require_key = require_key
+
+    # ------------------------------------------------------------------ the work
+
+    async def verdict_for(det: Detector, upload: Upload, name: str) -> Verdict:
+        loop = asyncio.get_running_loop()
+        if settings.keep_uploads_dir is not None:
+            await loop.run_in_executor(state.decode_pool, _keep, settings.keep_uploads_dir, upload.data)
+        try:
+            x = await loop.run_in_executor(state.decode_pool, det.load_input, upload.data)
+        except DecodeError as exc:
+            metrics.images.labels(exc.code).inc()
+            return det.error_verdict(name, exc.code, exc.message)
+        try:
+            logit = float(await state.batcher.submit(x))
+        except Overloaded as exc:
+            metrics.overloaded.inc()
+            raise APIError("overloaded", f"the service is at capacity ({exc}); retry shortly",
+                           headers={"Retry-After": str(settings.retry_after_s)}) from None
+        verdict = det.verdict(name, logit)
+        metrics.images.labels(verdict.label).inc()
+        return verdict
+
+    async def within_deadline(coro):
+        try:
+            return await asyncio.wait_for(coro, settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise APIError("timeout", f"the request took longer than {settings.request_timeout_s:g} s") from None
+
+    # ------------------------------------------------------------------ routes
+
+    @app.post("/v1/detect", response_model=VerdictOut, tags=["detect"],
+              summary="Is one image an AI imitation of an artist's style?",
+              openapi_extra={"requestBody": _IMAGE_BODY},
+              responses=_errors(400, 401, 413, 415, 422, 503, 504), dependencies=[Depends(detect_auth)])
+    async def detect(request: Request, det: Detector = Depends(detector)):
+        async def work():
+            uploads = await read_images(request, settings.max_body_bytes, 1)
+            if len(uploads) != 1:
+                raise APIError("too_many_items", f"/v1/detect takes one image, got {len(uploads)}; "
+                                                 "use /v1/detect/batch for several")
+            upload = uploads[0]
+            return await verdict_for(det, upload, upload.filename or "upload")
+
+        verdict = await within_deadline(work())
+        if verdict.error_code is not None:
+            return errors.error_response(verdict.error_code, verdict.error, errors.DECODE_STATUS[verdict.error_code])
+        return verdict.to_dict()
+
+    @app.post("/v1/detect/batch", response_model=BatchOut, tags=["detect"],
+              summary="Verdicts for several images, with per-item errors",
+              openapi_extra={"requestBody": _BATCH_BODY},
+              responses=_errors(400, 401, 413, 415, 503, 504), dependencies=[Depends(detect_auth)])
+    async def detect_batch(request: Request, det: Detector = Depends(detector)):
+        async def work():
+            uploads = await read_images(request, settings.max_body_bytes, settings.max_batch_items)
+            if len(uploads) > settings.max_batch_items:
+                raise APIError("too_many_items", f"{len(uploads)} images; the limit is {settings.max_batch_items}")
+            names = [u.filename or f"<file #{i}>" for i, u in enumerate(uploads)]
+            return await asyncio.gather(*(verdict_for(det, u, n) for u, n in zip(uploads, names)))
+
+        verdicts = await within_deadline(work())
+        return {"results": [v.to_dict() for v in verdicts]}
+
+    @app.get("/v1/models", response_model=ModelsOut, tags=["models"], summary="The loaded model and its card")
+    async def models(det: Detector = Depends(detector)):
+        card = det.bundle.card
+        return {"models": [ModelOut(
+            name=det.name, version=det.version, backbone=card["backbone"], input_size=det.config.size,
+            thresholds=card["thresholds"], calibration=card["calibration"],
+            metrics_test=card["metrics"].get("test"), trained_on=det.bundle.trained_on,
+            onnx_sha256=card["onnx_sha256"])]}
+
+    @app.get("/healthz", response_model=Health, tags=["ops"], summary="The process is alive")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Health, tags=["ops"], summary="The model is loaded and serving",
+             responses=_errors(503))
+    async def readyz():
+        if not state.ready:
+            return errors.error_response("not_ready", "the model is not loaded yet", headers={"Retry-After": "1"})
+        return {"status": "ready", "model": state.detector.name, "model_version": state.detector.version}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
+    async def prometheus():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _keep(directory: Path, data: bytes) -> None:
+    """Store an upload by content hash (only when the operator set ``keep_uploads_dir``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / hashlib.sha256(data).hexdigest()
+    if not path.exists():
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mimicry-detect")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,58 @@
+"""Service settings: environment variables prefixed ``MIMICRY_``, or a ``.env`` file.
+
+Every field can be set as ``MIMICRY_<FIELD>`` (for example ``MIMICRY_MODEL_DIR=models/default``,
+``MIMICRY_BATCH_MAX_SIZE=32``); ``mimicry serve`` options override both.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Where the service keeps its API-key database unless told otherwise."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "mimicry"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune. Byte and pixel limits are checked before decoding."""
+
+    model_config = SettingsConfigDict(env_prefix="MIMICRY_", env_file=".env", extra="ignore")
+
+    model_dir: Path = Field(Path("models/default"), description="Model directory (model.onnx + model.json).")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+    # Limits
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body; more is 413.")
+    max_pixels: int = Field(40_000_000, ge=1, description="Largest image in pixels; more is 413.")
+    max_batch_items: int = Field(32, ge=1, description="Most images in one /v1/detect/batch request.")
+    request_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline; past it the answer is 504.")
+
+    # Micro-batching
+    batch_max_size: int = Field(16, ge=1, description="Most images per onnxruntime call (1 turns batching off).")
+    batch_max_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits to fill once it has one image.")
+    queue_max: int = Field(256, ge=1, description="Images waiting for the model; beyond it the answer is 503.")
+    decode_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1,
+                                description="Threads that decode uploads off the event loop.")
+    intra_op_threads: int | None = Field(None, ge=1, description="onnxruntime threads (default: all cores).")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503 when the queue is full.")
+
+    # Auth
+    keys_db: Path = Field(default_factory=lambda: default_data_dir() / "keys.sqlite3",
+                          description="SQLite file of hashed API keys (created by `mimicry keys create`).")
+    require_key_for_detect: bool = Field(False, description="Also require an API key for the detect endpoints.")
+
+    # Uploads are kept only when the operator asks.
+    keep_uploads_dir: Path | None = Field(None, description="If set, uploads are stored here by sha256.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.batch_max_size > self.queue_max:
+            raise ValueError(f"batch_max_size ({self.batch_max_size}) must not exceed queue_max ({self.queue_max})")
+        return self

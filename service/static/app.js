@@ -1,0 +1,79 @@
+// The artists' page: send one image to /v1/detect and show the verdict with its evidence.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const BANDS = {
+  "human": "Looks like human work to this model.",
+  "uncertain": "The model cannot tell. Treat this as no answer, not as an accusation.",
+  "ai-mimicry": "The model says this is likely AI-generated mimicry.",
+};
+
+function showStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+function showVerdict(v) {
+  const pct = (x) => (100 * x).toFixed(1) + "%";
+  const verdict = $("verdict");
+  verdict.textContent = v.label === "ai-mimicry" ? "Likely AI mimicry" : v.label === "human" ? "Likely human" : "Uncertain";
+  verdict.className = v.label;
+  verdict.dataset.label = v.label;
+  $("score").textContent = pct(v.score) + " probability of AI mimicry";
+  $("band").textContent = `${v.label}: ${BANDS[v.label] || ""}`;
+  $("threshold").textContent = pct(v.threshold);
+  $("model").textContent = `${v.model} ${v.model_version}`;
+  $("trained-on").textContent = (v.evidence && v.evidence.model_trained_on) || "";
+  $("evidence").textContent = JSON.stringify(v.evidence || {}, null, 2);
+  $("meter-bar").style.width = pct(v.score);
+  $("meter-threshold").style.left = pct(v.threshold);
+  $("result").hidden = false;
+}
+
+async function check(file) {
+  $("result").hidden = true;
+  const preview = $("preview");
+  preview.src = URL.createObjectURL(file);
+  preview.hidden = false;
+  $("drop-text").textContent = file.name;
+  showStatus("Checking " + file.name + " ...");
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const headers = {};
+  const key = $("api-key").value.trim();
+  if (key) headers["X-API-Key"] = key;
+  let response, body;
+  try {
+    response = await fetch("/v1/detect", { method: "POST", body: form, headers });
+    body = await response.json();
+  } catch (err) {
+    showStatus("The server could not be reached: " + err, true);
+    return;
+  }
+  if (!response.ok) {
+    const e = body && body.error ? body.error : { code: "http_" + response.status, message: response.statusText };
+    if (response.status === 401) $("key-box").open = true;
+    showStatus(`Not checked (${e.code}): ${e.message}`, true);
+    return;
+  }
+  showStatus("");
+  showVerdict(body);
+}
+
+function setUp() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (e) => { if (e.target.files.length) check(e.target.files[0]); });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    if (e.dataTransfer.files.length) check(e.dataTransfer.files[0]);
+  });
+  fetch("/v1/models").then((r) => r.json()).then((b) => {
+    const m = b.models && b.models[0];
+    if (m) $("model-footer").textContent = `Model: ${m.name} ${m.version}. ${m.trained_on}`;
+  }).catch(() => {});
+}
+
+setUp();

@@ -1,0 +1,85 @@
+"""The artists' web page in real headless Chromium (Debian's, installed by `make test`),
+driven by Playwright, against a live server."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import EXAMPLES, MODEL
+
+from detector import Detector
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.fail("Chromium is not installed: `make sysdeps` (part of `make test`) installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def test_drop_an_image_and_see_the_verdict(browser, live_server):
+    det = Detector.from_dir(MODEL, intra_op_threads=1)
+    mimicry = next(p for p in EXAMPLES if p.name.startswith("mimicry"))
+    real = next(p for p in EXAMPLES if p.name.startswith("real"))
+    with live_server() as srv:
+        page = browser.new_page()
+        page.goto(srv.url + "/")
+        assert "AI imitation" in page.title()
+        page.wait_for_function("document.getElementById('model-footer').textContent.includes('Model:')")
+        assert det.name in page.text_content("#model-footer")
+
+        for path in (mimicry, real):
+            expected = det.predict([str(path)])[0]
+            page.set_input_files("#file", str(path))
+            page.wait_for_selector(f"#verdict[data-label='{expected.label}']", timeout=20_000)
+            assert page.is_visible("#result")
+            assert f"{100 * expected.score:.1f}%" in page.text_content("#score")
+            assert expected.label in page.text_content("#band")
+            assert det.name in page.text_content("#model")
+            assert "not a detector of real Stable Diffusion mimicry" in page.text_content("#trained-on")
+            assert '"logit"' in page.text_content("#evidence")
+
+        # Drag and drop: a real DataTransfer carrying the file, dropped on the zone.
+        data = list(mimicry.read_bytes())
+        handle = page.evaluate_handle("""(bytes) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([new Uint8Array(bytes)], 'dropped.png', {type: 'image/png'}));
+            return dt; }""", data)
+        page.evaluate("document.getElementById('result').hidden = true")
+        page.dispatch_event("#drop", "drop", {"dataTransfer": handle})
+        page.wait_for_selector("#result:not([hidden])", timeout=20_000)
+        assert page.text_content("#drop-text") == "dropped.png"
+        assert page.get_attribute("#verdict", "data-label") == det.predict([str(mimicry)])[0].label
+
+        # A file that is not an image: the page says why, with the API's error code.
+        page.set_input_files("#file", {"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"})
+        page.wait_for_function("document.getElementById('status').textContent.includes('unsupported_format')")
+        assert "error" in page.get_attribute("#status", "class")
+        page.close()
+
+
+def test_page_asks_for_a_key_when_the_server_requires_one(browser, live_server, make_settings):
+    from service.keys import KeyStore
+
+    settings = make_settings(require_key_for_detect=True)
+    key, _ = KeyStore(settings.keys_db).create("artist")
+    path = EXAMPLES[0]
+    with live_server(require_key_for_detect=True) as srv:
+        page = browser.new_page()
+        page.goto(srv.url + "/")
+        page.set_input_files("#file", str(path))
+        page.wait_for_function("document.getElementById('status').textContent.includes('unauthorized')")
+        assert page.evaluate("document.getElementById('key-box').open")
+        page.fill("#api-key", key)
+        page.set_input_files("#file", [])
+        page.set_input_files("#file", str(path))
+        page.wait_for_selector("#result:not([hidden])", timeout=20_000)
+        page.close()
