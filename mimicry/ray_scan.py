@@ -1,0 +1,407 @@
+"""``mimicry scan --engine ray``: the local scan's rows, computed on a Ray cluster.
+
+For backlogs one machine cannot get through. The driver lists the inputs (local paths with the
+local engine's own rules, ``detector.scan.iter_inputs``; URIs such as ``s3://`` or ``file://``
+through ``pyarrow.fs`` with the same suffix rules), and Ray Data runs two stages over them:
+
+1. **load**, stateless tasks on every free CPU: read, decode and preprocess each file with the
+   detector's own functions (``decode_image`` + ``preprocess``); a file that cannot be read or
+   decoded becomes an error, never a failed task.
+2. **predict**, a pool of actors, each holding one onnxruntime session (on a GPU with
+   ``gpus_per_actor``): batched inference, calibration and the verdict, as the row the local engine
+   writes (``detector.scan.verdict_row``).
+
+The rows stream back to the driver, which writes them with the local engine's sinks (table, CSV,
+JSONL: byte for byte the same lines) or to one Parquet file, and counts them for the same exit
+codes. Rows come in completion order, not input order. The model travels to the workers through
+the object store, so nodes need the package installed but no copy of the model.
+
+Ray is imported here only; ``detector/`` never imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import ray
+from rich.console import Console
+from rich.markup import escape as _escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from detector import scan as scan_lib
+from detector.bundle import ModelError
+from detector.decode import DecodeError, decode_image
+from detector.preprocess import PreprocessConfig, preprocess
+from detector.verdict import Verdict
+
+ENGINE_FORMATS = (*scan_lib.FORMATS, "parquet")
+ROW_SCHEMA = pa.schema([
+    ("source", pa.string()), ("label", pa.string()), ("score", pa.float64()), ("threshold", pa.float64()),
+    ("model", pa.string()), ("model_version", pa.string()), ("error_code", pa.string()), ("error", pa.string()),
+])
+assert tuple(ROW_SCHEMA.names) == scan_lib.COLUMNS  # one row shape for both engines
+SOURCES_PER_BLOCK = 256  # small blocks: a retried task redoes little, and rows start flowing early
+MAX_BLOCKS = 20_000  # beyond this, bigger blocks: the driver tracks every block
+_MODEL_FILES = ("model.json", "model.onnx")
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def is_uri(path: str) -> bool:
+    """True for ``scheme://...`` (``s3://``, ``gs://``, ``file://``...), read through ``pyarrow.fs``."""
+    return "://" in path and not os.path.exists(path)
+
+
+def iter_sources(paths: Iterable[str], recursive: bool = False,
+                 warn: Callable[[str], None] | None = None) -> Iterator[str]:
+    """The local engine's inputs (:func:`detector.scan.iter_inputs`), with URIs as well.
+
+    A URI naming a directory yields its files with an image suffix (its subdirectories' too with
+    ``recursive``), in path order, as URIs of the same form; any other URI is yielded as named (a
+    missing one gets a ``not_found`` row). Glob patterns are for local paths only. Raises
+    :class:`~detector.scan.ScanUsageError` for a URI scheme pyarrow cannot read.
+    """
+    for arg in paths:
+        if is_uri(arg):
+            yield from _iter_uri(arg, recursive, warn)
+        else:
+            yield from scan_lib.iter_inputs([arg], recursive, warn)
+
+
+def _iter_uri(uri: str, recursive: bool, warn: Callable[[str], None] | None) -> Iterator[str]:
+    fs, path = _filesystem(uri)
+    try:
+        info = fs.get_file_info(path)
+    except OSError as exc:
+        if warn:
+            warn(f"cannot stat {uri}: {exc}")
+        yield uri
+        return
+    if info.type != pafs.FileType.Directory:
+        yield uri
+        return
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive))
+    except OSError as exc:
+        if warn:
+            warn(f"cannot list {uri}: {exc}")
+        return
+    base, prefix = path.rstrip("/"), uri.rstrip("/")
+    files = sorted(i.path for i in infos if i.type == pafs.FileType.File and scan_lib._is_image_name(i.base_name))
+    if not files and warn:
+        warn(f"no image files in {uri}" + ("" if recursive else " (use -r for subfolders)"))
+    for p in files:
+        yield prefix + p[len(base):]
+
+
+@functools.lru_cache(maxsize=64)
+def _filesystem_root(base: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(base)
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's filesystem for ``uri`` and the path in it; one filesystem object per bucket or host
+    and process (making one, an S3 client say, costs far more than reading a small file)."""
+    scheme, _, rest = uri.partition("://")
+    host, _, key = rest.partition("/")
+    try:
+        fs, root = _filesystem_root(f"{scheme}://{host}/")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise scan_lib.ScanUsageError(f"cannot read {uri}: {exc}") from None
+    return fs, (root.rstrip("/") + "/" + key if key else root)
+
+
+# ----------------------------------------------------------------------------- stage 1: load
+
+
+def _read_uri(uri: str, max_bytes: int) -> bytes:
+    """A URI's bytes, refusing before reading what the local engine refuses before opening."""
+    try:
+        fs, path = _filesystem(uri)
+    except scan_lib.ScanUsageError as exc:
+        raise DecodeError("not_found", str(exc)) from None
+    try:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise DecodeError("not_found", f"no such file: {uri}")
+        if info.type != pafs.FileType.File:
+            raise DecodeError("not_found", f"not a file: {uri}")
+        if info.size is not None and info.size > max_bytes:
+            raise DecodeError("too_large", f"{info.size:,} bytes exceeds the limit of {max_bytes:,}")
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except OSError as exc:  # pyarrow's I/O errors (permissions, network) are per-file errors too
+        raise DecodeError("not_found", f"cannot read {uri}: {exc}") from None
+
+
+def load_batch(batch: dict[str, np.ndarray], *, config: PreprocessConfig, max_bytes: int,
+               max_pixels: int) -> dict[str, np.ndarray]:
+    """Stage 1: sources -> model inputs ``x`` (zeros where ``error_code`` is set).
+
+    The same decode and preprocess as :meth:`detector.detector.Detector.load_input`; local paths
+    are decoded by path exactly as the local engine does, URIs from their bytes.
+    """
+    sources = [str(s) for s in batch["source"]]
+    x = np.zeros((len(sources), 3, config.size, config.size), np.float32)
+    codes, errors = [""] * len(sources), [""] * len(sources)
+    for i, source in enumerate(sources):
+        try:
+            data = _read_uri(source, max_bytes) if is_uri(source) else source
+            image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, draft_size=config.size)
+            x[i] = preprocess(image, config)
+        except DecodeError as exc:
+            codes[i], errors[i] = exc.code, exc.message
+    return {"source": np.array(sources, dtype=object), "x": x,
+            "error_code": np.array(codes, dtype=object), "error": np.array(errors, dtype=object)}
+
+
+# ----------------------------------------------------------------------------- stage 2: predict
+
+
+class Predictor:
+    """Stage 2, one per actor: an onnxruntime session over the model shipped from the driver."""
+
+    def __init__(self, model_files: ray.ObjectRef, *, providers: list[str], threads: int):
+        from detector.detector import Detector
+
+        model_files = ray.get(model_files)  # put once by the driver, fetched once per actor
+        self._dir = tempfile.TemporaryDirectory(prefix="mimicry-model-")
+        for name, data in model_files.items():
+            Path(self._dir.name, name).write_bytes(data)
+        # from_dir checks model.onnx against model.json's sha256: a damaged copy is refused here too.
+        self.detector = Detector.from_dir(self._dir.name, providers=providers, intra_op_threads=threads)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        det = self.detector
+        ok = np.array([not c for c in batch["error_code"]], dtype=bool)
+        logits = det.predict_arrays(batch["x"][ok])
+        scores = iter(det.bundle.calibration(logits).tolist())
+        t = det.bundle.thresholds
+        rows = []
+        for source, code, error, good in zip(batch["source"], batch["error_code"], batch["error"], ok):
+            if good:
+                score = next(scores)
+                v = Verdict(source=str(source), score=score, label=t.label(score), threshold=t.ai_mimicry,
+                            model=det.name, model_version=det.version)
+            else:
+                v = det.error_verdict(str(source), str(code), str(error))
+            rows.append(scan_lib.verdict_row(v))
+        return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class RayOptions:
+    """How the work is spread: ``actors`` onnxruntime actors of ``cpus_per_actor`` CPUs (and
+    ``gpus_per_actor`` GPUs) each; None means as many as the cluster's CPUs (or GPUs) hold."""
+
+    actors: int | None = None
+    cpus_per_actor: int = 1
+    gpus_per_actor: float = 0.0
+    batch_size: int = 16
+
+
+def build_dataset(sources: list[str], model_dir: Path, config: PreprocessConfig, opts: RayOptions, *,
+                  max_bytes: int, max_pixels: int) -> ray.data.Dataset:
+    """The lazy Ray Dataset of output rows (:data:`ROW_SCHEMA`) for ``sources``."""
+    model_files = {name: (model_dir / name).read_bytes() for name in _MODEL_FILES}
+    providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if opts.gpus_per_actor > 0
+                 else ["CPUExecutionProvider"])
+    per_block = max(SOURCES_PER_BLOCK, math.ceil(len(sources) / MAX_BLOCKS))
+    blocks = [pa.table({"source": pa.array(sources[i:i + per_block], pa.string())})
+              for i in range(0, len(sources), per_block)]
+    ds = ray.data.from_arrow(blocks)
+    ds = ds.map_batches(load_batch, batch_size=opts.batch_size, num_cpus=1,
+                        fn_kwargs={"config": config, "max_bytes": max_bytes, "max_pixels": max_pixels})
+    return ds.map_batches(
+        Predictor, batch_size=opts.batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=min(opts.actors or 1, len(blocks))),  # idle actors help nobody
+        num_cpus=opts.cpus_per_actor, num_gpus=opts.gpus_per_actor or None,
+        fn_constructor_kwargs={"model_files": ray.put(model_files), "providers": providers,
+                               "threads": opts.cpus_per_actor})
+
+
+class ParquetSink:
+    """Rows into one Parquet file (:data:`ROW_SCHEMA`), a row group per ``every`` rows."""
+
+    def __init__(self, path: Path, every: int = 4096):
+        self.writer = pq.ParquetWriter(path, ROW_SCHEMA)
+        self.rows: list[dict] = []
+        self.every = every
+
+    def write(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.every:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=ROW_SCHEMA))
+            self.rows = []
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+
+
+def output_format(output: Path | None, fmt: str | None) -> str:
+    """Like :func:`detector.scan.output_format`, with ``.parquet`` as well."""
+    if fmt == "parquet" or (fmt is None and output is not None and output.suffix.lower() == ".parquet"):
+        if output is None:
+            raise scan_lib.ScanUsageError("parquet output needs -o/--output FILE.parquet")
+        return "parquet"
+    return scan_lib.output_format(output, fmt)
+
+
+def default_actors(opts: RayOptions) -> int:
+    """One actor per ``gpus_per_actor`` GPUs of the cluster, else per ``cpus_per_actor`` CPUs."""
+    resources = ray.cluster_resources()
+    if opts.gpus_per_actor > 0:
+        return max(1, int(resources.get("GPU", 0) // opts.gpus_per_actor))
+    return max(1, int(resources.get("CPU", 1) // opts.cpus_per_actor))
+
+
+def connect(address: str | None) -> bool:
+    """Join the Ray cluster at ``address`` (or the one already joined, or a new local one);
+    True if this call started Ray (and should shut it down)."""
+    if ray.is_initialized():
+        return False
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+             configure_logging=True, log_to_driver=True)
+    return True
+
+
+def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, output: Path | None = None,
+        resume: bool = False, model: Path = Path("models/default"), address: str | None = None,
+        options: RayOptions = RayOptions(), stdout: Console | None = None,
+        stderr: Console | None = None) -> int:
+    """``mimicry scan --engine ray``; returns the local engine's exit codes (0, 1, 2, 3, 130)."""
+    stdout = stdout or Console()
+    stderr = stderr or Console(stderr=True)
+
+    def warn(msg: str) -> None:
+        stderr.print(f"[yellow]warning:[/] {_escape(msg)}", highlight=False)
+
+    def fail(msg: str) -> int:
+        stderr.print(f"[red]error:[/] {_escape(msg)}", highlight=False)
+        return scan_lib.EXIT_USAGE
+
+    try:
+        fmt = output_format(output, fmt)
+        if resume and output is None:
+            raise scan_lib.ScanUsageError("--resume needs -o/--output: the file of the scan to resume")
+        if resume and fmt == "parquet":
+            raise scan_lib.ScanUsageError("cannot resume into a Parquet file; write .jsonl or .csv to resume")
+        if options.batch_size < 1 or (options.actors is not None and options.actors < 1) or options.cpus_per_actor < 1 or options.gpus_per_actor < 0:
+            raise scan_lib.ScanUsageError("--batch-size, --actors and --cpus-per-actor must be >= 1, "
+                                          "--gpus-per-actor >= 0")
+        existing = (scan_lib.read_existing(output, fmt) if resume
+                    else scan_lib.Existing(set(), Counter(), Counter(), False))
+        found = list(iter_sources(paths, recursive, warn))
+    except scan_lib.ScanUsageError as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        return fail(f"cannot read {output}: {exc.strerror or exc}")
+    if existing.dropped_partial_line:
+        warn(f"dropped an incomplete last row from {output} (left by an interrupted scan); it is scanned again")
+    if not found:
+        return fail("no input files in " + " ".join(paths))
+    todo = [s for s in found if s not in existing.done]
+
+    from detector.detector import Detector
+
+    try:  # load on the driver too: a bad model fails here, with exit code 2, not in every actor
+        detector = Detector.from_dir(model, providers=["CPUExecutionProvider"], intra_op_threads=1)
+    except ModelError as exc:
+        return fail(f"cannot load model: {exc}")
+
+    summary = scan_lib.ScanSummary(found=len(found), skipped=len(found) - len(todo),
+                                   previous_labels=existing.labels, previous_errors=existing.errors)
+    try:
+        sink, out_file = _open_sink(fmt, output, resume, detector, stdout, options.batch_size)
+    except OSError as exc:
+        return fail(f"cannot write {output}: {exc.strerror or exc}")
+
+    started = False
+    try:
+        if todo:
+            started = connect(address)
+            _quiet_ray_data()
+            options = dataclasses.replace(options, actors=options.actors or default_actors(options))
+            ds = build_dataset(todo, Path(model), detector.config, options,
+                               max_bytes=detector.max_bytes, max_pixels=detector.max_pixels)
+            _consume(ds, sink, summary, len(todo), stderr)
+    except KeyboardInterrupt:
+        where = f"{output}; run again with --resume to finish" if output else "the terminal"
+        stderr.print(f"interrupted after {summary.scanned} images; rows so far are in {where}")
+        return scan_lib.EXIT_INTERRUPTED
+    finally:
+        sink.close()
+        if out_file is not None:
+            out_file.close()
+        if started:
+            ray.shutdown()
+
+    scan_lib._print_summary(stderr, summary, detector, output)
+    return summary.exit_code
+
+
+def _quiet_ray_data() -> None:
+    """No Ray Data progress bars or log lines on the console, which the scan's own progress bar and
+    summary replace; they stay in the session's ray-data.log. Failures still raise."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def _open_sink(fmt: str, output: Path | None, resume: bool, detector, stdout: Console, every: int):
+    if fmt == "table":
+        return scan_lib.TableSink(stdout, detector.name, detector.version,
+                                  detector.bundle.thresholds.ai_mimicry, every=every), None
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        return ParquetSink(output), None
+    out_file = open(output, "a" if resume else "w", encoding="utf-8", newline="") if output else None
+    stream = out_file or sys.stdout
+    return (scan_lib.CsvSink(stream) if fmt == "csv" else scan_lib.JsonlSink(stream)), out_file
+
+
+def _consume(ds: ray.data.Dataset, sink, summary: scan_lib.ScanSummary, total: int, stderr: Console) -> None:
+    """Write the rows as they arrive, counting them; a progress bar on a terminal."""
+    progress = None
+    if stderr.is_terminal and total > scan_lib.PROGRESS_MIN_FILES:
+        progress = Progress(TextColumn("scanning on ray"), BarColumn(), MofNCompleteColumn(),
+                            scan_lib._RateColumn(), TimeRemainingColumn(), console=stderr, transient=True)
+        progress.start()
+        task = progress.add_task("scan", total=total)
+    start = time.perf_counter()
+    try:
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            for row in batch.select(scan_lib.COLUMNS).to_pylist():
+                sink.write(row)
+                summary.add(Verdict(**row))
+            if progress is not None:
+                progress.advance(task, batch.num_rows)
+    finally:
+        summary.seconds = time.perf_counter() - start
+        if progress is not None:
+            progress.stop()
