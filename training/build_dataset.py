@@ -29,7 +29,7 @@ from pathlib import Path
 
 from training import dreambooth
 from training.corpus import DEMO_ARTISTS, build_corpus, scan_catalogue, slugify
-from training.generate import generate, read_manifest
+from training.generate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE, generate, generation_id, read_manifest
 
 SPLITS = ("train", "val", "test")
 
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     write_instance_captions(real_rows, args.out)
 
     gen_manifest = args.out / "generated_manifest.jsonl"
+    wanted: dict[str, int] = {}  # run id -> how many of its images this dataset takes
     for artist in args.artists:
         slug = slugify(artist)
         n_real = counts[artist]
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for method, n in zip(args.methods, shares):
             run_dir = args.runs / f"{slug}-{method}"
             record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-            if record.get("status") != "done" or record.get("steps", 0) < args.db_steps:
+            if record.get("status") != "done" or record["settings"].get("max_steps") != args.db_steps:
                 db_argv = [
                     "--base", str(args.base), "--instance-dir", str(args.out / "real" / slug), "--out", str(run_dir),
                     "--artist", artist, "--with-prior-preservation", "--class-dir", str(args.class_dir),
@@ -143,16 +144,23 @@ def main(argv: list[str] | None = None) -> int:
                 if args.gradient_checkpointing:
                     db_argv += ["--gradient-checkpointing"]
                 print(f"DreamBooth ({method}) for {artist} ...", file=sys.stderr)
-                dreambooth.main(dreambooth.parse_args(db_argv))
-            new = generate(run_dir, args.out, n, manifest=gen_manifest, seed=args.seed * 1_000_003,
+                try:
+                    dreambooth.main(dreambooth.parse_args(db_argv))
+                except ValueError as exc:
+                    raise SystemExit(f"error: DreamBooth ({method}) for {artist}: {exc}") from None
+            new = generate(run_dir, args.out, n, manifest=gen_manifest, seed=args.seed,
                            steps=args.gen_steps, guidance=args.guidance, scheduler=args.scheduler,
                            size=args.resolution, device=args.device)
+            wanted[json.loads((run_dir / "run.json").read_text())["run_id"]] = n
             print(f"  {artist} ({method}): {len(new)} new mimicry images", file=sys.stderr)
 
-    gen_rows = read_manifest(gen_manifest)
-    wanted_runs = {json.loads((args.runs / f"{slugify(a)}-{m}" / "run.json").read_text())["run_id"]
-                   for a in args.artists for m in args.methods}
-    gen_rows = [r for r in gen_rows if r["run_id"] in wanted_runs]
+    # Only this build's images: its runs, its sampling settings, and each run's share (an earlier
+    # build with other --methods or settings may have left more in the generated manifest).
+    gen_id = generation_id(steps=args.gen_steps, guidance=args.guidance, scheduler=args.scheduler,
+                           size=args.resolution, seed=args.seed, template=DEFAULT_TEMPLATE,
+                           negative_prompt=DEFAULT_NEGATIVE)
+    gen_rows = [r for r in read_manifest(gen_manifest)
+                if r["run_id"] in wanted and r.get("generation_id") == gen_id and r["index"] < wanted[r["run_id"]]]
     if args.split_by == "artist":
         by_artist = assign_artist_splits(args.artists, args.val_artists, args.test_artists)
         split_of = lambda r: by_artist[r["artist"]]  # noqa: E731

@@ -37,9 +37,11 @@ from training.base_model import BaseModelError, check_base, describe_base, load_
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 # Settings that define the run: resuming with any of these changed would mix two runs' weights.
+# max_steps too: a 300-step and a 500-step run are two generators, and their images must not share a
+# run id. Resuming an interrupted run with the same settings is what --out is for.
 RUN_DEFINING = ("base", "instance_dir", "instance_prompt", "class_prompt", "with_prior_preservation",
                 "prior_loss_weight", "train_text_encoder", "lora", "lora_rank", "lora_alpha",
-                "learning_rate", "batch_size", "resolution", "seed")
+                "learning_rate", "batch_size", "resolution", "seed", "max_steps")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -138,8 +140,11 @@ def ensure_class_images(pipe, class_dir: Path, template: str, captions: list[str
     """Generate class images with the base model for the shortfall only; return how many were made.
 
     Prompts cycle through the instance captions (so the prior covers the same subjects), never with
-    the instance token. Each image's prompt and seed go to ``class_dir/metadata.jsonl``.
+    the instance token. Each image's prompt and seed go to ``class_dir/metadata.jsonl`` before the
+    image is written (atomically), so an interrupted run never leaves an image without its caption.
     """
+    import os
+
     import torch
 
     class_dir.mkdir(parents=True, exist_ok=True)
@@ -156,8 +161,11 @@ def ensure_class_images(pipe, class_dir: Path, template: str, captions: list[str
                           width=resolution, generator=gens).images
             for i, img, prompt in zip(idx, images, prompts[start : start + batch]):
                 name = f"class_{i:05d}.png"
-                img.save(class_dir / name)
                 meta.write(json.dumps({"file_name": name, "text": prompt, "seed": seed * 100003 + i}) + "\n")
+                meta.flush()
+                tmp = class_dir / (name + ".tmp")
+                img.save(tmp, format="PNG")
+                os.replace(tmp, class_dir / name)
     return len(missing)
 
 
@@ -195,8 +203,10 @@ def save_checkpoint(out: Path, step: int, unet, text_encoder, optimizer, args, l
     if args.train_text_encoder:
         save_file(get(text_encoder), str(ckpt / "text_encoder.safetensors"))
     torch.save(optimizer.state_dict(), ckpt / "optimizer.pt")  # tensors and numbers only: weights_only loads it
-    torch.save({"torch": torch.get_rng_state(), "numpy": _np_state(), "python": json.dumps(random.getstate())},
-               ckpt / "rng.pt")
+    rng = {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": json.dumps(random.getstate())}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()  # noise and timesteps are drawn on the GPU there
+    torch.save(rng, ckpt / "rng.pt")
     (ckpt / "state.json").write_text(json.dumps({"step": step, "losses": losses}))
     final = out / f"checkpoint-{step:06d}"
     if final.exists():
@@ -240,6 +250,14 @@ def load_checkpoint(ckpt: Path, unet, text_encoder, optimizer, args) -> tuple[in
     optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
     rng = torch.load(ckpt / "rng.pt", weights_only=True)
     torch.set_rng_state(rng["torch"])
+    if "cuda" in rng:
+        if not torch.cuda.is_available():
+            print("note: the checkpoint holds CUDA RNG state, resuming on the CPU: noise draws will differ",
+                  file=sys.stderr)
+        else:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    elif torch.cuda.is_available() and torch.cuda.is_initialized():
+        print("note: the checkpoint was saved without CUDA RNG state: noise draws will differ", file=sys.stderr)
     st = rng["numpy"]
     np.random.set_state(("MT19937", st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"], st["cached"]))
     random.setstate(_tuplify(json.loads(rng["python"])))
@@ -274,7 +292,9 @@ def prepare_run_dir(args: argparse.Namespace) -> dict:
         changed = [k for k in RUN_DEFINING if prev["settings"].get(k) != settings[k]]
         if changed:
             raise ValueError(f"{args.out} holds a run with other settings ({', '.join(changed)}); use another --out")
-        prev["settings"]["max_steps"] = settings["max_steps"]
+        if prev.get("run_id") != run_id_for(settings):
+            raise ValueError(f"{args.out} holds a run whose id ({prev.get('run_id')}) was made by an older rule; "
+                             "use another --out")
         return prev
     record = {"run_id": run_id_for(settings), "kind": "dreambooth", "method": "lora" if args.lora else "full",
               "artist": args.artist, "base_model": describe_base(args.base), "settings": settings,
@@ -435,7 +455,12 @@ def export_generator(args: argparse.Namespace, pipe, unet, text_encoder) -> Path
         unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
         te_layers = (convert_state_dict_to_diffusers(get_peft_model_state_dict(text_encoder))
                      if args.train_text_encoder else None)
-        StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=unet_layers, text_encoder_lora_layers=te_layers)
+        # The adapter configs travel with the weights: without them a loader assumes alpha == rank.
+        StableDiffusionPipeline.save_lora_weights(
+            out, unet_lora_layers=unet_layers, text_encoder_lora_layers=te_layers,
+            unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
+            text_encoder_lora_adapter_metadata=(text_encoder.peft_config["default"].to_dict()
+                                                if args.train_text_encoder else None))
     else:
         pipe.unet, pipe.text_encoder = unet.to("cpu"), text_encoder.to("cpu")
         pipe.save_pretrained(out, safe_serialization=True)

@@ -1,8 +1,12 @@
 """Generate mimicry images from a DreamBooth run, with full provenance per image.
 
-Each image ``i`` of a run has a fixed prompt (``prompt bank[i mod len]``: subjects crossed with
-compositions) and a fixed seed (``--seed + i``), so a re-run fills only the shortfall and every
-image can be made again from its manifest row. Images go through the same normalisation as the
+Each image ``i`` of a run has a fixed prompt (the prompt bank, subjects crossed with compositions,
+entered at an offset derived from the run id) and a fixed seed (a digest of the run id, ``--seed``
+and ``i``), so a re-run fills only the shortfall, every image can be made again from its manifest
+row, and two runs never share starting latents or prompt order (mimicry of a test artist must not
+reuse the noise of a train artist's images). The sampling settings (scheduler, steps, guidance,
+size, seed, prompts) form a *generation id*: images of one run made with other settings are
+another set, kept apart in file names and in the skip check. Images go through the same normalisation as the
 real works (:func:`training.corpus.normalize_artwork`): same format, size and colour mode.
 
 ``python -m training.generate --run runs/dreambooth/gerald_g --n 40 --out data/demo``
@@ -11,6 +15,7 @@ real works (:func:`training.corpus.normalize_artwork`): same format, size and co
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -53,6 +58,26 @@ def prompt_bank(template: str = DEFAULT_TEMPLATE, subjects=SUBJECTS, composition
             for lap in range(len(compositions)) for i, s in enumerate(subjects)]
 
 
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def image_seed(run_id: str, seed: int, index: int) -> int:
+    """The sampling seed of image ``index`` of a run: distinct per run, reproducible, 32 bits."""
+    return int(_digest("seed", run_id, seed, index)[:8], 16)
+
+
+def prompt_offset(run_id: str, bank_size: int) -> int:
+    """Where a run enters the prompt bank, so image ``i`` of two runs has different prompts."""
+    return int(_digest("prompt", run_id)[:8], 16) % bank_size
+
+
+def generation_id(*, steps: int, guidance: float, scheduler: str, size: int | None, seed: int, template: str,
+                  negative_prompt: str) -> str:
+    """A short digest of the sampling settings: images of one run made with other settings are another set."""
+    return "g" + _digest(steps, float(guidance), scheduler, size, seed, template, negative_prompt)[:8]
+
+
 def load_generator(run_dir: Path, scheduler: str):
     """The fine-tuned pipeline of a DreamBooth run (LoRA weights applied over the base), and its record."""
     run_file = run_dir / "run.json"
@@ -87,7 +112,8 @@ def generate(run_dir: Path, out_dir: Path, n: int, *, manifest: Path | None = No
              steps: int = 25, guidance: float = 5.0, scheduler: str = "dpm++", size: int | None = None,
              template: str = DEFAULT_TEMPLATE, negative_prompt: str = DEFAULT_NEGATIVE, batch_size: int = 4,
              device: str = "auto") -> list[dict]:
-    """Make images ``0..n-1`` of the run that are not in the manifest yet; return the new rows."""
+    """Make images ``0..n-1`` of the run, with these sampling settings, that are not in the manifest
+    yet; return the new rows."""
     import torch
 
     manifest = manifest or out_dir / "generated_manifest.jsonl"
@@ -97,8 +123,11 @@ def generate(run_dir: Path, out_dir: Path, n: int, *, manifest: Path | None = No
     run_id = record["run_id"]
     resolution = int(record["settings"]["resolution"])
     size = size or resolution
+    gen_id = generation_id(steps=steps, guidance=guidance, scheduler=scheduler, size=size, seed=seed,
+                           template=template, negative_prompt=negative_prompt)
     have = {r["index"] for r in read_manifest(manifest)
-            if r.get("run_id") == run_id and (manifest.parent / r["path"]).is_file()}
+            if r.get("run_id") == run_id and r.get("generation_id") == gen_id
+            and (manifest.parent / r["path"]).is_file()}
     todo = [i for i in range(n) if i not in have]
     if not todo:
         return []
@@ -106,14 +135,15 @@ def generate(run_dir: Path, out_dir: Path, n: int, *, manifest: Path | None = No
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     pipe.to(dev)
     bank = prompt_bank(template)
+    offset = prompt_offset(run_id, len(bank))
     folder = out_dir / "generated" / run_id
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     with open(manifest, "a") as mf:
         for start in range(0, len(todo), batch_size):
             idx = todo[start : start + batch_size]
-            prompts = [bank[i % len(bank)] for i in idx]
-            seeds = [seed + i for i in idx]
+            prompts = [bank[(offset + i) % len(bank)] for i in idx]
+            seeds = [image_seed(run_id, seed, i) for i in idx]
             t0 = time.time()
             images = pipe(prompt=prompts, negative_prompt=[negative_prompt] * len(idx), num_inference_steps=steps,
                           guidance_scale=guidance, height=resolution, width=resolution,
@@ -121,7 +151,7 @@ def generate(run_dir: Path, out_dir: Path, n: int, *, manifest: Path | None = No
             per_image = (time.time() - t0) / len(idx)
             for i, img, prompt, s in zip(idx, images, prompts, seeds):
                 data = encode_png(normalize_artwork(img, size))
-                name = f"{run_id}_{i:05d}.png"
+                name = f"{run_id}_{gen_id}_{i:05d}.png"
                 tmp = folder / (name + ".tmp")
                 tmp.write_bytes(data)
                 os.replace(tmp, folder / name)
@@ -130,6 +160,7 @@ def generate(run_dir: Path, out_dir: Path, n: int, *, manifest: Path | None = No
                     "label": "ai-mimicry",
                     "artist": record.get("artist"),
                     "run_id": run_id,
+                    "generation_id": gen_id,
                     "index": i,
                     "method": record["method"],
                     "base_model": record["base_model"],
@@ -139,6 +170,7 @@ def generate(run_dir: Path, out_dir: Path, n: int, *, manifest: Path | None = No
                     "prompt": prompt,
                     "negative_prompt": negative_prompt,
                     "seed": s,
+                    "base_seed": seed,
                     "scheduler": type(pipe.scheduler).__name__,
                     "steps": steps,
                     "guidance": guidance,
@@ -160,7 +192,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="dataset folder (images go to generated/<run_id>/)")
     p.add_argument("--manifest", type=Path, default=None, help="default: OUT/generated_manifest.jsonl")
     p.add_argument("--n", type=int, required=True, help="images wanted from this run in all")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="mixed with the run id and the index into each image's seed")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=5.0)
     p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="dpm++")

@@ -64,6 +64,18 @@ def test_build_dataset_end_to_end_with_artist_splits(tiny_base, tiny_corpus):
     assert build(tiny_base, tiny_corpus, "--methods", "full", "lora") == 0
     assert (tiny_corpus / "generated_manifest.jsonl").read_text() == before
 
+    # Fewer methods: each full run now owes all 4 images; the lora images and nothing else drop out.
+    assert build(tiny_base, tiny_corpus, "--methods", "full") == 0
+    rows = read_manifest(tiny_corpus / "manifest.jsonl")
+    mimicry = [r for r in rows if r["label"] == "ai-mimicry"]
+    assert Counter(r["method"] for r in mimicry) == {"full": 12}
+    assert all(sorted(r["index"] for r in mimicry if r["artist"] == a) == [0, 1, 2, 3] for a in ("Ann", "Bob", "Cy"))
+    # Other sampling settings: a new set of images, not the old ones relabelled.
+    assert build(tiny_base, tiny_corpus, "--methods", "full", "--guidance", "3.0") == 0
+    again = [r for r in read_manifest(tiny_corpus / "manifest.jsonl") if r["label"] == "ai-mimicry"]
+    assert len(again) == 12 and {r["guidance"] for r in again} == {3.0}
+    assert not {r["path"] for r in again} & {r["path"] for r in mimicry}
+
 
 def test_split_assignment():
     splits = build_dataset.assign_artist_splits(["a", "b", "c", "d"], None, None)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from training import dreambooth
 from training.base_model import BaseModelError, load_pipeline
@@ -68,18 +70,77 @@ def test_class_images_are_made_for_the_shortfall_only(tiny_base, artist_dir, tmp
 
 def test_resume_continues_from_the_last_checkpoint(tiny_base, artist_dir, tmp_path):
     out = tmp_path / "run"
-    first = dreambooth.main(dreambooth.parse_args(run_args(tiny_base, artist_dir, out, "--lora", steps=2)))
-    losses_2 = json.loads((out / "checkpoint-000002" / "state.json").read_text())["losses"]
-    resumed = dreambooth.main(dreambooth.parse_args(run_args(tiny_base, artist_dir, out, "--lora", steps=4)))
+    straight = dreambooth.main(dreambooth.parse_args(run_args(tiny_base, artist_dir, out, "--lora", steps=4)))
     losses_4 = json.loads((out / "checkpoint-000004" / "state.json").read_text())["losses"]
-    assert resumed["run_id"] == first["run_id"] and resumed["steps"] == 4
-    assert len(losses_4) == 4 and losses_4[:2] == losses_2  # two new steps, the old two kept
-    # A straight 4-step run from scratch ends at the same loss history: resuming restored the RNG.
-    straight = dreambooth.main(dreambooth.parse_args(
-        run_args(tiny_base, artist_dir, tmp_path / "straight", "--lora", "--checkpoint-every", "100", steps=4)))
-    assert np.allclose(json.loads((tmp_path / "straight" / "checkpoint-000004" / "state.json").read_text())["losses"],
-                       losses_4, rtol=1e-5)
-    assert straight["steps"] == 4
+    # Interrupted after step 2: the last checkpoint is step 2 and the run is not done.
+    shutil.rmtree(out / "checkpoint-000004")
+    shutil.rmtree(out / "generator")
+    record = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    resumed = dreambooth.main(dreambooth.parse_args(run_args(tiny_base, artist_dir, out, "--lora", steps=4)))
+    assert resumed["run_id"] == straight["run_id"] and resumed["steps"] == 4
+    # The resumed run ends at the same loss history: resuming restored weights, optimizer and RNG.
+    resumed_losses = json.loads((out / "checkpoint-000004" / "state.json").read_text())["losses"]
+    assert len(resumed_losses) == 4 and np.allclose(resumed_losses, losses_4, rtol=1e-5)
+
+
+def test_run_id_depends_on_max_steps_and_resume_refuses_a_new_one(tiny_base, artist_dir, tmp_path):
+    two = dreambooth.main(dreambooth.parse_args(run_args(tiny_base, artist_dir, tmp_path / "a", "--lora", steps=2)))
+    three = dreambooth.main(dreambooth.parse_args(run_args(tiny_base, artist_dir, tmp_path / "b", "--lora", steps=3)))
+    assert two["run_id"] != three["run_id"]
+    with pytest.raises(ValueError, match="max_steps"):
+        dreambooth.main(dreambooth.parse_args(run_args(tiny_base, artist_dir, tmp_path / "a", "--lora", steps=3)))
+
+
+def test_lora_alpha_other_than_rank_survives_export(tiny_base, artist_dir, tmp_path):
+    out = tmp_path / "run"
+    dreambooth.main(dreambooth.parse_args(run_args(tiny_base, artist_dir, out, "--lora", "--lora-rank", "4",
+                                                   "--lora-alpha", "16")))
+    tuned, _ = load_generator(out, "dpm++")
+    configs = list(tuned.unet.peft_config.values())
+    assert len(configs) == 1 and configs[0].r == 4 and configs[0].lora_alpha == 16
+
+
+def test_interrupted_class_image_generation_leaves_no_image_without_a_caption(tiny_base, tmp_path, monkeypatch):
+    pipe = load_pipeline(tiny_base)
+    real_save = Image.Image.save
+    calls = {"n": 0}
+
+    def failing_save(self, fp, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the disk fills up half-way through the second image
+            Path(fp).write_bytes(b"\x89PNG\r\n\x1a\n partial")
+            raise OSError("No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(OSError):
+        dreambooth.ensure_class_images(pipe, tmp_path, "{caption}", ["clip art of a cat"], 3, 32, 2, seed=0)
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    assert dreambooth.ensure_class_images(pipe, tmp_path, "{caption}", ["clip art of a cat"], 3, 32, 2, 0) == 2
+    captions = dreambooth.read_captions(tmp_path)
+    images = dreambooth.list_images(tmp_path)
+    assert [p.name for p in images] == ["class_00000.png", "class_00001.png", "class_00002.png"]
+    assert all(captions.get(p.name) for p in images)
+    assert len(dreambooth.load_examples(tmp_path, "{caption}", 32)) == 3  # every image decodes
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA RNG state exists only with a CUDA device")
+def test_checkpoint_restores_the_cuda_rng(tiny_base, artist_dir, tmp_path):
+    out = tmp_path / "run"
+    dreambooth.main(dreambooth.parse_args(run_args(tiny_base, artist_dir, out, "--lora", "--device", "cuda", steps=2)))
+    saved = torch.load(out / "checkpoint-000002" / "rng.pt", weights_only=True)
+    assert "cuda" in saved
+    torch.cuda.manual_seed_all(12345)
+    args = dreambooth.parse_args(run_args(tiny_base, artist_dir, out, "--lora", steps=2))
+    pipe = load_pipeline(tiny_base)
+    from peft import LoraConfig
+
+    pipe.unet.add_adapter(LoraConfig(r=8, lora_alpha=8, init_lora_weights="gaussian",
+                                     target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
+    opt = torch.optim.AdamW([p for p in pipe.unet.parameters() if p.requires_grad])
+    dreambooth.load_checkpoint(out / "checkpoint-000002", pipe.unet, pipe.text_encoder, opt, args)
+    assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), saved["cuda"]))
 
 
 def test_resume_refuses_other_settings(tiny_base, artist_dir, tmp_path):

@@ -50,7 +50,7 @@ def test_generate_writes_images_and_provenance_then_fills_only_the_shortfall(lor
 
     more = generate(lora_run, tmp_path, 5, steps=2, batch_size=2, scheduler="ddim")
     assert [r["index"] for r in more] == [3, 4]
-    assert generate(lora_run, tmp_path, 5, steps=2) == []
+    assert generate(lora_run, tmp_path, 5, steps=2, scheduler="ddim") == []
     assert len(read_manifest(tmp_path / "generated_manifest.jsonl")) == 5
 
 
@@ -58,6 +58,38 @@ def test_same_seed_and_prompt_reproduce_the_image(lora_run, tmp_path):
     a = generate(lora_run, tmp_path / "a", 2, steps=2, scheduler="ddim")
     b = generate(lora_run, tmp_path / "b", 2, steps=2, scheduler="ddim")
     assert [r["sha256"] for r in a] == [r["sha256"] for r in b]
+
+
+@pytest.fixture(scope="module")
+def other_run(tiny_base, artist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen2") / "run"
+    dreambooth.main(dreambooth.parse_args([
+        "--base", str(tiny_base), "--instance-dir", str(artist_dir), "--out", str(out), "--max-steps", "3",
+        "--resolution", "32", "--batch-size", "1", "--lora", "--artist", "Other Artist"]))
+    return out
+
+
+def test_two_runs_never_share_seeds_or_prompt_order(lora_run, other_run, tmp_path):
+    a = generate(lora_run, tmp_path, 4, steps=2)
+    b = generate(other_run, tmp_path, 4, steps=2)
+    assert a[0]["run_id"] != b[0]["run_id"]
+    assert not {r["seed"] for r in a} & {r["seed"] for r in b}
+    assert [r["prompt"] for r in a] != [r["prompt"] for r in b]
+    assert len({r["path"] for r in a + b}) == 8
+
+
+def test_other_sampling_settings_make_another_set(lora_run, tmp_path):
+    base = generate(lora_run, tmp_path, 2, steps=2, scheduler="ddim")
+    for kwargs in ({"steps": 3, "scheduler": "ddim"}, {"steps": 2, "scheduler": "euler"},
+                   {"steps": 2, "scheduler": "ddim", "guidance": 7.5}, {"steps": 2, "scheduler": "ddim", "size": 24}):
+        other = generate(lora_run, tmp_path, 2, **kwargs)
+        assert [r["index"] for r in other] == [0, 1], kwargs  # not skipped as already made
+        assert {r["generation_id"] for r in other}.isdisjoint({r["generation_id"] for r in base})
+    assert generate(lora_run, tmp_path, 2, steps=2, scheduler="ddim", size=24) == []
+    rows = read_manifest(tmp_path / "generated_manifest.jsonl")
+    assert len(rows) == 10 and len({r["path"] for r in rows}) == 10
+    with Image.open(tmp_path / rows[-1]["path"]) as im:
+        assert im.size == (24, 24)
 
 
 def test_generate_refuses_a_folder_that_is_not_a_run(tmp_path):
