@@ -7,7 +7,7 @@ import struct
 import zlib
 
 import pytest
-from conftest import MODEL, jpeg_bytes
+from service_fixtures import MODEL, jpeg_bytes
 from fastapi.testclient import TestClient
 from PIL import Image
 

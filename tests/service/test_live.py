@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import httpx
-from conftest import MODEL, jpeg_bytes
+from service_fixtures import MODEL, jpeg_bytes
 
 
 async def _fire(url: str, bodies: list[bytes], concurrency: int) -> list[httpx.Response]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import EXAMPLES, MODEL
+from service_fixtures import EXAMPLES, MODEL
 
 from detector import Detector
 
