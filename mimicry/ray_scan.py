@@ -216,6 +216,7 @@ class RayOptions:
     cpus_per_actor: int = 1
     gpus_per_actor: float = 0.0
     batch_size: int = 16
+    sources_per_block: int = SOURCES_PER_BLOCK
 
 
 def build_dataset(sources: list[str], model_dir: Path, config: PreprocessConfig, opts: RayOptions, *,
@@ -224,7 +225,7 @@ def build_dataset(sources: list[str], model_dir: Path, config: PreprocessConfig,
     model_files = {name: (model_dir / name).read_bytes() for name in _MODEL_FILES}
     providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if opts.gpus_per_actor > 0
                  else ["CPUExecutionProvider"])
-    per_block = max(SOURCES_PER_BLOCK, math.ceil(len(sources) / MAX_BLOCKS))
+    per_block = max(opts.sources_per_block, math.ceil(len(sources) / MAX_BLOCKS))
     blocks = [pa.table({"source": pa.array(sources[i:i + per_block], pa.string())})
               for i in range(0, len(sources), per_block)]
     ds = ray.data.from_arrow(blocks)
@@ -309,9 +310,10 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             raise scan_lib.ScanUsageError("--resume needs -o/--output: the file of the scan to resume")
         if resume and fmt == "parquet":
             raise scan_lib.ScanUsageError("cannot resume into a Parquet file; write .jsonl or .csv to resume")
-        if options.batch_size < 1 or (options.actors is not None and options.actors < 1) or options.cpus_per_actor < 1 or options.gpus_per_actor < 0:
-            raise scan_lib.ScanUsageError("--batch-size, --actors and --cpus-per-actor must be >= 1, "
-                                          "--gpus-per-actor >= 0")
+        if (min(options.batch_size, options.cpus_per_actor, options.sources_per_block) < 1
+                or (options.actors is not None and options.actors < 1) or options.gpus_per_actor < 0):
+            raise scan_lib.ScanUsageError("--batch-size, --actors, cpus_per_actor and sources_per_block must be "
+                                          ">= 1, --gpus-per-actor >= 0")
         existing = (scan_lib.read_existing(output, fmt) if resume
                     else scan_lib.Existing(set(), Counter(), Counter(), False))
         found = list(iter_sources(paths, recursive, warn))

@@ -1,0 +1,176 @@
+"""``mimicry scan --engine ray`` on a local 2-CPU Ray cluster: the local engine's rows, every output
+format, URIs through pyarrow.fs, resume, usage errors and the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from rich.console import Console
+from typer.testing import CliRunner
+
+ray = pytest.importorskip("ray")  # the scale extra; installed in the project's venv
+
+from detector import scan as scan_lib  # noqa: E402
+from mimicry import ray_scan  # noqa: E402
+from mimicry.cli import app  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "default"
+EXAMPLES = ROOT / "examples"
+BAD = {"truncated.png": "corrupt", "notes.png": "unsupported_format", "zero.jpg": "empty"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of 2 CPUs for this module, as the scan would start one."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Bundled examples (two human, two mimicry), a 1-MP JPEG, three bad files and a subfolder."""
+    d = tmp_path_factory.mktemp("scan")
+    for name in ("real_00.png", "real_01.png", "mimicry_00.png", "mimicry_01.png"):
+        shutil.copy(EXAMPLES / name, d / name)
+    # Large enough that both engines take the reduced-DCT (draft) JPEG decode path.
+    Image.open(EXAMPLES / "mimicry_02.png").convert("RGB").resize((1024, 1024)).save(d / "big.jpg", quality=90)
+    png = (EXAMPLES / "real_02.png").read_bytes()
+    (d / "truncated.png").write_bytes(png[: len(png) // 2])
+    (d / "notes.png").write_text("not a picture\n")
+    (d / "zero.jpg").write_bytes(b"")
+    (d / "readme.txt").write_text("no image suffix: never scanned")
+    (d / "sub").mkdir()
+    shutil.copy(EXAMPLES / "real_03.png", d / "sub" / "deep.png")
+    return d
+
+
+@pytest.fixture(scope="module")
+def local_rows(folder, tmp_path_factory) -> dict[str, dict]:
+    """The local engine's rows for ``folder``, keyed by source."""
+    out = tmp_path_factory.mktemp("local") / "rows.jsonl"
+    code = scan_lib.run([str(folder)], output=out, model=MODEL, stderr=_quiet())
+    assert code == scan_lib.EXIT_FLAGGED
+    return _by_source(_jsonl(out))
+
+
+def _quiet() -> Console:
+    return Console(stderr=True, quiet=True)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _by_source(rows: list[dict]) -> dict[str, dict]:
+    by = {r["source"]: r for r in rows}
+    assert len(by) == len(rows), "a source appears twice"
+    return by
+
+
+def _assert_same_rows(got: dict[str, dict], want: dict[str, dict]) -> None:
+    assert got.keys() == want.keys()
+    for source, row in want.items():
+        other = got[source]
+        assert list(other) == list(scan_lib.COLUMNS)
+        if row["score"] is None:
+            assert other == row
+        else:
+            assert other["score"] == pytest.approx(row["score"], abs=1e-6)
+            assert {**other, "score": None} == {**row, "score": None}
+
+
+# ----------------------------------------------------------------------------- inputs (no Ray)
+
+
+def test_uri_listing_follows_the_local_rules(folder, tmp_path):
+    local = [Path(p).relative_to(folder) for p in scan_lib.iter_inputs([str(folder)])]
+    uri = folder.as_uri()
+    listed = list(ray_scan.iter_sources([uri]))
+    assert all(s.startswith(uri + "/") for s in listed)
+    assert [Path(s[len(uri) + 1:]) for s in listed] == local  # same suffix rules, no subfolder
+    deep = list(ray_scan.iter_sources([uri], recursive=True))
+    assert uri + "/sub/deep.png" in deep and len(deep) == len(listed) + 1
+    named = [uri + "/readme.txt", uri + "/missing.png"]
+    assert list(ray_scan.iter_sources(named)) == named  # named files are always tried
+    warnings = []
+    assert list(ray_scan.iter_sources([(folder / "sub").as_uri()], warn=warnings.append)) == [uri + "/sub/deep.png"]
+    assert list(ray_scan.iter_sources([tmp_path.as_uri()], warn=warnings.append)) == []
+    assert warnings == [f"no image files in {tmp_path.as_uri()} (use -r for subfolders)"]
+
+
+def test_usage_errors_exit_2_before_starting_ray(folder, tmp_path):
+    err = Console(stderr=True, record=True, width=200)
+    assert ray_scan.run([str(folder)], fmt="parquet", model=MODEL, stderr=err) == scan_lib.EXIT_USAGE
+    assert ray_scan.run([str(folder)], output=tmp_path / "x.parquet", resume=True, model=MODEL,
+                        stderr=err) == scan_lib.EXIT_USAGE
+    assert ray_scan.run([str(tmp_path)], model=MODEL, stderr=err) == scan_lib.EXIT_USAGE
+    assert ray_scan.run(["nosuchscheme://x/y.png"], model=MODEL, stderr=err) == scan_lib.EXIT_USAGE
+    assert ray_scan.run([str(folder)], model=tmp_path, stderr=err) == scan_lib.EXIT_USAGE
+    text = err.export_text()
+    for expected in ("needs -o/--output FILE.parquet", "cannot resume into a Parquet file", "no input files",
+                     "nosuchscheme://x/y.png", "cannot load model"):
+        assert expected in text
+    assert not ray.is_initialized()
+
+
+# ----------------------------------------------------------------------------- on the cluster
+
+
+def test_ray_rows_equal_local_rows_and_errors_are_rows(cluster, folder, local_rows, tmp_path):
+    out = tmp_path / "ray.jsonl"
+    code = ray_scan.run([str(folder)], output=out, model=MODEL, stderr=_quiet(),
+                        options=ray_scan.RayOptions(actors=2, batch_size=4, sources_per_block=2))  # 5 blocks
+    assert code == scan_lib.EXIT_FLAGGED
+    rows = _by_source(_jsonl(out))
+    _assert_same_rows(rows, local_rows)
+    for name, code in BAD.items():
+        row = rows[str(folder / name)]
+        assert row["error_code"] == code and row["score"] is None and row["label"] is None and row["error"]
+    labels = {Path(s).name: r["label"] for s, r in rows.items()}
+    assert labels["real_00.png"] == "human" and labels["mimicry_00.png"] == "ai-mimicry"
+
+
+def test_parquet_from_a_uri_has_the_same_rows(cluster, folder, local_rows, tmp_path):
+    out = tmp_path / "rows.parquet"
+    missing = folder.as_uri() + "/missing.png"
+    code = ray_scan.run([folder.as_uri(), missing], output=out, model=MODEL, stderr=_quiet())
+    assert code == scan_lib.EXIT_FLAGGED
+    table = pq.read_table(out)
+    assert table.schema.names == list(scan_lib.COLUMNS)
+    rows = _by_source(table.to_pylist())
+    assert rows.pop(missing)["error_code"] == "not_found"
+    prefix = folder.as_uri()
+    as_local = {str(folder) + s[len(prefix):]: {**r, "source": str(folder) + s[len(prefix):]}
+                for s, r in rows.items()}
+    _assert_same_rows(as_local, local_rows)
+
+
+def test_resume_scans_only_the_rest(cluster, folder, local_rows, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    done = sorted(local_rows)[:5]
+    out.write_text("".join(json.dumps(local_rows[s]) + "\n" for s in done) + '{"source": "cut off', encoding="utf-8")
+    code = ray_scan.run([str(folder)], output=out, resume=True, model=MODEL, stderr=_quiet())
+    assert code == scan_lib.EXIT_FLAGGED
+    rows = _jsonl(out)
+    assert [r["source"] for r in rows[:5]] == done
+    _assert_same_rows(_by_source(rows), local_rows)
+
+
+def test_cli_engine_ray_with_exit_codes(cluster, folder, local_rows, tmp_path):
+    out = tmp_path / "cli.csv"
+    result = CliRunner().invoke(app, ["scan", "--engine", "ray", str(folder / "real_00.png"),
+                                      str(folder / "notes.png"), "-o", str(out)])
+    assert result.exit_code == scan_lib.EXIT_ERRORS, result.output  # no flag, one error
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == ",".join(scan_lib.COLUMNS) and len(lines) == 3
+    result = CliRunner().invoke(app, ["scan", "--engine", "ray", str(folder / "real_00.png"), "--format", "jsonl"])
+    assert result.exit_code == scan_lib.EXIT_OK, result.output
+    row = json.loads(result.stdout.splitlines()[0])
+    _assert_same_rows({row["source"]: row}, {row["source"]: local_rows[str(folder / "real_00.png")]})
