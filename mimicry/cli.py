@@ -66,6 +66,11 @@ class ScanFormat(str, Enum):
     jsonl = "jsonl"
 
 
+class ScanEngine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def scan(
     paths: Annotated[list[str], typer.Argument(
@@ -75,7 +80,7 @@ def scan(
         "--format", show_default=False, help="Output format \\[default: from the -o suffix, else table].")] = None,
     output: Annotated[Optional[Path], typer.Option(
         "-o", "--output", show_default=False,
-        help="Write rows to this file (.csv or .jsonl) instead of the terminal.")] = None,
+        help="Write rows to this file (.csv or .jsonl; .parquet with --engine ray) instead of the terminal.")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Skip sources already in the -o file and append the rest.")] = False,
     model: Annotated[Path, typer.Option(
@@ -85,6 +90,16 @@ def scan(
         "--workers", min=0, show_default=False,
         help="Threads decoding the next batch during inference; 0 decodes in line "
              "\\[default: CPUs, at most 8].")] = None,
+    engine: Annotated[ScanEngine, typer.Option(
+        "--engine", help="local: this process; ray: a Ray cluster (needs the scale extra).")] = ScanEngine.local,
+    address: Annotated[Optional[str], typer.Option(
+        "--address", show_default=False,
+        help="Ray cluster to join (e.g. auto, ray://host:10001) \\[default: start a local one].")] = None,
+    actors: Annotated[Optional[int], typer.Option(
+        "--actors", min=1, show_default=False,
+        help="Ray: onnxruntime actors \\[default: one per cluster CPU, or per GPU share].")] = None,
+    gpus_per_actor: Annotated[float, typer.Option(
+        "--gpus-per-actor", min=0, help="Ray: GPUs per actor (0: CPU actors).")] = 0.0,
 ) -> None:
     """Say for each image whether it is an AI imitation of an artist's style.
 
@@ -100,9 +115,23 @@ def scan(
       2    usage error, model not loadable, or no input files
       3    some files had errors (and none was flagged)
       130  interrupted; the rows written so far are kept (rerun with --resume)
+
+    With --engine ray, inputs may also be URIs that pyarrow reads (s3://...),
+    and rows come in completion order, not input order.
     """
     from detector import scan as scan_lib
 
+    if engine is ScanEngine.ray:
+        try:
+            from mimicry import ray_scan  # imports ray: only here
+        except ImportError as exc:
+            typer.echo(f"error: --engine ray needs the scale extra, pip install 'mimicry-detect[scale]' ({exc})",
+                       err=True)
+            raise typer.Exit(scan_lib.EXIT_USAGE) from None
+        raise typer.Exit(ray_scan.run(
+            paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume,
+            model=model, address=address, options=ray_scan.RayOptions(
+                actors=actors, gpus_per_actor=gpus_per_actor, batch_size=batch_size)))
     raise typer.Exit(scan_lib.run(
         paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume, model=model,
         batch_size=batch_size, workers=scan_lib.DEFAULT_WORKERS if workers is None else workers))
@@ -112,6 +141,11 @@ from mimicry.serve_cli import keys_app, serve  # noqa: E402  (light: imports the
 
 app.command("serve")(serve)
 app.add_typer(keys_app, name="keys")
+
+from mimicry.artists_cli import artists_app, check  # noqa: E402  (light: the registry loads only when run)
+
+app.add_typer(artists_app, name="artists")
+app.command("check")(check)
 
 
 @app.command()
