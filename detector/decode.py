@@ -9,14 +9,19 @@ report, never a Pillow exception of whichever type the plugin happened to raise.
 The colour handling matches ``training.corpus.normalize_artwork`` (EXIF orientation applied,
 16-bit greyscale scaled to 8 bits, transparency composited onto white), so a detector sees uploads
 exactly as its training data was made. That function also pads and resizes; decoding does not.
+
+:func:`decode_with_metadata` also hands back what Pillow already read from the file's headers (text
+chunks, the XMP packet, EXIF) as :class:`ImageMetadata`, for ``detector.provenance``; nothing more
+is parsed to get it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -31,6 +36,32 @@ Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.n
 
 _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageMetadata:
+    """Metadata that Pillow read while opening the image; unparsed and untrusted.
+
+    ``text`` holds the string-valued entries of Pillow's ``info`` (a PNG's tEXt/zTXt/iTXt chunks),
+    ``xmp`` the raw XMP packet (JPEG APP1, PNG iTXt, WebP chunk, TIFF tag 700), ``exif`` Pillow's
+    lazily parsed EXIF (IFD0; sub-IFDs on request). An array or a plain in-memory image has none.
+    ``c2pa_box`` says whether the headers hold a C2PA (JUMBF) box where the format keeps it and
+    Pillow has read that place already (a JPEG's APP11 segments); None means "not known from the
+    headers" (search the bytes).
+    """
+
+    format: str | None = None
+    text: dict[str, str] = dataclasses.field(default_factory=dict)
+    xmp: bytes | None = None
+    exif: Image.Exif | None = None
+    c2pa_box: bool | None = None
+
+
+class Decoded(NamedTuple):
+    """What :func:`decode_with_metadata` returns: the RGB image and its file's metadata."""
+
+    image: Image.Image
+    metadata: ImageMetadata
 
 
 class DecodeError(Exception):
@@ -54,11 +85,26 @@ def decode_image(
 ) -> Image.Image:
     """Decode ``source`` into an 8-bit RGB image, or raise :class:`DecodeError`.
 
+    The same as ``decode_with_metadata(...).image``.
+
     ``source`` is a path, encoded bytes, a PIL image or a uint8 array (HxW grey, HxWx3 RGB or
     HxWx4 RGBA). Only the first frame of an animation is read. ``draft_size``, when given, lets
     JPEGs decode at 1/2, 1/4 or 1/8 scale as long as both sides stay >= ``draft_size`` (several
     times faster for large photos; the caller resizes to that size afterwards anyway).
     """
+    return decode_with_metadata(source, max_bytes=max_bytes, max_pixels=max_pixels,
+                                allowed_formats=allowed_formats, draft_size=draft_size).image
+
+
+def decode_with_metadata(
+    source: Source,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allowed_formats: tuple[str, ...] | list[str] = DEFAULT_FORMATS,
+    draft_size: int | None = None,
+) -> Decoded:
+    """:func:`decode_image`, plus the :class:`ImageMetadata` Pillow read on the way (no extra pass)."""
     formats = _check_formats(allowed_formats)
     if isinstance(source, (str, os.PathLike)):
         return _decode_path(Path(source), max_bytes, max_pixels, formats, draft_size)
@@ -95,7 +141,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _decode_path(path: Path, max_bytes: int, max_pixels: int, formats: tuple[str, ...],
-                 draft_size: int | None) -> Image.Image:
+                 draft_size: int | None) -> Decoded:
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -115,7 +161,7 @@ def _decode_path(path: Path, max_bytes: int, max_pixels: int, formats: tuple[str
         return _decode_stream(f, max_pixels, formats, draft_size)
 
 
-def _decode_stream(fp, max_pixels: int, formats: tuple[str, ...], draft_size: int | None) -> Image.Image:
+def _decode_stream(fp, max_pixels: int, formats: tuple[str, ...], draft_size: int | None) -> Decoded:
     try:
         im = Image.open(fp, formats=list(formats))
     except Image.DecompressionBombError as exc:
@@ -139,7 +185,7 @@ def _decode_stream(fp, max_pixels: int, formats: tuple[str, ...], draft_size: in
     return _finish(im)
 
 
-def _decode_pil(image: Image.Image, max_pixels: int, formats: tuple[str, ...]) -> Image.Image:
+def _decode_pil(image: Image.Image, max_pixels: int, formats: tuple[str, ...]) -> Decoded:
     if image.format is not None and image.format not in formats and not (
             image.format == "MPO" and "JPEG" in formats):
         raise DecodeError("unsupported_format", f"{image.format} is not an allowed format "
@@ -149,11 +195,11 @@ def _decode_pil(image: Image.Image, max_pixels: int, formats: tuple[str, ...]) -
         image.load()  # a lazily opened ImageFile may still hold undecoded, possibly broken data
     except Exception as exc:
         raise DecodeError("corrupt", f"image data is corrupt or truncated ({_short(exc)})") from None
-    rgb = _finish(image)
-    return rgb.copy() if rgb is image else rgb  # never hand the caller's own object back
+    rgb, metadata = _finish(image)
+    return Decoded(rgb.copy() if rgb is image else rgb, metadata)  # never hand the caller's own object back
 
 
-def _decode_array(arr: np.ndarray, max_pixels: int) -> Image.Image:
+def _decode_array(arr: np.ndarray, max_pixels: int) -> Decoded:
     if arr.dtype != np.uint8:
         raise DecodeError("unsupported_format", f"array dtype {arr.dtype} is not uint8")
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -165,15 +211,17 @@ def _decode_array(arr: np.ndarray, max_pixels: int) -> Image.Image:
         raise DecodeError("empty", f"array of shape {arr.shape} has no pixels")
     _check_pixel_count((arr.shape[1], arr.shape[0]), max_pixels)
     mode = {2: "L", 3: "RGB", 4: "RGBA"}[arr.shape[2] if arr.ndim == 3 else 2]
-    return to_rgb(Image.fromarray(np.ascontiguousarray(arr), mode))
+    return Decoded(to_rgb(Image.fromarray(np.ascontiguousarray(arr), mode)), ImageMetadata())
 
 
-def _finish(im: Image.Image) -> Image.Image:
+def _finish(im: Image.Image) -> Decoded:
     try:
-        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+        exif = im.getexif()
+        orientation = exif.get(_EXIF_ORIENTATION, 1)
     except Exception:
         # Broken EXIF does not make broken pixels; show it unrotated, as most viewers do.
-        orientation = 1
+        exif, orientation = None, 1
+    metadata = _metadata(im, exif)
     if orientation in (2, 3, 4, 5, 6, 7, 8):
         im = ImageOps.exif_transpose(im)
     try:
@@ -181,7 +229,20 @@ def _finish(im: Image.Image) -> Image.Image:
     except Exception as exc:  # e.g. a mode Pillow opens but cannot convert
         raise DecodeError("unsupported_format", f"cannot convert mode {im.mode} to RGB "
                           f"({_short(exc)})") from None
-    return rgb
+    return Decoded(rgb, metadata)
+
+
+def _metadata(im: Image.Image, exif: Image.Exif | None) -> ImageMetadata:
+    """What Pillow has already read; cheap (a walk over ``info``), nothing is parsed here."""
+    text = {str(k): str(v) for k, v in im.info.items() if isinstance(v, str) and isinstance(k, str)}
+    xmp = im.info.get("xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8", "replace")
+    c2pa_box = None
+    if im.format in ("JPEG", "MPO") and isinstance(getattr(im, "applist", None), list):
+        c2pa_box = any(marker == "APP11" and b"jumb" in data and b"c2pa" in data for marker, data in im.applist)
+    return ImageMetadata(format=im.format, text=text, xmp=xmp if isinstance(xmp, bytes) else None,
+                         exif=exif if exif else None, c2pa_box=c2pa_box)
 
 
 # ----------------------------------------------------------------------------- checks

@@ -4,23 +4,31 @@ Load once with :meth:`Detector.from_dir`, then call :meth:`Detector.predict` (or
 :meth:`Detector.stream` for inputs too many to hold) as often as needed. A ``Detector`` owns one
 onnxruntime session and no global state; ``session.run`` is thread-safe, so one instance can serve
 several threads.
+
+Every verdict also carries the file's provenance signals (``detector.provenance``): a file that
+declares itself AI-made is labelled ``ai-mimicry`` whatever its score, with
+``evidence["label_reason"] == "declared-ai-by-metadata"``; nothing in metadata ever lowers a label.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
 from .bundle import ModelBundle, ModelError
-from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeError, Source, decode_image
+from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeError, Source, decode_image, decode_with_metadata
 from .preprocess import PreprocessConfig, preprocess
+from .provenance import DECLARED_AI, Signal, declares_ai, read_provenance
 from .verdict import Verdict
+
+MODEL_SCORE = "model-score"
 
 _SINGLE_SOURCE = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray)
 
@@ -32,24 +40,35 @@ def default_providers() -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+class Loaded(NamedTuple):
+    """One decoded source: the model's input ``(3, size, size)`` and its provenance signals
+    (None when provenance is not read)."""
+
+    x: np.ndarray
+    provenance: list[Signal] | None
+
+
 class Detector:
     """A loaded model: turns images into :class:`~detector.verdict.Verdict` objects."""
 
     def __init__(self, bundle: ModelBundle, session: ort.InferenceSession, *,
-                 max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 provenance: bool = True):
         self.bundle = bundle
         self.session = session
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
+        self.provenance = provenance
         self.input_name, self.output_name = _check_session(bundle, session)
 
     @classmethod
     def from_dir(cls, path: str | os.PathLike, *, providers: list[str] | None = None,
                  intra_op_threads: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Detector:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, provenance: bool = True) -> Detector:
         """Load a model directory (see :class:`~detector.bundle.ModelBundle`) into an
         onnxruntime session. ``providers`` defaults to :func:`default_providers`;
-        ``intra_op_threads`` to ``os.cpu_count()``. Raises :class:`~detector.bundle.ModelError`."""
+        ``intra_op_threads`` to ``os.cpu_count()``; ``provenance=False`` leaves metadata unread
+        (verdicts then have no ``evidence["provenance"]``). Raises :class:`~detector.bundle.ModelError`."""
         bundle = ModelBundle.from_dir(path)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -62,7 +81,7 @@ class Detector:
                                            providers=providers or default_providers())
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
             raise ModelError(f"onnxruntime cannot load {bundle.onnx_path}: {exc}") from None
-        return cls(bundle, session, max_bytes=max_bytes, max_pixels=max_pixels)
+        return cls(bundle, session, max_bytes=max_bytes, max_pixels=max_pixels, provenance=provenance)
 
     @property
     def config(self) -> PreprocessConfig:
@@ -87,6 +106,14 @@ class Detector:
         image = decode_image(source, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
                              draft_size=self.config.size)
         return preprocess(image, self.config)
+
+    def load(self, source: Source) -> Loaded:
+        """:meth:`load_input` plus the source's provenance signals (when this detector reads them),
+        from the same decode; raises DecodeError. Pass both to :meth:`verdict`."""
+        image, metadata = decode_with_metadata(source, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
+                                               draft_size=self.config.size)
+        signals = read_provenance(metadata, source) if self.provenance else None
+        return Loaded(preprocess(image, self.config), signals)
 
     # ------------------------------------------------------------------------- batches
 
@@ -140,14 +167,14 @@ class Detector:
 
     # ------------------------------------------------------------------------- internals
 
-    def _load_or_error(self, source: Source) -> np.ndarray | DecodeError:
+    def _load_or_error(self, source: Source) -> Loaded | DecodeError:
         try:
-            return self.load_input(source)
+            return self.load(source)
         except DecodeError as exc:
             return exc
 
-    def _verdicts(self, chunk: list[tuple[int, Source]], loaded: list[np.ndarray | DecodeError]) -> list[Verdict]:
-        good = [x for x in loaded if isinstance(x, np.ndarray)]
+    def _verdicts(self, chunk: list[tuple[int, Source]], loaded: list[Loaded | DecodeError]) -> list[Verdict]:
+        good = [x.x for x in loaded if isinstance(x, Loaded)]
         logits = self.predict_arrays(np.stack(good)) if good else np.zeros(0, np.float32)
         scores = self.bundle.calibration(logits)
         scored = iter(zip(logits.tolist(), scores.tolist()))
@@ -157,20 +184,30 @@ class Detector:
             if isinstance(x, DecodeError):
                 verdicts.append(self.error_verdict(name, x.code, x.message))
             else:
-                verdicts.append(self._scored(name, *next(scored)))
+                verdicts.append(self._scored(name, *next(scored), x.provenance))
         return verdicts
 
-    def _scored(self, name: str, logit: float, score: float) -> Verdict:
+    def _scored(self, name: str, logit: float, score: float, provenance: Sequence[Signal] | None = None) -> Verdict:
         t = self.bundle.thresholds
-        return Verdict(source=name, score=score, label=t.label(score), threshold=t.ai_mimicry,
-                       model=self.name, model_version=self.version,
-                       evidence={"logit": logit, "model_trained_on": self.bundle.trained_on})
+        label = model_label = t.label(score)
+        evidence = {"logit": logit, "model_trained_on": self.bundle.trained_on}
+        reason = MODEL_SCORE
+        if provenance is not None:
+            evidence["provenance"] = [s.to_dict() for s in provenance]
+            # A declaration of AI raises the label; the score stays the model's. Nothing lowers it.
+            if declares_ai(provenance) and model_label != "ai-mimicry":
+                label, reason = "ai-mimicry", DECLARED_AI
+        evidence["model_label"] = model_label
+        evidence["label_reason"] = reason
+        return Verdict(source=name, score=score, label=label, threshold=t.ai_mimicry,
+                       model=self.name, model_version=self.version, evidence=evidence)
 
-    def verdict(self, source: str, logit: float) -> Verdict:
+    def verdict(self, source: str, logit: float, provenance: Sequence[Signal] | None = None) -> Verdict:
         """The verdict for one raw model output (as :meth:`predict_arrays` returns it): calibrated
-        score, band and evidence. For callers that batch inputs themselves (the HTTP service)."""
+        score, band and evidence, with ``provenance`` (from :meth:`load`) folded in when given.
+        For callers that batch inputs themselves (the HTTP service)."""
         score = float(self.bundle.calibration(np.asarray([logit], np.float32))[0])
-        return self._scored(source, float(logit), score)
+        return self._scored(source, float(logit), score, provenance)
 
     def error_verdict(self, source: str, code: str, message: str) -> Verdict:
         """A verdict for a source that could not be scored (no score, no label)."""
