@@ -4,12 +4,16 @@ For backlogs one machine cannot get through. The driver lists the inputs (local 
 local engine's own rules, ``detector.scan.iter_inputs``; URIs such as ``s3://`` or ``file://``
 through ``pyarrow.fs`` with the same suffix rules), and Ray Data runs two stages over them:
 
-1. **load**, stateless tasks on every free CPU: read, decode and preprocess each file with the
-   detector's own functions (``decode_image`` + ``preprocess``); a file that cannot be read or
-   decoded becomes an error, never a failed task.
+1. **load**: read, decode and preprocess each file with the detector's own functions
+   (``decode_image`` + ``preprocess``); a file that cannot be read or decoded becomes an error
+   row, never a failed task.
 2. **predict**, a pool of actors, each holding one onnxruntime session (on a GPU with
    ``gpus_per_actor``): batched inference, calibration and the verdict, as the row the local engine
    writes (``detector.scan.verdict_row``).
+
+With CPU actors Ray Data fuses the two stages, so each actor loads its own batches (one actor per
+CPU by default, and no decoded arrays cross the object store); with GPU actors the resources
+differ, the stages stay apart, and loading runs as tasks on the CPUs while the GPUs infer.
 
 The rows stream back to the driver, which writes them with the local engine's sinks (table, CSV,
 JSONL: byte for byte the same lines) or to one Parquet file, and counts them for the same exit
@@ -40,7 +44,6 @@ import pyarrow.parquet as pq
 import ray
 from rich.console import Console
 from rich.markup import escape as _escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from detector import scan as scan_lib
 from detector.bundle import ModelError
@@ -54,7 +57,7 @@ ROW_SCHEMA = pa.schema([
     ("model", pa.string()), ("model_version", pa.string()), ("error_code", pa.string()), ("error", pa.string()),
 ])
 assert tuple(ROW_SCHEMA.names) == scan_lib.COLUMNS  # one row shape for both engines
-SOURCES_PER_BLOCK = 256  # small blocks: a retried task redoes little, and rows start flowing early
+SOURCES_PER_BLOCK = 64  # small blocks: work spreads evenly, a retried task redoes little, rows flow early
 MAX_BLOCKS = 20_000  # beyond this, bigger blocks: the driver tracks every block
 _MODEL_FILES = ("model.json", "model.onnx")
 
@@ -185,6 +188,9 @@ class Predictor:
             Path(self._dir.name, name).write_bytes(data)
         # from_dir checks model.onnx against model.json's sha256: a damaged copy is refused here too.
         self.detector = Detector.from_dir(self._dir.name, providers=providers, intra_op_threads=threads)
+        if providers[0] not in self.detector.session.get_providers():  # onnxruntime falls back silently
+            raise ModelError(f"GPU actors need onnxruntime with {providers[0]} on every GPU node "
+                             f"(pip install onnxruntime-gpu); this one has {self.detector.session.get_providers()}")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         det = self.detector
@@ -344,12 +350,20 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
     started = False
     try:
         if todo:
+            # Ray Data's progress bars show on a terminal; its INFO lines go to its log file only.
+            os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
             started = connect(address)
-            _quiet_ray_data()
+            gpus = ray.cluster_resources().get("GPU", 0)
+            if options.gpus_per_actor > gpus:
+                return fail(f"--gpus-per-actor {options.gpus_per_actor:g} but the Ray cluster has {gpus:g} GPUs")
             options = dataclasses.replace(options, actors=options.actors or default_actors(options))
             ds = build_dataset(todo, Path(model), detector.config, options,
                                max_bytes=detector.max_bytes, max_pixels=detector.max_pixels)
-            _consume(ds, sink, summary, len(todo), stderr)
+            _consume(ds, sink, summary)
+    except ray.exceptions.RayError as exc:  # e.g. actors that cannot start, nodes lost beyond retries
+        where = f"; rows so far are in {output} (run again with --resume)" if output else ""
+        reason = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        return fail(f"the scan on Ray failed{where}: {reason[-1].strip()}")  # the cause, not Ray's traceback
     except KeyboardInterrupt:
         where = f"{output}; run again with --resume to finish" if output else "the terminal"
         stderr.print(f"interrupted after {summary.scanned} images; rows so far are in {where}")
@@ -365,15 +379,6 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
     return summary.exit_code
 
 
-def _quiet_ray_data() -> None:
-    """No Ray Data progress bars or log lines on the console, which the scan's own progress bar and
-    summary replace; they stay in the session's ray-data.log. Failures still raise."""
-    for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setLevel(logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-
-
 def _open_sink(fmt: str, output: Path | None, resume: bool, detector, stdout: Console, every: int):
     if fmt == "table":
         return scan_lib.TableSink(stdout, detector.name, detector.version,
@@ -387,23 +392,13 @@ def _open_sink(fmt: str, output: Path | None, resume: bool, detector, stdout: Co
     return (scan_lib.CsvSink(stream) if fmt == "csv" else scan_lib.JsonlSink(stream)), out_file
 
 
-def _consume(ds: ray.data.Dataset, sink, summary: scan_lib.ScanSummary, total: int, stderr: Console) -> None:
-    """Write the rows as they arrive, counting them; a progress bar on a terminal."""
-    progress = None
-    if stderr.is_terminal and total > scan_lib.PROGRESS_MIN_FILES:
-        progress = Progress(TextColumn("scanning on ray"), BarColumn(), MofNCompleteColumn(),
-                            scan_lib._RateColumn(), TimeRemainingColumn(), console=stderr, transient=True)
-        progress.start()
-        task = progress.add_task("scan", total=total)
+def _consume(ds: ray.data.Dataset, sink, summary: scan_lib.ScanSummary) -> None:
+    """Write the rows as they arrive, counting them."""
     start = time.perf_counter()
     try:
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             for row in batch.select(scan_lib.COLUMNS).to_pylist():
                 sink.write(row)
                 summary.add(Verdict(**row))
-            if progress is not None:
-                progress.advance(task, batch.num_rows)
     finally:
         summary.seconds = time.perf_counter() - start
-        if progress is not None:
-            progress.stop()

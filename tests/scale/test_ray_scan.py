@@ -27,8 +27,9 @@ BAD = {"truncated.png": "corrupt", "notes.png": "unsupported_format", "zero.jpg"
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray cluster of 2 CPUs for this module, as the scan would start one."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    """A local Ray cluster of 2 CPUs for this module, as the scan would start one, and one GPU in
+    name only (a logical resource) to reach the GPU actors' checks."""
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 
@@ -174,3 +175,16 @@ def test_cli_engine_ray_with_exit_codes(cluster, folder, local_rows, tmp_path):
     assert result.exit_code == scan_lib.EXIT_OK, result.output
     row = json.loads(result.stdout.splitlines()[0])
     _assert_same_rows({row["source"]: row}, {row["source"]: local_rows[str(folder / "real_00.png")]})
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+                    reason="this onnxruntime can run GPU actors")
+def test_gpu_actors_without_cuda_onnxruntime_fail_clearly(cluster, folder, tmp_path):
+    err = Console(stderr=True, record=True, width=400)
+    opts = ray_scan.RayOptions(gpus_per_actor=1)
+    assert ray_scan.run([str(folder)], output=tmp_path / "x.jsonl", model=MODEL, options=opts,
+                        stderr=err) == scan_lib.EXIT_USAGE
+    assert "GPU actors need onnxruntime with CUDAExecutionProvider" in err.export_text()
+    opts = ray_scan.RayOptions(gpus_per_actor=2)
+    assert ray_scan.run([str(folder)], model=MODEL, options=opts, stderr=err) == scan_lib.EXIT_USAGE
+    assert "--gpus-per-actor 2 but the Ray cluster has 1 GPUs" in err.export_text()
