@@ -34,7 +34,6 @@ from rich.console import Console  # noqa: E402
 from scan_benchmark import make_jpegs  # noqa: E402
 
 from detector import scan as scan_lib  # noqa: E402
-from detector.detector import Detector  # noqa: E402
 from mimicry import ray_scan  # noqa: E402
 
 
@@ -68,11 +67,9 @@ def bench_ray(folder: Path, model: Path, out: Path, opts: ray_scan.RayOptions) -
 
 def bench_ray_steady(folder: Path, model: Path, opts: ray_scan.RayOptions) -> dict:
     """The same pipeline, timed batch by batch: start-up vs. the rate after the first batch."""
-    det = Detector.from_dir(model, intra_op_threads=1)
     sources = list(scan_lib.iter_inputs([str(folder)]))
     t0 = time.perf_counter()
-    ds = ray_scan.build_dataset(sources, model, det.config, opts, max_bytes=det.max_bytes,
-                                max_pixels=det.max_pixels)
+    ds = ray_scan.build_dataset(sources, model, opts)
     first_rows, first_t, rows = 0, None, 0
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         rows += batch.num_rows

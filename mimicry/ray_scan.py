@@ -2,18 +2,15 @@
 
 For backlogs one machine cannot get through. The driver lists the inputs (local paths with the
 local engine's own rules, ``detector.scan.iter_inputs``; URIs such as ``s3://`` or ``file://``
-through ``pyarrow.fs`` with the same suffix rules), and Ray Data runs two stages over them:
-
-1. **load**: read, decode and preprocess each file with the detector's own functions
-   (``decode_image`` + ``preprocess``); a file that cannot be read or decoded becomes an error
-   row, never a failed task.
-2. **predict**, a pool of actors, each holding one onnxruntime session (on a GPU with
-   ``gpus_per_actor``): batched inference, calibration and the verdict, as the row the local engine
-   writes (``detector.scan.verdict_row``).
-
-With CPU actors Ray Data fuses the two stages, so each actor loads its own batches (one actor per
-CPU by default, and no decoded arrays cross the object store); with GPU actors the resources
-differ, the stages stay apart, and loading runs as tasks on the CPUs while the GPUs infer.
+through ``pyarrow.fs`` with the same suffix rules), and Ray Data hands them in blocks to a pool
+of actors (:class:`Predictor`), each holding one detector: one onnxruntime session, on a GPU with
+``gpus_per_actor``. An actor turns its sources into rows with the local engine's own code
+(``Detector.stream``: safe decode, preprocessing, batched inference, calibration, provenance; then
+``detector.scan.verdict_row``), decoding in threads while the model runs, so a file that cannot be
+read is an error row, never a failed task. One CPU actor per CPU by default; give GPU actors
+several CPUs each (``cpus_per_actor``) for their decode threads. (A separate stateless decode
+stage was tried: with CPU actors Ray Data fuses it into the actors anyway, and it would have to
+copy ``Detector.load`` and the verdict rules here, where they could drift from the local engine's.)
 
 The rows stream back to the driver, which writes them with the local engine's sinks (table, CSV,
 JSONL: byte for byte the same lines) or to one Parquet file, and counts them for the same exit
@@ -47,8 +44,7 @@ from rich.markup import escape as _escape
 
 from detector import scan as scan_lib
 from detector.bundle import ModelError
-from detector.decode import DecodeError, decode_image
-from detector.preprocess import PreprocessConfig, preprocess
+from detector.decode import DecodeError
 from detector.verdict import Verdict
 
 ENGINE_FORMATS = (*scan_lib.FORMATS, "parquet")
@@ -129,7 +125,7 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return fs, (root.rstrip("/") + "/" + key if key else root)
 
 
-# ----------------------------------------------------------------------------- stage 1: load
+# ----------------------------------------------------------------------------- the actors
 
 
 def _read_uri(uri: str, max_bytes: int) -> bytes:
@@ -152,34 +148,17 @@ def _read_uri(uri: str, max_bytes: int) -> bytes:
         raise DecodeError("not_found", f"cannot read {uri}: {exc}") from None
 
 
-def load_batch(batch: dict[str, np.ndarray], *, config: PreprocessConfig, max_bytes: int,
-               max_pixels: int) -> dict[str, np.ndarray]:
-    """Stage 1: sources -> model inputs ``x`` (zeros where ``error_code`` is set).
-
-    The same decode and preprocess as :meth:`detector.detector.Detector.load_input`; local paths
-    are decoded by path exactly as the local engine does, URIs from their bytes.
-    """
-    sources = [str(s) for s in batch["source"]]
-    x = np.zeros((len(sources), 3, config.size, config.size), np.float32)
-    codes, errors = [""] * len(sources), [""] * len(sources)
-    for i, source in enumerate(sources):
-        try:
-            data = _read_uri(source, max_bytes) if is_uri(source) else source
-            image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, draft_size=config.size)
-            x[i] = preprocess(image, config)
-        except DecodeError as exc:
-            codes[i], errors[i] = exc.code, exc.message
-    return {"source": np.array(sources, dtype=object), "x": x,
-            "error_code": np.array(codes, dtype=object), "error": np.array(errors, dtype=object)}
-
-
-# ----------------------------------------------------------------------------- stage 2: predict
-
-
 class Predictor:
-    """Stage 2, one per actor: an onnxruntime session over the model shipped from the driver."""
+    """One per actor: a :class:`~detector.detector.Detector` over the model shipped from the
+    driver, turning a batch of sources into output rows.
 
-    def __init__(self, model_files: ray.ObjectRef, *, providers: list[str], threads: int):
+    The rows come from ``Detector.stream`` and ``detector.scan.verdict_row``, the local engine's
+    own code: ``threads`` decode the next images while onnxruntime (``threads`` intra-op threads,
+    or the GPU) runs the current batch. A local path is decoded by path, as the local engine does;
+    a URI from its bytes, and its row is named by the URI.
+    """
+
+    def __init__(self, model_files: ray.ObjectRef, *, providers: list[str], threads: int, batch_size: int):
         from detector.detector import Detector
 
         model_files = ray.get(model_files)  # put once by the driver, fetched once per actor
@@ -191,22 +170,27 @@ class Predictor:
         if providers[0] not in self.detector.session.get_providers():  # onnxruntime falls back silently
             raise ModelError(f"GPU actors need onnxruntime with {providers[0]} on every GPU node "
                              f"(pip install onnxruntime-gpu); this one has {self.detector.session.get_providers()}")
+        self.threads, self.batch_size = threads, batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         det = self.detector
-        ok = np.array([not c for c in batch["error_code"]], dtype=bool)
-        logits = det.predict_arrays(batch["x"][ok])
-        scores = iter(det.bundle.calibration(logits).tolist())
-        t = det.bundle.thresholds
-        rows = []
-        for source, code, error, good in zip(batch["source"], batch["error_code"], batch["error"], ok):
-            if good:
-                score = next(scores)
-                v = Verdict(source=str(source), score=score, label=t.label(score), threshold=t.ai_mimicry,
-                            model=det.name, model_version=det.version)
-            else:
-                v = det.error_verdict(str(source), str(code), str(error))
-            rows.append(scan_lib.verdict_row(v))
+        names = [str(s) for s in batch["source"]]
+        rows: list[dict | None] = [None] * len(names)
+        todo, inputs = [], []
+        for i, name in enumerate(names):
+            if not is_uri(name):
+                todo.append(i)
+                inputs.append(name)
+                continue
+            try:
+                inputs.append(_read_uri(name, det.max_bytes))
+                todo.append(i)
+            except DecodeError as exc:
+                rows[i] = scan_lib.verdict_row(det.error_verdict(name, exc.code, exc.message))
+        verdicts = det.stream(inputs, batch_size=self.batch_size, workers=self.threads)
+        for i, v in zip(todo, verdicts):
+            v.source = names[i]  # bytes read from a URI would be named "<bytes #n>"
+            rows[i] = scan_lib.verdict_row(v)
         return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
 
 
@@ -225,8 +209,7 @@ class RayOptions:
     sources_per_block: int = SOURCES_PER_BLOCK
 
 
-def build_dataset(sources: list[str], model_dir: Path, config: PreprocessConfig, opts: RayOptions, *,
-                  max_bytes: int, max_pixels: int) -> ray.data.Dataset:
+def build_dataset(sources: list[str], model_dir: Path, opts: RayOptions) -> ray.data.Dataset:
     """The lazy Ray Dataset of output rows (:data:`ROW_SCHEMA`) for ``sources``."""
     model_files = {name: (model_dir / name).read_bytes() for name in _MODEL_FILES}
     providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if opts.gpus_per_actor > 0
@@ -234,15 +217,13 @@ def build_dataset(sources: list[str], model_dir: Path, config: PreprocessConfig,
     per_block = max(opts.sources_per_block, math.ceil(len(sources) / MAX_BLOCKS))
     blocks = [pa.table({"source": pa.array(sources[i:i + per_block], pa.string())})
               for i in range(0, len(sources), per_block)]
-    ds = ray.data.from_arrow(blocks)
-    ds = ds.map_batches(load_batch, batch_size=opts.batch_size, num_cpus=1,
-                        fn_kwargs={"config": config, "max_bytes": max_bytes, "max_pixels": max_pixels})
-    return ds.map_batches(
-        Predictor, batch_size=opts.batch_size, batch_format="numpy",
+    return ray.data.from_arrow(blocks).map_batches(
+        # Several inference batches per call, so that decoding overlaps inference inside the call.
+        Predictor, batch_size=opts.batch_size * 4, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=min(opts.actors or 1, len(blocks))),  # idle actors help nobody
         num_cpus=opts.cpus_per_actor, num_gpus=opts.gpus_per_actor or None,
         fn_constructor_kwargs={"model_files": ray.put(model_files), "providers": providers,
-                               "threads": opts.cpus_per_actor})
+                               "threads": opts.cpus_per_actor, "batch_size": opts.batch_size})
 
 
 class ParquetSink:
@@ -357,8 +338,7 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             if options.gpus_per_actor > gpus:
                 return fail(f"--gpus-per-actor {options.gpus_per_actor:g} but the Ray cluster has {gpus:g} GPUs")
             options = dataclasses.replace(options, actors=options.actors or default_actors(options))
-            ds = build_dataset(todo, Path(model), detector.config, options,
-                               max_bytes=detector.max_bytes, max_pixels=detector.max_pixels)
+            ds = build_dataset(todo, Path(model), options)
             _consume(ds, sink, summary)
     except ray.exceptions.RayError as exc:  # e.g. actors that cannot start, nodes lost beyond retries
         where = f"; rows so far are in {output} (run again with --resume)" if output else ""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -36,12 +37,17 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    """Bundled examples (two human, two mimicry), a 1-MP JPEG, three bad files and a subfolder."""
+    """Bundled examples (two human, two mimicry), one declared AI-made in its metadata, a 1-MP
+    JPEG, three bad files and a subfolder."""
     d = tmp_path_factory.mktemp("scan")
     for name in ("real_00.png", "real_01.png", "mimicry_00.png", "mimicry_01.png"):
         shutil.copy(EXAMPLES / name, d / name)
     # Large enough that both engines take the reduced-DCT (draft) JPEG decode path.
     Image.open(EXAMPLES / "mimicry_02.png").convert("RGB").resize((1024, 1024)).save(d / "big.jpg", quality=90)
+    # A human work whose PNG says an image generator made it: both engines must raise its label.
+    declared = PngInfo()
+    declared.add_text("parameters", "a lighthouse\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 128x128")
+    Image.open(EXAMPLES / "real_04.png").save(d / "declared.png", pnginfo=declared)
     png = (EXAMPLES / "real_02.png").read_bytes()
     (d / "truncated.png").write_bytes(png[: len(png) // 2])
     (d / "notes.png").write_text("not a picture\n")
@@ -136,6 +142,7 @@ def test_ray_rows_equal_local_rows_and_errors_are_rows(cluster, folder, local_ro
         assert row["error_code"] == code and row["score"] is None and row["label"] is None and row["error"]
     labels = {Path(s).name: r["label"] for s, r in rows.items()}
     assert labels["real_00.png"] == "human" and labels["mimicry_00.png"] == "ai-mimicry"
+    assert labels["declared.png"] == "ai-mimicry"
 
 
 def test_parquet_from_a_uri_has_the_same_rows(cluster, folder, local_rows, tmp_path):
