@@ -100,6 +100,8 @@ def scan(
         help="Ray: onnxruntime actors \\[default: one per cluster CPU, or per GPU share].")] = None,
     gpus_per_actor: Annotated[float, typer.Option(
         "--gpus-per-actor", min=0, help="Ray: GPUs per actor (0: CPU actors).")] = 0.0,
+    cpus_per_actor: Annotated[int, typer.Option(
+        "--cpus-per-actor", min=1, help="Ray: CPUs per actor (its decode and onnxruntime threads).")] = 1,
 ) -> None:
     """Say for each image whether it is an AI imitation of an artist's style.
 
@@ -131,7 +133,8 @@ def scan(
         raise typer.Exit(ray_scan.run(
             paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume,
             model=model, address=address, options=ray_scan.RayOptions(
-                actors=actors, gpus_per_actor=gpus_per_actor, batch_size=batch_size)))
+                actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
+                batch_size=batch_size)))
     raise typer.Exit(scan_lib.run(
         paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume, model=model,
         batch_size=batch_size, workers=scan_lib.DEFAULT_WORKERS if workers is None else workers))
