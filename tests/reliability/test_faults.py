@@ -1,0 +1,63 @@
+"""Faults: a scan killed mid-way resumes without duplicates or losses; a tampered model is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from reliability_fixtures import MODEL, ROOT
+
+
+def test_scan_killed_with_sigkill_resumes_without_duplicating_or_losing_rows(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    examples = sorted((ROOT / "examples").glob("*.png"))
+    for i in range(300):
+        os.link(examples[i % len(examples)], folder / f"img_{i:04d}.png")
+    (folder / "img_bad.png").write_bytes(b"junk")
+    out = tmp_path / "scan.jsonl"
+    cmd = [sys.executable, "-m", "mimicry", "scan", str(folder), "--model", str(MODEL), "-o", str(out),
+           "--batch-size", "4", "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and out.stat().st_size > 4000):
+        assert proc.poll() is None, "the scan ended before it could be killed: make the folder bigger"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rows_before = out.read_text().count("\n")
+    assert 0 < rows_before < 301
+    done = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode in (1, 3), done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    sources = [r["source"] for r in rows]
+    assert len(sources) == len(set(sources)) == 301  # every file exactly once
+    assert {r["error_code"] for r in rows if r["source"].endswith("img_bad.png")} == {"unsupported_format"}
+
+
+def _tampered(tmp_path):
+    bad = tmp_path / "tampered"
+    shutil.copytree(MODEL, bad)
+    data = bytearray((bad / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit
+    (bad / "model.onnx").write_bytes(bytes(data))
+    return bad, json.loads((bad / "model.json").read_text())["onnx_sha256"]
+
+
+def test_a_tampered_model_is_refused_by_serve_and_scan_naming_its_sha256(tmp_path):
+    bad, expected_sha = _tampered(tmp_path)
+    env = {**os.environ, "MIMICRY_KEYS_DB": str(tmp_path / "k.sqlite3")}
+    serve = subprocess.run([sys.executable, "-m", "mimicry", "serve", "--model", str(bad), "--port", "0"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert serve.returncode == 2
+    assert "sha256" in serve.stderr and expected_sha in serve.stderr, serve.stderr
+    scan = subprocess.run([sys.executable, "-m", "mimicry", "scan", str(ROOT / "examples"), "--model", str(bad)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert scan.returncode == 2
+    assert "sha256" in (scan.stderr + scan.stdout) and expected_sha in (scan.stderr + scan.stdout)
