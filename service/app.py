@@ -183,17 +183,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.keep_uploads_dir is not None:
             await loop.run_in_executor(state.decode_pool, _keep, settings.keep_uploads_dir, upload.data)
         try:
-            x = await loop.run_in_executor(state.decode_pool, det.load_input, upload.data)
+            loaded = await loop.run_in_executor(state.decode_pool, det.load, upload.data)
         except DecodeError as exc:
             metrics.images.labels(exc.code).inc()
             return det.error_verdict(name, exc.code, exc.message)
         try:
-            logit = float(await state.batcher.submit(x))
+            logit = float(await state.batcher.submit(loaded.x))
         except Overloaded as exc:
             metrics.overloaded.inc()
             raise APIError("overloaded", f"the service is at capacity ({exc}); retry shortly",
                            headers={"Retry-After": str(settings.retry_after_s)}) from None
-        verdict = det.verdict(name, logit)
+        verdict = det.verdict(name, logit, loaded.provenance)
         metrics.images.labels(verdict.label).inc()
         return verdict
 

@@ -264,3 +264,26 @@ def test_uploads_are_kept_only_when_the_operator_asks(make_settings, tmp_path, e
     assert (keep / hashlib.sha256(data).hexdigest()).read_bytes() == data
     new = {p for p in tmp_path.rglob("*")} - before
     assert all(p == keep or p.parent == keep for p in new), new
+
+
+# ----------------------------------------------------------------------------- provenance evidence
+
+
+def test_a_file_that_declares_itself_ai_is_flagged_with_its_signal(client, reference, example_bytes):
+    from PIL import PngImagePlugin
+
+    human = next(d for n, d in example_bytes if n.startswith("real"))
+    assert reference.predict([human])[0].label == "human"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a fox in sks style\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, "
+                                "Model: sd15-dreambooth")
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(human)).save(buf, "PNG", pnginfo=info)
+    r = client.post("/v1/detect", files={"file": ("declared.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 200, r.text
+    v = r.json()
+    assert v["label"] == "ai-mimicry"
+    assert v["evidence"]["model_label"] == "human"
+    assert v["evidence"]["label_reason"] == "declared-ai-by-metadata"
+    assert any(s["declares_ai"] for s in v["evidence"]["provenance"])
+    assert v["score"] == pytest.approx(reference.predict([human])[0].score, abs=1e-6)  # the score stays the model's
