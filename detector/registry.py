@@ -1,0 +1,616 @@
+"""The artist registry: enrolled artists, the style embeddings of their works, and attribution.
+
+An embedded SQLite database (stdlib ``sqlite3``) in WAL mode::
+
+    from detector.registry import Registry
+    from detector.style import StyleEncoder
+
+    enc = StyleEncoder.from_dir("models/style-encoder")
+    with Registry.open() as reg:                      # $MIMICRY_REGISTRY or the per-user default
+        report = reg.enrol("Jane Doe", ["a.png", "b.png"], enc, consent="email of 2026-11-24")
+        print(report.added, report.skipped)
+        for m in reg.match(enc.embed_one("suspect.png"), k=3, threshold=enc.threshold):
+            print(m.artist, m.similarity, m.passes, [w.source for w in m.nearest_works])
+
+What is stored: artists (name, consent note, created time) and, per work, its style embedding
+(float32), the sha256 of the file's bytes, a small WebP thumbnail and the file name it came from.
+The original file is stored only when asked (``keep_originals=True``).
+
+Consistency: the schema is versioned (``schema_version`` holds one row per applied migration;
+:data:`MIGRATIONS` are applied in order, each in its own transaction, on open). An enrolment is one
+transaction, the artist's creation included, so a process killed half-way leaves the artist either
+fully enrolled or absent. Embeddings are computed before the transaction opens, so the write lock is
+held only for the inserts.
+
+Threads: one connection per :class:`Registry`, opened with ``check_same_thread=False``; every use
+of it is serialised by one lock, so an instance can be shared by the threads of a web service.
+Matching reads an in-memory matrix of all embeddings (rows grouped by artist), rebuilt after this
+instance writes or when ``PRAGMA data_version`` shows another connection (another process) has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ENV_VAR = "MIMICRY_REGISTRY"
+DB_FILE = "registry.sqlite3"
+THUMBNAIL_SIDE = 96
+AGGREGATES = ("max", "top3", "centroid")
+DEFAULT_AGGREGATE = "max"
+# Ordered schema migrations: (version, description, SQL). Append only; never edit a released one.
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (1, "artists and their works' embeddings", """
+        CREATE TABLE artists (
+            id         INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL UNIQUE,
+            consent    TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE works (
+            id         INTEGER PRIMARY KEY,
+            artist_id  INTEGER NOT NULL REFERENCES artists(id) ON DELETE CASCADE,
+            sha256     TEXT NOT NULL,
+            embedding  BLOB NOT NULL,
+            thumbnail  BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (artist_id, sha256)
+        );
+    """),
+    (2, "encoder binding, work source names, optional originals", """
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        ALTER TABLE works ADD COLUMN source TEXT NOT NULL DEFAULT '';
+        ALTER TABLE works ADD COLUMN original BLOB;
+        CREATE INDEX works_by_artist ON works (artist_id);
+    """),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+class RegistryError(Exception):
+    """A registry operation that cannot be done, with the reason (unknown artist, wrong encoder...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Artist:
+    name: str
+    consent: str
+    created_at: str
+    works: int
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkMatch:
+    """An enrolled work and its cosine similarity to the query."""
+
+    work_id: int
+    source: str
+    sha256: str
+    similarity: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtistMatch:
+    """An artist's similarity to the query (see :func:`artist_scores`); ``passes`` is whether it
+    reaches the threshold given to :meth:`Registry.match` (None when no threshold was given)."""
+
+    artist: str
+    similarity: float
+    passes: bool | None
+    nearest_works: list[WorkMatch]
+
+
+@dataclasses.dataclass
+class EnrolReport:
+    """What an enrolment did: works added, and the sources skipped with a code and a message
+    (codes: the decode errors of ``detector.decode``, and ``duplicate``)."""
+
+    artist: str
+    added: int = 0
+    skipped: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    created: bool = False
+
+
+def default_path() -> Path:
+    """``$MIMICRY_REGISTRY`` if set, else ``registry.sqlite3`` in the per-user data directory:
+    ``$XDG_DATA_HOME/mimicry-detect`` (default ``~/.local/share/mimicry-detect``) on Linux,
+    ``~/Library/Application Support/mimicry-detect`` on macOS, ``%LOCALAPPDATA%\\mimicry-detect`` on Windows."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return base / "mimicry-detect" / DB_FILE
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def group_by_artist(sorted_ids: np.ndarray, n_artists: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, counts)`` of each artist's contiguous rows, for artist ids ``0..n_artists-1``
+    sorted ascending (every artist must have at least one row)."""
+    counts = np.bincount(np.asarray(sorted_ids, dtype=np.int64), minlength=n_artists)
+    if (counts == 0).any():
+        raise ValueError("every artist needs at least one work")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return starts, counts
+
+
+def artist_scores(sims: np.ndarray, starts: np.ndarray, aggregate: str = DEFAULT_AGGREGATE,
+                  embeddings: np.ndarray | None = None) -> np.ndarray:
+    """Artist similarities ``(Q, A)`` from work similarities ``sims`` ``(Q, W)`` whose columns are
+    grouped by artist (artist ``j`` owns columns ``starts[j]:starts[j+1]``).
+
+    ``max``: the nearest work's cosine similarity. ``top3``: the mean of the three nearest (fewer if
+    the artist has fewer). ``centroid``: cosine to the mean of the artist's (unit) embeddings, which
+    needs ``embeddings`` (W, D)."""
+    sims = np.asarray(sims, dtype=np.float32)
+    if aggregate == "max":
+        return np.maximum.reduceat(sims, starts, axis=1)
+    ends = np.append(starts[1:], sims.shape[1])
+    if aggregate == "centroid":
+        if embeddings is None:
+            raise ValueError("aggregate 'centroid' needs the embeddings")
+        sums = np.add.reduceat(np.asarray(embeddings, np.float64), starts, axis=0)
+        norms = np.linalg.norm(sums, axis=1)
+        return (np.add.reduceat(sims.astype(np.float64), starts, axis=1) / np.maximum(norms, 1e-12)).astype(np.float32)
+    if aggregate == "top3":
+        out = np.empty((sims.shape[0], len(starts)), np.float32)
+        for j, (s, e) in enumerate(zip(starts, ends)):
+            seg = sims[:, s:e]
+            m = min(3, e - s)
+            out[:, j] = -np.partition(-seg, m - 1, axis=1)[:, :m].mean(axis=1) if m < e - s else seg.mean(axis=1)
+        return out
+    raise ValueError(f"unknown aggregate {aggregate!r}; known: {AGGREGATES}")
+
+
+def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values, largest first (``argpartition``, then a sort of ``k``)."""
+    k = min(k, len(values))
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    part = np.argpartition(-values, k - 1)[:k] if k < len(values) else np.arange(len(values))
+    return part[np.argsort(-values[part], kind="stable")]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Index:
+    """All embeddings in memory, rows grouped by artist: what matching reads."""
+
+    matrix: np.ndarray  # (W, D) float32, unit rows
+    work_ids: np.ndarray  # (W,)
+    sources: list[str]
+    sha256s: list[str]
+    artists: list[str]  # (A,)
+    starts: np.ndarray  # (A,)
+    centroid_norms: np.ndarray  # (A,), for the centroid aggregate
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+class Registry:
+    """An open registry database. Use :meth:`open`; close with :meth:`close` or a ``with`` block."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, aggregate: str = DEFAULT_AGGREGATE):
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"unknown aggregate {aggregate!r}; known: {AGGREGATES}")
+        self._conn = conn
+        self.path = path
+        self.aggregate = aggregate
+        self._lock = threading.RLock()
+        self._index: _Index | None = None
+        self._index_version: tuple[int, int] | None = None
+        self._writes = 0
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, *, aggregate: str = DEFAULT_AGGREGATE,
+             timeout: float = 30.0, migrate: bool = True) -> Registry:
+        """Open (creating it and its folder if needed) the database at ``path`` (default:
+        :func:`default_path`), switch it to WAL and apply pending migrations. Raises
+        :class:`RegistryError` if the file is not a registry this version can use."""
+        path = Path(path) if path is not None else default_path()
+        if path.exists() and not path.is_file():
+            raise RegistryError(f"registry path {path} exists and is not a file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+            if migrate:
+                migrate_to(conn, SCHEMA_VERSION)
+            else:
+                v = schema_version(conn)
+                if v != SCHEMA_VERSION:
+                    raise RegistryError(f"{path} has schema version {v}; this version needs {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise RegistryError(f"{path} is not a usable registry database: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, aggregate)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------- artists
+
+    def add_artist(self, name: str, *, consent: str = "") -> Artist:
+        """Create an artist with no works; :class:`RegistryError` if the name is taken or empty."""
+        name = _check_name(name)
+        with self._lock, self._transaction():
+            self._insert_artist(name, consent)
+        return self.get_artist(name)
+
+    def get_artist(self, name: str) -> Artist:
+        """The artist called ``name``; :class:`RegistryError` if there is none."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT a.name, a.consent, a.created_at, COUNT(w.id) FROM artists a "
+                "LEFT JOIN works w ON w.artist_id = a.id WHERE a.name = ? GROUP BY a.id", (name,)).fetchone()
+        if row is None:
+            raise RegistryError(f"no artist named {name!r} in the registry")
+        return Artist(*row)
+
+    def list_artists(self) -> list[Artist]:
+        """Every artist, by name, with the number of works enrolled."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT a.name, a.consent, a.created_at, COUNT(w.id) FROM artists a "
+                "LEFT JOIN works w ON w.artist_id = a.id GROUP BY a.id ORDER BY a.name").fetchall()
+        return [Artist(*r) for r in rows]
+
+    def remove_artist(self, name: str) -> int:
+        """Delete an artist and all their works (thumbnails and originals included); returns the
+        number of works deleted. :class:`RegistryError` if there is no such artist."""
+        with self._lock, self._transaction():
+            row = self._conn.execute("SELECT id FROM artists WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise RegistryError(f"no artist named {name!r} in the registry")
+            n = self._conn.execute("SELECT COUNT(*) FROM works WHERE artist_id = ?", (row[0],)).fetchone()[0]
+            self._conn.execute("DELETE FROM artists WHERE id = ?", (row[0],))
+        return int(n)
+
+    # ------------------------------------------------------------------------- works
+
+    def enrol(self, artist: str, sources: Iterable, encoder, *, consent: str | None = None,
+              create: bool = True, keep_originals: bool = False, batch_size: int = 32,
+              progress: Callable[[str, int, int], None] | None = None) -> EnrolReport:
+        """Embed ``sources`` (paths, bytes, PIL images...) with ``encoder`` (a
+        :class:`~detector.style.StyleEncoder`) and add them to ``artist`` in one transaction.
+
+        The artist is created (with ``consent``) when missing and ``create`` is true, in the same
+        transaction. A source that cannot be decoded, or whose bytes are already enrolled for this
+        artist, is skipped and reported, never fatal. ``progress(stage, done, total)`` is called with
+        stage ``"embed"`` as works are embedded and ``"write"`` as rows are inserted."""
+        name = _check_name(artist)
+        sources = list(sources)
+        report = EnrolReport(artist=name)
+        prepared = []
+        seen: set[str] = set()
+        for start in range(0, len(sources), batch_size):
+            chunk = sources[start:start + batch_size]
+            for offset, (src, result) in enumerate(zip(chunk, encoder.embed_with_images(chunk))):
+                label = _source_label(src, start + offset)
+                if isinstance(result, Exception):
+                    report.skipped.append((label, getattr(result, "code", "error"), str(result)))
+                    continue
+                emb, image, raw = result
+                digest = hashlib.sha256(raw).hexdigest()
+                if digest in seen:
+                    report.skipped.append((label, "duplicate", "the same bytes appear twice in this enrolment"))
+                    continue
+                seen.add(digest)
+                prepared.append((label, digest, emb, make_thumbnail(image), raw if keep_originals else None))
+            if progress:
+                progress("embed", min(start + batch_size, len(sources)), len(sources))
+        identity = encoder.identity()
+        now = _now()
+        with self._lock, self._transaction():
+            self._bind_encoder(identity)
+            row = self._conn.execute("SELECT id FROM artists WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                if not create:
+                    raise RegistryError(f"no artist named {name!r} in the registry")
+                artist_id = self._insert_artist(name, consent or "")
+                report.created = True
+            else:
+                artist_id = row[0]
+                if consent:
+                    self._conn.execute("UPDATE artists SET consent = ? WHERE id = ?", (consent, artist_id))
+            existing = {r[0] for r in self._conn.execute("SELECT sha256 FROM works WHERE artist_id = ?", (artist_id,))}
+            for i, (label, digest, emb, thumb, original) in enumerate(prepared):
+                if digest in existing:
+                    report.skipped.append((label, "duplicate", f"already enrolled for {name}"))
+                else:
+                    self._conn.execute(
+                        "INSERT INTO works (artist_id, sha256, embedding, thumbnail, created_at, source, original) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (artist_id, digest, np.asarray(emb, "<f4").tobytes(), thumb, now, label, original))
+                    report.added += 1
+                if progress:
+                    progress("write", i + 1, len(prepared))
+        return report
+
+    def works(self, artist: str) -> list[dict]:
+        """The works of ``artist``: id, source, sha256, created time, thumbnail bytes, and whether
+        the original is kept."""
+        with self._lock:
+            self.get_artist(artist)
+            rows = self._conn.execute(
+                "SELECT w.id, w.source, w.sha256, w.created_at, w.thumbnail, w.original IS NOT NULL "
+                "FROM works w JOIN artists a ON a.id = w.artist_id WHERE a.name = ? ORDER BY w.id",
+                (artist,)).fetchall()
+        return [{"id": r[0], "source": r[1], "sha256": r[2], "created_at": r[3], "thumbnail": r[4],
+                 "original_kept": bool(r[5])} for r in rows]
+
+    def original(self, work_id: int) -> bytes | None:
+        """The original bytes of a work if they were kept, else None."""
+        with self._lock:
+            row = self._conn.execute("SELECT original FROM works WHERE id = ?", (work_id,)).fetchone()
+        if row is None:
+            raise RegistryError(f"no work with id {work_id}")
+        return row[0]
+
+    def encoder_identity(self) -> dict | None:
+        """The encoder the stored embeddings were made with (set by the first enrolment)."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    # ------------------------------------------------------------------------- matching
+
+    def match(self, embedding: np.ndarray, k: int = 3, *, threshold: float | None = None,
+              works_per_artist: int = 3) -> list[ArtistMatch]:
+        """The ``k`` artists most similar to one embedding, most similar first, each with its
+        nearest enrolled works. Empty when nobody is enrolled."""
+        return self.match_batch(np.asarray(embedding)[None, :], k, threshold=threshold,
+                                works_per_artist=works_per_artist)[0]
+
+    def match_batch(self, embeddings: np.ndarray, k: int = 3, *, threshold: float | None = None,
+                    works_per_artist: int = 3) -> list[list[ArtistMatch]]:
+        """:meth:`match` for a batch ``(Q, D)`` of embeddings."""
+        index = self._current_index()
+        q = self._check_queries(embeddings, index)
+        if index is None or not len(q):
+            return [[] for _ in range(len(q))]
+        sims = q @ index.matrix.T
+        scores = self._scores(sims, index)
+        out = []
+        for i in range(len(q)):
+            out.append([self._artist_match(index, sims[i], int(j), float(scores[i, j]), threshold, works_per_artist)
+                        for j in top_k_indices(scores[i], k)])
+        return out
+
+    def similarity_to(self, embedding: np.ndarray, artist: str, *, threshold: float | None = None,
+                      works_per_artist: int = 3) -> ArtistMatch:
+        """The similarity of one embedding to one named artist; :class:`RegistryError` if the artist
+        is unknown or has no works."""
+        index = self._current_index()
+        q = self._check_queries(np.asarray(embedding)[None, :], index)
+        if index is None or artist not in index.artists:
+            self.get_artist(artist)  # raises for an unknown artist
+            raise RegistryError(f"artist {artist!r} has no enrolled works")
+        j = index.artists.index(artist)
+        sims = q @ index.matrix.T
+        return self._artist_match(index, sims[0], j, float(self._scores(sims, index)[0, j]), threshold,
+                                  works_per_artist)
+
+    def work_count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM works").fetchone()[0])
+
+    # ------------------------------------------------------------------------- internals
+
+    def _transaction(self):
+        return _Transaction(self)
+
+    def _insert_artist(self, name: str, consent: str) -> int:
+        try:
+            cur = self._conn.execute("INSERT INTO artists (name, consent, created_at) VALUES (?, ?, ?)",
+                                     (name, consent, _now()))
+        except sqlite3.IntegrityError:
+            raise RegistryError(f"an artist named {name!r} is already in the registry") from None
+        return int(cur.lastrowid)
+
+    def _bind_encoder(self, identity: dict) -> None:
+        row = self._conn.execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
+        if row is None:
+            self._conn.execute("INSERT INTO settings (key, value) VALUES ('encoder', ?)", (json.dumps(identity),))
+            return
+        bound = json.loads(row[0])
+        has_works = self._conn.execute("SELECT 1 FROM works LIMIT 1").fetchone() is not None
+        if has_works and _encoder_key(bound) != _encoder_key(identity):
+            raise RegistryError(
+                f"this registry holds embeddings from encoder {bound.get('name')} {bound.get('version')} "
+                f"(sha256 {str(bound.get('onnx_sha256'))[:12]}); they cannot be compared with "
+                f"{identity.get('name')} {identity.get('version')} (sha256 {str(identity.get('onnx_sha256'))[:12]})")
+        if not has_works:
+            self._conn.execute("UPDATE settings SET value = ? WHERE key = 'encoder'", (json.dumps(identity),))
+
+    def _current_index(self) -> _Index | None:
+        with self._lock:
+            version = (self._writes, int(self._conn.execute("PRAGMA data_version").fetchone()[0]))
+            if self._index_version != version:
+                self._index = self._load_index()
+                self._index_version = version
+            return self._index
+
+    def _load_index(self) -> _Index | None:
+        rows = self._conn.execute(
+            "SELECT a.name, w.id, w.source, w.sha256, w.embedding FROM works w "
+            "JOIN artists a ON a.id = w.artist_id ORDER BY a.name, w.id").fetchall()
+        if not rows:
+            return None
+        names = [r[0] for r in rows]
+        matrix = np.frombuffer(b"".join(r[4] for r in rows), dtype="<f4").reshape(len(rows), -1).astype(np.float32)
+        artists = sorted(set(names))
+        ids = np.searchsorted(np.array(artists), np.array(names))
+        starts, _ = group_by_artist(ids, len(artists))
+        norms = np.linalg.norm(np.add.reduceat(matrix.astype(np.float64), starts, axis=0), axis=1)
+        return _Index(matrix=np.ascontiguousarray(matrix), work_ids=np.array([r[1] for r in rows]),
+                      sources=[r[2] for r in rows], sha256s=[r[3] for r in rows], artists=artists,
+                      starts=starts, centroid_norms=norms)
+
+    def _scores(self, sims: np.ndarray, index: _Index) -> np.ndarray:
+        if self.aggregate == "centroid":
+            return (np.add.reduceat(sims, index.starts, axis=1) / np.maximum(index.centroid_norms, 1e-12)
+                    ).astype(np.float32)
+        return artist_scores(sims, index.starts, self.aggregate)
+
+    @staticmethod
+    def _check_queries(embeddings: np.ndarray, index: _Index | None) -> np.ndarray:
+        q = np.asarray(embeddings, dtype=np.float32)
+        if q.ndim != 2:
+            raise ValueError(f"expected embeddings of shape (Q, D), got {q.shape}")
+        if index is not None and q.shape[1] != index.dim:
+            raise RegistryError(f"embedding of size {q.shape[1]} does not match the registry's {index.dim}: "
+                                "was it made by another encoder?")
+        return q
+
+    @staticmethod
+    def _artist_match(index: _Index, sims: np.ndarray, j: int, score: float, threshold: float | None,
+                      works_per_artist: int) -> ArtistMatch:
+        s = int(index.starts[j])
+        e = int(index.starts[j + 1]) if j + 1 < len(index.starts) else len(sims)
+        near = [s + int(i) for i in top_k_indices(sims[s:e], works_per_artist)]
+        works = [WorkMatch(int(index.work_ids[i]), index.sources[i], index.sha256s[i], float(sims[i])) for i in near]
+        return ArtistMatch(index.artists[j], score, None if threshold is None else bool(score >= threshold), works)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception (the caller holds the lock)."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    def __enter__(self):
+        self.registry._conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        conn = self.registry._conn
+        if exc_type is None:
+            conn.execute("COMMIT")
+            self.registry._writes += 1
+        else:
+            conn.execute("ROLLBACK")
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The highest migration applied to the database (0 for an empty database)."""
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+    if not has_table:
+        others = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        if others:
+            raise RegistryError(f"the database holds tables ({', '.join(r[0] for r in others[:5])}) "
+                                "but no schema_version: it is not a mimicry registry")
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate_to(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Apply the migrations above the database's version up to ``target``, each in its own
+    transaction with its ``schema_version`` row. Returns the version reached. Refuses a database
+    made by a newer version of this code."""
+    conn.execute("BEGIN IMMEDIATE")  # one process migrates at a time; the others wait, then see it done
+    try:
+        current = schema_version(conn)
+        if current > SCHEMA_VERSION:
+            raise RegistryError(f"the registry has schema version {current}, newer than this version of "
+                                f"mimicry-detect understands ({SCHEMA_VERSION}); upgrade mimicry-detect")
+        if current == 0:
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+                         "applied_at TEXT NOT NULL)")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    for version, description, sql in MIGRATIONS:
+        if version <= current or version > target:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if schema_version(conn) < version:  # another process may have applied it meanwhile
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                             (version, description, _now()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current = version
+    return current
+
+
+def _statements(sql: str) -> list[str]:
+    # executescript() would COMMIT the open transaction first; run the statements one by one instead.
+    return [s.strip() for s in sql.split(";") if s.strip()]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A WebP thumbnail, at most ``side`` px on the longer side."""
+    thumb = image.copy()
+    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    thumb.save(buf, format="WEBP", quality=80, method=4)
+    return buf.getvalue()
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise RegistryError("an artist's name must be a non-empty string")
+    return name.strip()
+
+
+def _encoder_key(identity: dict) -> tuple:
+    return identity.get("name"), identity.get("onnx_sha256"), identity.get("dim")
+
+
+def _source_label(source, index: int) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(os.fspath(source))
+    return f"<{type(source).__name__} #{index}>"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,277 @@
+"""The style encoder: an ONNX graph that maps an image to a unit-length style embedding.
+
+A model directory (``models/style-encoder/``) holds ``model.onnx`` and a ``model.json`` card of
+kind ``style-encoder``: preprocessing, the embedding's size, and the similarity threshold at which
+the registry attributes an image to an artist, with how it was chosen. As with the detector's
+bundle, the directory loads only when the card is complete and the ONNX file's sha256 matches it::
+
+    enc = StyleEncoder.from_dir("models/style-encoder")
+    e = enc.embed_one("suspect.png")                # (dim,) float32, unit length
+    rows = enc.embed(["a.png", b"...", "broken.png"])  # arrays, or DecodeError for a bad source
+
+numpy + Pillow + onnxruntime only. ``session.run`` is thread-safe, so one instance serves many threads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .bundle import ModelError, _has, file_sha256
+from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeError, Source, decode_image
+from .preprocess import PreprocessConfig, preprocess
+
+FORMAT_VERSION = 1
+KIND = "style-encoder"
+ONNX_FILE = "model.onnx"
+CARD_FILE = "model.json"
+REQUIRED_FIELDS = (
+    "format_version", "kind", "name", "version", "backbone",
+    "input.name", "input.size", "input.resize", "input.interpolation", "input.mean", "input.std",
+    "input.layout", "input.pad_to_square",
+    "output.name", "output.dim", "output.meaning",
+    "similarity.threshold", "similarity.aggregate", "similarity.how_chosen",
+    "metrics", "training_data", "onnx_sha256", "libraries",
+)
+_INPUT_TENSOR_KEYS = ("name", "layout", "dtype", "pad_to_square")
+
+
+def pad_to_square(image: Image.Image) -> Image.Image:
+    """Pad an RGB image with white to a centred square, as ``training.corpus.normalize_artwork``
+    does, so that style statistics never see a squashed drawing."""
+    w, h = image.size
+    if w == h:
+        return image
+    side = max(w, h)
+    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square.paste(image, ((side - w) // 2, (side - h) // 2))
+    return square
+
+
+def parse_style_card(card: object, where: str = CARD_FILE) -> PreprocessConfig:
+    """Check a style-encoder card and return its preprocessing; raise :class:`ModelError`."""
+    if not isinstance(card, Mapping):
+        raise ModelError(f"{where}: expected a JSON object, got {type(card).__name__}")
+    if card.get("kind") != KIND:
+        raise ModelError(f"{where}: kind is {card.get('kind')!r}, not {KIND!r} (is this a detector directory?)")
+    if card.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{where}: format_version {card.get('format_version')!r} is not supported "
+                         f"(supported: {FORMAT_VERSION})")
+    missing = [f for f in REQUIRED_FIELDS if not _has(card, f)]
+    if missing:
+        raise ModelError(f"{where}: required field(s) missing: {', '.join(missing)}")
+    inp = card["input"]
+    if inp["layout"] != "NCHW":
+        raise ModelError(f"{where}: input.layout {inp['layout']!r} is not supported (only NCHW)")
+    if not (isinstance(card["onnx_sha256"], str) and len(card["onnx_sha256"]) == 64):
+        raise ModelError(f"{where}: onnx_sha256 must be 64 hex digits")
+    sim = card["similarity"]
+    if not isinstance(sim["threshold"], (int, float)) or not -1.0 <= sim["threshold"] <= 1.0:
+        raise ModelError(f"{where}: similarity.threshold must be a number in [-1, 1]")
+    from .registry import AGGREGATES  # registry imports this module's users, not this module
+
+    if sim["aggregate"] not in AGGREGATES:
+        raise ModelError(f"{where}: similarity.aggregate {sim['aggregate']!r} is not one of {AGGREGATES}")
+    if not isinstance(card["output"]["dim"], int) or card["output"]["dim"] < 1:
+        raise ModelError(f"{where}: output.dim must be a positive integer")
+    try:
+        return PreprocessConfig.from_dict({k: v for k, v in inp.items() if k not in _INPUT_TENSOR_KEYS})
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: input: {exc}") from None
+
+
+def write_style_card(model_dir: str | os.PathLike, card: Mapping) -> dict:
+    """Write ``model_dir/model.json`` with ``onnx_sha256`` filled in from ``model_dir/model.onnx``,
+    after checking it as :meth:`StyleEncoder.from_dir` will. Returns the card as written."""
+    model_dir = Path(model_dir)
+    onnx_path = model_dir / ONNX_FILE
+    if not onnx_path.is_file():
+        raise ModelError(f"{onnx_path} not found: export the ONNX file before writing model.json")
+    full = dict(card)
+    full["onnx_sha256"] = file_sha256(onnx_path)
+    parse_style_card(full, where=f"style card for {model_dir}")
+    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".model.json.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(full, indent=2, ensure_ascii=False) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, model_dir / CARD_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return full
+
+
+class StyleEncoder:
+    """A loaded style encoder. Build with :meth:`from_dir`."""
+
+    def __init__(self, path: Path, card: dict, session, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.path = path
+        self.card = card
+        self.config = parse_style_card(card, where=str(path / CARD_FILE))
+        self.session = session
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or inputs[0].name != card["input"]["name"]:
+            raise ModelError(f"{path / ONNX_FILE}: the graph's inputs {[i.name for i in inputs]} do not match "
+                             f"model.json's {card['input']['name']!r}")
+        if card["output"]["name"] not in [o.name for o in outputs]:
+            raise ModelError(f"{path / ONNX_FILE}: no output named {card['output']['name']!r}")
+
+    @classmethod
+    def from_dir(cls, path: str | os.PathLike, *, providers: list[str] | None = None,
+                 intra_op_threads: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> StyleEncoder:
+        """Load and check ``path/model.json`` and ``path/model.onnx``; :class:`ModelError` if either
+        is missing or invalid, or the ONNX file is not the one the card was written for."""
+        import onnxruntime as ort
+
+        from .detector import default_providers
+
+        path = Path(path)
+        card_path, onnx_path = path / CARD_FILE, path / ONNX_FILE
+        if not path.is_dir():
+            raise ModelError(f"style encoder directory not found: {path}")
+        for f in (card_path, onnx_path):
+            if not f.is_file():
+                raise ModelError(f"{f.name} missing from style encoder directory {path}")
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{card_path} is not valid JSON: {exc}") from None
+        parse_style_card(card, where=str(card_path))
+        actual = file_sha256(onnx_path)
+        if actual != card["onnx_sha256"]:
+            raise ModelError(f"{onnx_path} does not match its model.json: the file's sha256 is {actual}, "
+                             f"model.json says {card['onnx_sha256']}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            session = ort.InferenceSession(str(onnx_path), sess_options=opts,
+                                           providers=providers or default_providers())
+        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+            raise ModelError(f"onnxruntime cannot load {onnx_path}: {exc}") from None
+        return cls(path, card, session, max_bytes=max_bytes, max_pixels=max_pixels)
+
+    # ------------------------------------------------------------------------- card
+
+    @property
+    def name(self) -> str:
+        return str(self.card["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.card["version"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.card["output"]["dim"])
+
+    @property
+    def threshold(self) -> float:
+        """Similarity at or above which an image is attributed to an artist (see the card's ``how_chosen``)."""
+        return float(self.card["similarity"]["threshold"])
+
+    @property
+    def aggregate(self) -> str:
+        """How work similarities become an artist's similarity (``detector.registry.artist_scores``)."""
+        return str(self.card["similarity"]["aggregate"])
+
+    def identity(self) -> dict:
+        """What a registry records to refuse embeddings from another encoder."""
+        return {"name": self.name, "version": self.version, "onnx_sha256": self.card["onnx_sha256"], "dim": self.dim}
+
+    # ------------------------------------------------------------------------- embedding
+
+    def load(self, source: Source) -> tuple[np.ndarray, Image.Image]:
+        """Decode (safely) and preprocess one source: ``(input array, decoded RGB image)``."""
+        image = decode_image(source, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
+                             draft_size=self.config.size)
+        square = pad_to_square(image) if self.card["input"]["pad_to_square"] else image
+        return preprocess(square, self.config), image
+
+    def embed_arrays(self, x: np.ndarray) -> np.ndarray:
+        """Embeddings ``(N, dim)`` of a preprocessed batch ``(N, 3, size, size)``."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        expected = (3, self.config.size, self.config.size)
+        if x.ndim != 4 or x.shape[1:] != expected:
+            raise ValueError(f"expected a batch of shape (N, {', '.join(map(str, expected))}), got {x.shape}")
+        if not len(x):
+            return np.zeros((0, self.dim), np.float32)
+        out = self.session.run([self.card["output"]["name"]], {self.card["input"]["name"]: x})[0]
+        return np.asarray(out, dtype=np.float32).reshape(len(x), self.dim)
+
+    def embed(self, sources: Iterable[Source], batch_size: int = 32) -> list[np.ndarray | DecodeError]:
+        """One embedding per source, in order; a source that cannot be decoded gets its DecodeError."""
+        return [r if isinstance(r, DecodeError) else r[0] for r in self._run(sources, batch_size, keep=False)]
+
+    def embed_one(self, source: Source) -> np.ndarray:
+        """The embedding of one source; raises :class:`~detector.decode.DecodeError`."""
+        result = self.embed([source])[0]
+        if isinstance(result, DecodeError):
+            raise result
+        return result
+
+    def embed_with_images(self, sources: Iterable[Source], batch_size: int = 32) -> list:
+        """For enrolment: per source ``(embedding, decoded image, bytes)`` or a DecodeError. The bytes
+        are the file's own for paths and encoded inputs, a PNG of the pixels for images and arrays,
+        so their sha256 identifies the work."""
+        return self._run(sources, batch_size, keep=True)
+
+    def _run(self, sources: Iterable[Source], batch_size: int, keep: bool) -> list:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        sources = list(sources)
+        results: list = []
+        for start in range(0, len(sources), batch_size):
+            loaded = []
+            for src in sources[start:start + batch_size]:
+                try:
+                    raw = _raw_bytes(src, self.max_bytes) if keep else None
+                    x, image = self.load(raw if raw is not None else src)  # decode exactly the bytes hashed
+                    if keep and raw is None:
+                        buf = io.BytesIO()
+                        image.save(buf, format="PNG")
+                        raw = buf.getvalue()
+                    loaded.append((x, image, raw))
+                except DecodeError as exc:
+                    loaded.append(exc)
+            good = [r for r in loaded if not isinstance(r, DecodeError)]
+            emb = iter(self.embed_arrays(np.stack([r[0] for r in good])) if good else [])
+            for r in loaded:
+                results.append(r if isinstance(r, DecodeError) else (next(emb), r[1], r[2]))
+        return results
+
+
+def _raw_bytes(source: Source, max_bytes: int) -> bytes | None:
+    """The bytes of a path or an encoded source (size-checked first); None for images and arrays."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise DecodeError("not_found", f"cannot read {path}: {exc.strerror or exc}") from None
+        if not path.is_file():
+            raise DecodeError("not_found", f"not a file: {path}")
+        if size == 0:
+            raise DecodeError("empty", "0 bytes")
+        if size > max_bytes:
+            raise DecodeError("too_large", f"{size:,} bytes exceeds the limit of {max_bytes:,}")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise DecodeError("not_found", f"cannot read {path}: {exc.strerror or exc}") from None
+    return None

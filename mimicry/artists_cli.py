@@ -1,0 +1,218 @@
+"""``mimicry artists ...`` and ``mimicry check``: the style registry from the command line.
+
+Heavy imports (onnxruntime, the registry) happen inside the commands, so ``mimicry --help`` stays fast.
+The registry is ``--registry``, else ``$MIMICRY_REGISTRY``, else ``registry.sqlite3`` in the per-user
+data directory (``detector.registry.default_path``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+artists_app = typer.Typer(help="Enrol artists' portfolios in the style registry, list and remove them.",
+                          no_args_is_help=True)
+
+EXIT_USAGE = 2
+EXIT_SKIPPED = 3
+RegistryOption = Annotated[Optional[Path], typer.Option(
+    "--registry", show_default=False,
+    help="Registry database \\[default: $MIMICRY_REGISTRY, else registry.sqlite3 in the user data dir].")]
+EncoderOption = Annotated[Path, typer.Option("--encoder", help="Style encoder directory (model.onnx + model.json).")]
+DEFAULT_ENCODER = Path("models/style-encoder")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(message: str) -> typer.Exit:
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[red]error:[/] {escape(message)}")
+    return typer.Exit(EXIT_USAGE)
+
+
+def _open_registry(path: Optional[Path]):
+    from detector.registry import Registry, RegistryError
+
+    try:
+        return Registry.open(path)
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _load_encoder(path: Path):
+    from detector.bundle import ModelError
+    from detector.style import StyleEncoder
+
+    try:
+        return StyleEncoder.from_dir(path)
+    except ModelError as exc:
+        raise _fail(str(exc)) from None
+
+
+@artists_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="The artist's name, as it will be shown.", show_default=False)],
+    directory: Annotated[Path, typer.Argument(help="Folder of the artist's works.", show_default=False)],
+    consent: Annotated[str, typer.Option("--consent", help="How the artist consented (free text, stored).")] = "",
+    recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders.")] = False,
+    keep_originals: Annotated[bool, typer.Option(
+        "--keep-originals", help="Store the original files too (by default only embeddings, "
+                                 "sha256 and small thumbnails are kept).")] = False,
+    registry: RegistryOption = None,
+    encoder: EncoderOption = DEFAULT_ENCODER,
+) -> None:
+    """Enrol the works in DIRECTORY under NAME (created if new) in one transaction.
+
+    Files with an image suffix are read (.png .jpg .jpeg .webp .gif .bmp .tif .tiff); one that cannot
+    be decoded, or is already enrolled, is reported and skipped. Exit codes: 0 all enrolled,
+    2 usage error (no such folder, nothing to enrol, bad encoder or registry), 3 some files skipped.
+    """
+    from rich.markup import escape
+    from rich.progress import Progress
+
+    from detector.registry import RegistryError
+    from detector.scan import iter_inputs
+
+    if not directory.is_dir():
+        raise _fail(f"not a folder: {directory}")
+    files = list(iter_inputs([str(directory)], recursive=recursive))
+    if not files:
+        raise _fail(f"no image files in {directory}" + ("" if recursive else " (use -r for subfolders)"))
+    enc = _load_encoder(encoder)
+    out = _console()
+    with _open_registry(registry) as reg:
+        try:
+            with Progress(console=_console(stderr=True), transient=True,
+                          disable=not _console(stderr=True).is_terminal) as bar:
+                task = bar.add_task("embedding", total=len(files))
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    bar.update(task, description=stage, completed=done, total=total)
+
+                report = reg.enrol(name, files, enc, consent=consent or None, keep_originals=keep_originals,
+                                   progress=progress)
+        except RegistryError as exc:
+            raise _fail(str(exc)) from None
+        total = reg.get_artist(report.artist).works
+    for source, code, message in report.skipped:
+        out.print(f"[yellow]skipped[/] {escape(source)}: {code}: {escape(message)}")
+    verb = "created" if report.created else "updated"
+    out.print(f"{verb} {escape(report.artist)}: {report.added} work(s) added, {len(report.skipped)} skipped, "
+              f"{total} enrolled in all ({escape(str(reg.path))})")
+    raise typer.Exit(EXIT_SKIPPED if report.skipped else 0)
+
+
+@artists_app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    registry: RegistryOption = None,
+) -> None:
+    """List the enrolled artists with their number of works, consent note and creation time."""
+    from rich.table import Table
+
+    with _open_registry(registry) as reg:
+        artists = reg.list_artists()
+    out = _console()
+    if as_json:
+        for a in artists:
+            typer.echo(json.dumps({"name": a.name, "works": a.works, "consent": a.consent, "created_at": a.created_at}))
+        return
+    if not artists:
+        out.print(f"no artists enrolled in {reg.path}")
+        return
+    table = Table("artist", "works", "consent", "created")
+    for a in artists:
+        table.add_row(a.name, str(a.works), a.consent, a.created_at)
+    out.print(table)
+
+
+@artists_app.command("remove")
+def remove(
+    name: Annotated[str, typer.Argument(help="The artist to remove, with all their works.", show_default=False)],
+    registry: RegistryOption = None,
+) -> None:
+    """Remove an artist and everything stored for them (embeddings, thumbnails, originals)."""
+    from detector.registry import RegistryError
+
+    with _open_registry(registry) as reg:
+        try:
+            n = reg.remove_artist(name)
+        except RegistryError as exc:
+            raise _fail(str(exc)) from None
+    _console().print(f"removed {name} and {n} work(s)")
+
+
+def check(
+    image: Annotated[Path, typer.Argument(help="The image to check.", show_default=False)],
+    artist: Annotated[Optional[str], typer.Option(
+        "--artist", show_default=False, help="Compare with this enrolled artist only.")] = None,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="How many artists to show.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    model: Annotated[Path, typer.Option("--model", help="Detector directory.")] = Path("models/default"),
+    registry: RegistryOption = None,
+    encoder: EncoderOption = DEFAULT_ENCODER,
+) -> None:
+    """Is IMAGE an AI imitation, and of whose style?
+
+    The detector's verdict, then the enrolled artists whose style is closest (similarity, whether it reaches the encoder's threshold, and
+    the nearest enrolled works). With --artist, the similarity to that artist only.
+
+    Exit codes: 0 checked, 2 usage error (unreadable image, unknown artist, bad model or registry).
+    """
+    from rich.markup import escape
+
+    from detector import Detector
+    from detector.bundle import ModelError
+    from detector.decode import DecodeError
+    from detector.registry import RegistryError
+
+    try:
+        det = Detector.from_dir(model)
+    except ModelError as exc:
+        raise _fail(str(exc)) from None
+    enc = _load_encoder(encoder)
+    verdict = det.predict([str(image)])[0]
+    if verdict.error:
+        raise _fail(f"{image}: {verdict.error_code}: {verdict.error}")
+    try:
+        embedding = enc.embed_one(str(image))
+    except DecodeError as exc:
+        raise _fail(f"{image}: {exc.code}: {exc.message}") from None
+    with _open_registry(registry) as reg:
+        try:
+            matches = ([reg.similarity_to(embedding, artist, threshold=enc.threshold)] if artist
+                       else reg.match(embedding, k, threshold=enc.threshold))
+        except RegistryError as exc:
+            raise _fail(str(exc)) from None
+        n_artists = len(reg.list_artists())
+    result = {
+        "source": str(image), "label": verdict.label, "score": verdict.score, "threshold": verdict.threshold,
+        "model": verdict.model, "model_version": verdict.model_version,
+        "style_threshold": enc.threshold, "style_encoder": enc.name,
+        "artists": [{"artist": m.artist, "similarity": round(m.similarity, 4), "passes": m.passes,
+                     "nearest_works": [{"source": w.source, "sha256": w.sha256, "similarity": round(w.similarity, 4)}
+                                       for w in m.nearest_works]} for m in matches],
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    out = _console()
+    out.print(f"{escape(str(image))}: [bold]{verdict.label}[/] (P(mimicry) {verdict.score:.3f}, "
+              f"threshold {verdict.threshold:.3f}, model {escape(verdict.model)})")
+    if not n_artists:
+        out.print("no artists enrolled: add some with `mimicry artists add NAME DIR`")
+        return
+    heading = f"similarity to {escape(artist)}" if artist else f"closest enrolled styles (of {n_artists})"
+    out.print(f"{heading}; attributed at >= {enc.threshold:.3f}:")
+    for m in matches:
+        mark = "[bold red]match[/]" if m.passes else "no match"
+        near = ", ".join(f"{escape(Path(w.source).name)} {w.similarity:.3f}" for w in m.nearest_works)
+        out.print(f"  {escape(m.artist)}: {m.similarity:.3f} {mark}   nearest: {near}")
