@@ -5,7 +5,9 @@ Measured in one run, on the same files and the same machine, both engines writin
 * **ray engine, end to end**: ``mimicry.ray_scan.run`` on a local Ray cluster already started,
   counting the actor start (each actor loads the model shipped through the object store);
 * **ray engine, steady state**: the rows after the first batch, over the time from the first batch
-  to the last: what a node sustains on a backlog where start-up is negligible.
+  to the last: what a node sustains on a backlog where start-up is negligible;
+* **driver**: rows/s one driver process writes (JSONL, Parquet) and counts, the ceiling of a
+  single scan whatever the cluster's size.
 
 The figures say what one node gives; the README's "Scan 100 million images on a Ray cluster"
 does the arithmetic for a cluster from them. Files are 1-MP JPEGs made by
@@ -29,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import pyarrow as pa  # noqa: E402
 import ray  # noqa: E402
 from rich.console import Console  # noqa: E402
 from scan_benchmark import make_jpegs  # noqa: E402
@@ -80,6 +83,26 @@ def bench_ray_steady(folder: Path, model: Path, opts: ray_scan.RayOptions) -> di
             "steady_img_s": round((rows - first_rows) / (end - first_t), 1)}
 
 
+def bench_driver(rows_file: Path, n: int, scratch: Path) -> dict:
+    """Rows/s one driver writes (JSONL and Parquet) and counts, as ``ray_scan`` does with the rows
+    that come back: the ceiling of a single driver, whatever the cluster's size."""
+    rows = [json.loads(line) for line in open(rows_file, encoding="utf-8")]
+    table = pa.Table.from_pylist((rows * (n // len(rows) + 1))[:n], schema=ray_scan.ROW_SCHEMA)
+    batches = table.to_batches(max_chunksize=64)
+    result = {}
+    for fmt in ("jsonl", "parquet"):
+        out = scratch / f"driver.{fmt}"
+        f = open(out, "w", encoding="utf-8") if fmt == "jsonl" else None
+        sink = scan_lib.JsonlSink(f) if f else ray_scan.ParquetSink(out)
+        t0 = time.perf_counter()
+        ray_scan.write_rows(batches, sink, scan_lib.ScanSummary())
+        sink.close()
+        result[f"driver_{fmt}_rows_s"] = round(n / (time.perf_counter() - t0))
+        if f:
+            f.close()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=Path("models/default"))
@@ -88,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local engine's decode threads")
     p.add_argument("--actors", type=int, default=None, help="ray actors [default: one per CPU]")
+    p.add_argument("--driver-rows", type=int, default=200_000, help="rows for the driver's write rate")
     p.add_argument("--scratch", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="write the figures here too")
     args = p.parse_args(argv)
@@ -104,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     cpus = int(ray.cluster_resources().get("CPU", 0))
     opts = ray_scan.RayOptions(actors=args.actors or cpus, batch_size=args.batch_size)
     try:
-        bench_local(folder, args.model, scratch / "warm.jsonl", args.batch_size, args.workers)  # page cache
+        for f in files[: args.distinct]:  # into the page cache, for both engines alike
+            f.read_bytes()
         local, local_code = bench_local(folder, args.model, scratch / "local.jsonl", args.batch_size, args.workers)
         ray_e2e, ray_code = bench_ray(folder, args.model, scratch / "ray.jsonl", opts)
         steady = bench_ray_steady(folder, args.model, opts)
     finally:
         ray.shutdown()
+    driver = bench_driver(scratch / "ray.jsonl", args.driver_rows, scratch)
     same = (sorted(open(scratch / "local.jsonl", encoding="utf-8"))
             == sorted(open(scratch / "ray.jsonl", encoding="utf-8")))
     result = {
@@ -123,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "ray_seconds_to_first_rows": steady["seconds_to_first_rows"],
         "ray_steady_img_s": steady["steady_img_s"],
         "ray_steady_vs_local": round(steady["steady_img_s"] / local, 2),
+        **driver, "driver_rows": args.driver_rows,
         "rows_identical": same, "exit_codes": [local_code, ray_code],
         "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
     }

@@ -339,7 +339,7 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
                 return fail(f"--gpus-per-actor {options.gpus_per_actor:g} but the Ray cluster has {gpus:g} GPUs")
             options = dataclasses.replace(options, actors=options.actors or default_actors(options))
             ds = build_dataset(todo, Path(model), options)
-            _consume(ds, sink, summary)
+            write_rows(ds.iter_batches(batch_format="pyarrow", batch_size=None), sink, summary)
     except ray.exceptions.RayError as exc:  # e.g. actors that cannot start, nodes lost beyond retries
         where = f"; rows so far are in {output} (run again with --resume)" if output else ""
         reason = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
@@ -372,11 +372,11 @@ def _open_sink(fmt: str, output: Path | None, resume: bool, detector, stdout: Co
     return (scan_lib.CsvSink(stream) if fmt == "csv" else scan_lib.JsonlSink(stream)), out_file
 
 
-def _consume(ds: ray.data.Dataset, sink, summary: scan_lib.ScanSummary) -> None:
-    """Write the rows as they arrive, counting them."""
+def write_rows(batches: Iterable[pa.Table | pa.RecordBatch], sink, summary: scan_lib.ScanSummary) -> None:
+    """Write the rows of ``batches`` (of :data:`ROW_SCHEMA`) to ``sink`` as they arrive, counting them."""
     start = time.perf_counter()
     try:
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        for batch in batches:
             for row in batch.select(scan_lib.COLUMNS).to_pylist():
                 sink.write(row)
                 summary.add(Verdict(**row))
