@@ -25,9 +25,27 @@ function showVerdict(v) {
   $("model").textContent = `${v.model} ${v.model_version}`;
   $("trained-on").textContent = (v.evidence && v.evidence.model_trained_on) || "";
   $("evidence").textContent = JSON.stringify(v.evidence || {}, null, 2);
+  showProvenance((v.evidence && v.evidence.provenance) || []);
+  const reason = v.evidence && v.evidence.label_reason;
+  $("label-reason").textContent = reason === "declared-ai-by-metadata"
+    ? `Flagged because the file declares itself AI-made; the model alone said "${v.evidence.model_label}".`
+    : "";
   $("meter-bar").style.width = pct(v.score);
   $("meter-threshold").style.left = pct(v.threshold);
   $("result").hidden = false;
+}
+
+function showProvenance(signals) {
+  const list = $("provenance");
+  list.replaceChildren();
+  for (const s of signals) {
+    const item = document.createElement("li");
+    item.className = s.declares_ai ? "declares-ai" : "";
+    const trust = s.verified ? `signed (${s.signature})` : s.signature ? `signature ${s.signature}` : "unsigned";
+    item.textContent = `${s.source}: ${s.signal} = ${s.value}` + (s.generator ? ` [${s.generator}]` : "") + ` (${trust})`;
+    list.appendChild(item);
+  }
+  $("provenance-box").hidden = signals.length === 0;
 }
 
 async function check(file) {

@@ -3,6 +3,7 @@ driven by Playwright, against a live server."""
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import pytest
@@ -58,6 +59,19 @@ def test_drop_an_image_and_see_the_verdict(browser, live_server):
         page.wait_for_selector("#result:not([hidden])", timeout=20_000)
         assert page.text_content("#drop-text") == "dropped.png"
         assert page.get_attribute("#verdict", "data-label") == det.predict([str(mimicry)])[0].label
+
+        # A real work whose PNG text chunk says a generator made it: flagged, and the page says why.
+        from PIL import Image, PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", "portrait, sks style\nSteps: 30, Sampler: DPM++ 2M, Seed: 7, Model: sd15")
+        buf = io.BytesIO()
+        Image.open(real).save(buf, "PNG", pnginfo=info)
+        page.set_input_files("#file", {"name": "declared.png", "mimeType": "image/png", "buffer": buf.getvalue()})
+        page.wait_for_selector("#verdict[data-label='ai-mimicry']", timeout=20_000)
+        assert page.is_visible("#provenance-box")
+        assert "parameters" in page.text_content("#provenance") or "a1111" in page.text_content("#provenance")
+        assert "declares itself AI-made" in page.text_content("#label-reason")
 
         # A file that is not an image: the page says why, with the API's error code.
         page.set_input_files("#file", {"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"})
