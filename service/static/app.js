@@ -20,7 +20,9 @@ function showVerdict(v) {
   verdict.className = v.label;
   verdict.dataset.label = v.label;
   $("score").textContent = pct(v.score) + " probability of AI mimicry";
-  $("band").textContent = `${v.label}: ${BANDS[v.label] || ""}`;
+  const declared = v.evidence && v.evidence.label_reason === "declared-ai-by-metadata";
+  $("band").textContent = declared ? `${v.label}: the file's own metadata says a generative model made it.`
+    : `${v.label}: ${BANDS[v.label] || ""}`;
   $("threshold").textContent = pct(v.threshold);
   $("model").textContent = `${v.model} ${v.model_version}`;
   $("trained-on").textContent = (v.evidence && v.evidence.model_trained_on) || "";
