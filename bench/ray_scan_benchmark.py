@@ -1,7 +1,9 @@
 """Benchmark: ``mimicry scan --engine ray`` against the local engine on one node.
 
 Measured in one run, on the same files and the same machine, both engines writing JSONL:
-* **local engine** (the baseline): ``detector.scan.run``, as ``mimicry scan DIR -o rows.jsonl``;
+* **local engine** (the baseline): ``detector.scan.run``, as ``mimicry scan DIR -o rows.jsonl``,
+  measured before and after the Ray runs (the mean is the baseline: on a shared machine the load
+  drifts, and the spread shows by how much);
 * **ray engine, end to end**: ``mimicry.ray_scan.run`` on a local Ray cluster already started,
   counting the actor start (each actor loads the model shipped through the object store);
 * **ray engine, steady state**: the rows after the first batch, over the time from the first batch
@@ -14,7 +16,7 @@ does the arithmetic for a cluster from them. Files are 1-MP JPEGs made by
 ``bench/scan_benchmark.make_jpegs`` (``--distinct`` of them, hard-linked up to ``--n`` paths, so
 every path is decoded but the disk stays small).
 
-``python bench/ray_scan_benchmark.py --model models/default --n 1200 --distinct 300``
+``python bench/ray_scan_benchmark.py --model models/default --n 1000 --distinct 300``
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def bench_driver(rows_file: Path, n: int, scratch: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=Path("models/default"))
-    p.add_argument("--n", type=int, default=1200, help="paths scanned by each engine")
+    p.add_argument("--n", type=int, default=1000, help="paths scanned by each engine")
     p.add_argument("--distinct", type=int, default=300, help="distinct 1-MP JPEGs behind the paths")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local engine's decode threads")
@@ -133,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         local, local_code = bench_local(folder, args.model, scratch / "local.jsonl", args.batch_size, args.workers)
         ray_e2e, ray_code = bench_ray(folder, args.model, scratch / "ray.jsonl", opts)
         steady = bench_ray_steady(folder, args.model, opts)
+        # Again after Ray: on a shared machine the load drifts; the baseline is the mean of both.
+        local_after, _ = bench_local(folder, args.model, scratch / "local2.jsonl", args.batch_size, args.workers)
     finally:
         ray.shutdown()
+    baseline = (local + local_after) / 2
     driver = bench_driver(scratch / "ray.jsonl", args.driver_rows, scratch)
     same = (sorted(open(scratch / "local.jsonl", encoding="utf-8"))
             == sorted(open(scratch / "ray.jsonl", encoding="utf-8")))
@@ -143,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         "files": f"{args.n} paths over {args.distinct} distinct 1024x1024 q90 JPEGs",
         "ray_cpus": cpus, "ray_actors": opts.actors, "batch_size": args.batch_size,
         "ray_cluster_start_s": round(cluster_start, 1),
-        "local_img_s": round(local, 1),
+        "local_img_s_before_after": [round(local, 1), round(local_after, 1)],
+        "local_img_s": round(baseline, 1),
         "ray_end_to_end_img_s": round(ray_e2e, 1),
-        "ray_end_to_end_vs_local": round(ray_e2e / local, 2),
+        "ray_end_to_end_vs_local": round(ray_e2e / baseline, 2),
         "ray_seconds_to_first_rows": steady["seconds_to_first_rows"],
         "ray_steady_img_s": steady["steady_img_s"],
-        "ray_steady_vs_local": round(steady["steady_img_s"] / local, 2),
+        "ray_steady_vs_local": round(steady["steady_img_s"] / baseline, 2),
         **driver, "driver_rows": args.driver_rows,
         "rows_identical": same, "exit_codes": [local_code, ray_code],
         "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
