@@ -94,7 +94,7 @@ def scan(
         "--engine", help="local: this process; ray: a Ray cluster (needs the scale extra).")] = ScanEngine.local,
     address: Annotated[Optional[str], typer.Option(
         "--address", show_default=False,
-        help="Ray cluster to join (e.g. auto, ray://host:10001) \\[default: start a local one].")] = None,
+        help="Ray cluster to join, from one of its nodes (auto, or HEAD:6379) \\[default: start a local one].")] = None,
     actors: Annotated[Optional[int], typer.Option(
         "--actors", min=1, show_default=False,
         help="Ray: onnxruntime actors \\[default: one per cluster CPU, or per GPU share].")] = None,
@@ -149,6 +149,10 @@ from mimicry.artists_cli import artists_app, check  # noqa: E402  (light: the re
 
 app.add_typer(artists_app, name="artists")
 app.command("check")(check)
+
+from mimicry.explain_cli import explain  # noqa: E402  (light: the model loads only when run)
+
+app.command("explain")(explain)
 
 
 @app.command()
