@@ -1,0 +1,237 @@
+"""Where in the image the model's evidence lies, scored through the detector's own onnxruntime session.
+
+Model-agnostic and without torch. ``grid`` x ``grid`` square windows (``window`` of the side of what
+the model sees), evenly spaced to cover it, and all the copies they make go through onnxruntime in
+one batch. Two ways to use a window:
+
+* ``method="window"`` (sliding window, the default): each window is cut out of the image and scored
+  on its own. The heat of a pixel is the mean over the windows that cover it of the window's
+  calibrated score minus the ``ai-mimicry`` threshold: > 0 where the windows around it would be
+  flagged by themselves, < 0 where they would not. It finds a pasted-in or generated region even
+  when the image as a whole looks human (checked on the bundled model: ``tests/detector/test_explain.py``).
+* ``method="occlusion"``: each window is covered with the image's mean colour and the whole image
+  is scored. The heat of a pixel is the mean drop of the model's logit when it is covered: > 0
+  where the verdict leans on it towards ``ai-mimicry``, < 0 towards ``human``. It explains the
+  verdict as given, but the bundled whole-image model spreads its evidence: on 18 pictures pasted
+  together from real works and mimicry it put the most heat on the odd one out in 11 (windows: 18).
+
+    from detector import Detector
+    from detector.explain import explain
+
+    ex = explain(Detector.from_dir("models/default"), "suspect.png")
+    ex.verdict.label, ex.heat.shape          # the verdict (the same as Detector.predict gives) and HxW heat
+    open("heat.png", "wb").write(ex.overlay_png)
+
+Cost: one decode and ``grid**2 + 1`` forward passes in one batch (65 by default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .decode import Source, decode_with_metadata
+from .preprocess import preprocess
+from .provenance import read_provenance
+from .verdict import Verdict
+
+if TYPE_CHECKING:
+    from .detector import Detector
+
+METHODS = ("window", "occlusion")
+MAX_GRID = 32
+_LEGEND_HEIGHT = 40
+
+
+@dataclasses.dataclass
+class Explanation:
+    """A verdict and where its evidence lies.
+
+    ``heat`` is float32 of shape ``(H, W)``: the overlay's size, which is the decoded image's size
+    scaled down (never up) so that its longer side is at most ``max_side``. > 0 is evidence for
+    ``ai-mimicry``, < 0 for ``human``; the units depend on ``method`` (module doc). Pixels the model
+    does not see (cut off by a centre-crop input policy) are 0.
+    ``overlay_png`` is the image with the heat drawn over it (red: evidence for AI mimicry, blue:
+    for human) and a one-line legend. ``base_logit`` is the unoccluded image's logit.
+    """
+
+    verdict: Verdict
+    heat: np.ndarray
+    overlay_png: bytes
+    base_logit: float
+    method: str
+    grid: int
+    window: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (the heat as a nested list of its ``grid`` x ``grid`` cell means;
+        the full-size map and the PNG are left out)."""
+        h, w = self.heat.shape
+        ys = np.linspace(0, h, self.grid + 1).astype(int)
+        xs = np.linspace(0, w, self.grid + 1).astype(int)
+        cells = [[float(self.heat[ys[i]:ys[i + 1], xs[j]:xs[j + 1]].mean()) if ys[i + 1] > ys[i] and xs[j + 1] > xs[j]
+                  else 0.0 for j in range(self.grid)] for i in range(self.grid)]
+        return {"verdict": self.verdict.to_dict(), "heat_grid": cells, "heat_shape": [h, w],
+                "base_logit": self.base_logit, "method": self.method, "grid": self.grid, "window": self.window}
+
+
+def explain(detector: Detector, source: Source, *, method: str = "window", grid: int = 8, window: float = 0.25,
+            max_side: int = 1024, batch_size: int = 256, name: str | None = None) -> Explanation:
+    """The verdict for ``source`` and a heatmap of where its evidence lies (see the module doc).
+
+    ``method`` is ``"window"`` or ``"occlusion"``; ``grid`` windows per axis (2..32), each ``window``
+    (0..1] of the side of what the model sees, evenly spaced so that together they cover it
+    (``grid * window >= 1``). All ``grid**2`` copies run in one ``session.run`` of up to
+    ``batch_size`` (more are split). ``name`` is the verdict's source (default: the path, or
+    ``"<bytes #0>"``). The verdict is the one :meth:`Detector.predict` gives for ``source``.
+    Raises ``detector.decode.DecodeError`` for an unreadable image and ValueError for bad settings.
+    """
+    _check_settings(method, grid, window, max_side, batch_size)
+    cfg = detector.config
+    # The same decode as Detector.load, so the verdict is exactly the one a scan gives.
+    image, metadata = decode_with_metadata(source, max_bytes=detector.max_bytes, max_pixels=detector.max_pixels,
+                                           draft_size=cfg.size)
+    signals = read_provenance(metadata, source) if detector.provenance else None
+    x = preprocess(image, cfg)
+    side = cfg.size
+    win = max(1, round(window * side))
+    starts = np.round(np.linspace(0, side - win, grid)).astype(int)
+    boxes = [(int(y0), int(x0)) for y0 in starts for x0 in starts]  # in the model input's pixels
+
+    batch = np.empty((len(boxes) + 1, *x.shape), np.float32)
+    batch[0] = x
+    if method == "occlusion":
+        fill = x.mean(axis=(1, 2), keepdims=True)
+        for k, (y0, x0) in enumerate(boxes, 1):
+            batch[k] = x
+            batch[k, :, y0:y0 + win, x0:x0 + win] = fill
+    else:
+        view = _view_box(image.size, cfg.resize)
+        for k, (y0, x0) in enumerate(boxes, 1):
+            batch[k] = preprocess(image.crop(_image_box(view, side, y0, x0, win)), cfg)
+    logits = np.concatenate([detector.predict_arrays(batch[i:i + batch_size])
+                             for i in range(0, len(batch), batch_size)]).astype(np.float64)
+    base = float(logits[0])
+    if method == "occlusion":
+        values = base - logits[1:]
+    else:
+        values = detector.bundle.calibration(logits[1:].astype(np.float32)).astype(np.float64) \
+            - detector.bundle.thresholds.ai_mimicry
+
+    total = np.zeros((side, side))
+    count = np.zeros((side, side))
+    for (y0, x0), value in zip(boxes, values):
+        total[y0:y0 + win, x0:x0 + win] += value
+        count[y0:y0 + win, x0:x0 + win] += 1
+    heat_input = (total / count).astype(np.float32)  # every pixel is covered: _check_settings
+
+    verdict = detector.verdict(name or _name(source), base, signals)
+    out_size = _fit(image.size, max_side)
+    heat = _to_image_space(heat_input, image.size, out_size, cfg.resize)
+    shown = image if image.size == out_size else image.resize(out_size, Image.Resampling.BILINEAR)
+    return Explanation(verdict=verdict, heat=heat, overlay_png=render_overlay(shown, heat, verdict, method, grid),
+                       base_logit=base, method=method, grid=grid, window=window)
+
+
+def render_overlay(image: Image.Image, heat: np.ndarray, verdict: Verdict | None = None, method: str | None = None,
+                   grid: int | None = None) -> bytes:
+    """``image`` (RGB, the heat's size) with ``heat`` drawn over it as PNG bytes: red where the
+    evidence is for AI mimicry, blue where it is for human, opacity growing with its size (scaled
+    to the largest absolute value), and a legend with the verdict under it."""
+    if image.size != (heat.shape[1], heat.shape[0]):
+        raise ValueError(f"heat of shape {heat.shape} does not fit an image of size {image.size}")
+    rgb = np.asarray(image.convert("RGB"), np.float32)
+    grey = rgb.mean(axis=2, keepdims=True)
+    base = 0.45 * grey + 0.25 * rgb + 0.3 * 255  # faded, mostly grey: the colours are the heat's
+    peak = float(np.abs(heat).max())
+    norm = heat / peak if peak > 0 else np.zeros_like(heat)
+    alpha = (0.75 * np.abs(norm))[..., None]
+    colour = np.where(norm[..., None] >= 0, np.array([220, 20, 20], np.float32), np.array([20, 70, 230], np.float32))
+    out = Image.fromarray(np.clip(base * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8), "RGB")
+
+    if verdict is not None:
+        canvas = Image.new("RGB", (max(out.width, 360), out.height + _LEGEND_HEIGHT), "white")
+        canvas.paste(out, (0, 0))
+        draw = ImageDraw.Draw(canvas)
+        font = ImageFont.load_default(size=12)
+        reason = verdict.evidence.get("label_reason")
+        line1 = f"{verdict.label}  score {verdict.score:.3f}" + (f"  ({reason})" if reason and reason != "model-score" else "")
+        how = f" ({method}, {grid}x{grid})" if method and grid else ""
+        line2 = "red: evidence for AI mimicry, blue: for human" + how
+        draw.text((4, out.height + 4), line1, fill="black", font=font)
+        draw.text((4, out.height + 21), line2, fill=(90, 90, 90), font=font)
+        out = canvas
+    buf = io.BytesIO()
+    out.save(buf, "PNG", optimize=False)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _check_settings(method: str, grid: int, window: float, max_side: int, batch_size: int) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or not 2 <= grid <= MAX_GRID:
+        raise ValueError(f"grid must be an integer from 2 to {MAX_GRID}, got {grid!r}")
+    if not 0 < window <= 1:
+        raise ValueError(f"window must be in (0, 1], got {window!r}")
+    if grid * window < 1:
+        raise ValueError(f"grid * window must be >= 1 so that the windows cover the image; got {grid} * {window}")
+    if max_side < 16:
+        raise ValueError(f"max_side must be >= 16, got {max_side}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _view_box(size: tuple[int, int], resize_policy: str) -> tuple[float, float, float, float]:
+    """The part of the image the model sees: all of it (squash) or its centred square."""
+    w, h = size
+    if resize_policy == "squash" or w == h:
+        return 0.0, 0.0, float(w), float(h)
+    side = min(w, h)
+    return (w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2
+
+
+def _image_box(view: tuple[float, float, float, float], side: int, y0: int, x0: int, win: int) -> tuple[int, int, int, int]:
+    """A window given in the model input's pixels, as a crop box in the image's pixels (>= 1 px)."""
+    left, top, right, bottom = view
+    sx, sy = (right - left) / side, (bottom - top) / side
+    box = [round(left + x0 * sx), round(top + y0 * sy), round(left + (x0 + win) * sx), round(top + (y0 + win) * sy)]
+    box[2], box[3] = max(box[2], box[0] + 1), max(box[3], box[1] + 1)
+    return box[0], box[1], box[2], box[3]
+
+
+def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    w, h = size
+    scale = min(1.0, max_side / max(w, h))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _to_image_space(heat_input: np.ndarray, image_size: tuple[int, int], out_size: tuple[int, int],
+                    resize_policy: str) -> np.ndarray:
+    """Map the heat from the model's square input back onto the (scaled) image."""
+    ow, oh = out_size
+    as_image = Image.fromarray(heat_input, "F")
+    if resize_policy == "squash":
+        return np.asarray(as_image.resize((ow, oh), Image.Resampling.BILINEAR), np.float32).copy()
+    # shorter_then_center_crop: the input is the centred square of the image; the margins get 0.
+    w, h = image_size
+    scale = ow / w
+    side = min(w, h) * scale
+    left, top = round((ow - side) / 2), round((oh - side) / 2)
+    inner = max(1, round(side))
+    out = np.zeros((oh, ow), np.float32)
+    block = np.asarray(as_image.resize((inner, inner), Image.Resampling.BILINEAR), np.float32)
+    out[top:top + inner, left:left + inner] = block[: oh - top, : ow - left]
+    return out
+
+
+def _name(source: Source) -> str:
+    from .detector import describe_source
+
+    return describe_source(source, 0)
