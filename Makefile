@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean
+.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder
 
 venv: $(VENV)/.installed
 
@@ -63,6 +63,12 @@ sheets: dataset
 # Retrain the bundled tiny base model (about 75 minutes on 2 CPU cores; not needed for the demo).
 tiny-base: venv openclipart
 	$(PY) -m training.tiny_base --out $(BASE)
+
+# The artist registry's style encoder: frozen Lite0 feature statistics, projection and threshold
+# from openclipart authors outside the demo set (about 10 minutes); then its attribution report.
+style-encoder: venv openclipart
+	$(PY) -m training.style_encoder --out models/style-encoder
+	$(PY) -m training.attribution_eval --encoder models/style-encoder --out docs/ATTRIBUTION.md
 
 bench: venv
 	$(PY) bench/scan_benchmark.py --model $(MODEL) --n 300 --memory 10000

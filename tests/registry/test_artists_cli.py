@@ -1,0 +1,50 @@
+"""``mimicry artists add/list/remove`` and ``mimicry check`` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from typer.testing import CliRunner
+
+from mimicry.cli import app
+from registry_fixtures import REPO
+
+
+def _run(db, *args):
+    return CliRunner().invoke(app, list(args), env={"MIMICRY_REGISTRY": str(db)}, catch_exceptions=False)
+
+
+def test_add_list_check_remove(db, portfolios, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # default --model and --encoder are relative to the repository
+    folder = tmp_path / "ink"
+    shutil.copytree(portfolios["ink"], folder)
+    query = folder / sorted(p.name for p in folder.iterdir())[-1]
+    shutil.move(query, tmp_path / "query.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+
+    r = _run(db, "artists", "add", "Ink Person", str(folder), "--consent", "email 2026-11-24")
+    assert r.exit_code == 3, r.output  # one file skipped
+    assert "broken.png: corrupt" in r.output and "7 work(s) added" in r.output
+    assert _run(db, "artists", "add", "Flat", str(portfolios["flat"])).exit_code == 0
+
+    rows = [json.loads(x) for x in _run(db, "artists", "list", "--json").output.splitlines()]
+    assert [(x["name"], x["works"], x["consent"]) for x in rows] == [("Flat", 8, ""), ("Ink Person", 7, "email 2026-11-24")]
+    assert "Ink Person" in _run(db, "artists", "list").output
+
+    r = _run(db, "check", str(tmp_path / "query.png"), "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["label"] in ("human", "uncertain", "ai-mimicry") and 0 <= out["score"] <= 1
+    assert [a["artist"] for a in out["artists"]] == ["Ink Person", "Flat"]
+    assert out["artists"][0]["passes"] is True and len(out["artists"][0]["nearest_works"]) == 3
+
+    r = _run(db, "check", str(tmp_path / "query.png"), "--artist", "Flat")
+    assert r.exit_code == 0 and "similarity to Flat" in r.output and "no match" in r.output
+    assert _run(db, "check", str(tmp_path / "query.png"), "--artist", "Nobody").exit_code == 2
+    assert _run(db, "check", str(tmp_path / "missing.png")).exit_code == 2
+
+    r = _run(db, "artists", "remove", "Ink Person")
+    assert r.exit_code == 0 and "7 work(s)" in r.output
+    assert _run(db, "artists", "remove", "Ink Person").exit_code == 2
+    assert _run(db, "artists", "add", "X", str(tmp_path / "nowhere")).exit_code == 2

@@ -1,0 +1,182 @@
+"""The registry database: enrol, list, remove, persistence, bad inputs, duplicates, migrations."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from detector.registry import (SCHEMA_VERSION, Registry, RegistryError, default_path, migrate_to,
+                               schema_version)
+
+
+def test_enrol_list_remove(db, encoder, portfolios):
+    files = sorted(portfolios["ink"].iterdir())
+    with Registry.open(db) as reg:
+        report = reg.enrol("Ink Person", files, encoder, consent="signed form 12")
+        assert (report.added, report.skipped, report.created) == (len(files), [], True)
+        [artist] = reg.list_artists()
+        assert (artist.name, artist.works, artist.consent) == ("Ink Person", len(files), "signed form 12")
+        assert reg.remove_artist("Ink Person") == len(files)
+        assert reg.list_artists() == []
+        assert reg.work_count() == 0  # works go with their artist
+        with pytest.raises(RegistryError, match="no artist named"):
+            reg.remove_artist("Ink Person")
+
+
+def test_persists_across_reopen_and_keeps_no_originals_by_default(db, encoder, portfolios):
+    ink, flat = sorted(portfolios["ink"].iterdir()), sorted(portfolios["flat"].iterdir())
+    with Registry.open(db) as reg:
+        reg.enrol("Ink", ink[:-1], encoder)
+        reg.enrol("Flat", flat[:-1], encoder, keep_originals=True)
+    with Registry.open(db) as reg:
+        assert [(a.name, a.works) for a in reg.list_artists()] == [("Flat", len(flat) - 1), ("Ink", len(ink) - 1)]
+        [m] = reg.match(encoder.embed_one(ink[-1]), k=1)
+        assert m.artist == "Ink" and m.nearest_works[0].source.startswith(str(portfolios["ink"]))
+        ink_works, flat_works = reg.works("Ink"), reg.works("Flat")
+        assert not any(w["original_kept"] for w in ink_works)
+        assert reg.original(ink_works[0]["id"]) is None
+        by_source = {w["source"]: w for w in flat_works}
+        assert reg.original(by_source[str(flat[0])]["id"]) == flat[0].read_bytes()
+        thumb = Image.open(io.BytesIO(ink_works[0]["thumbnail"]))
+        assert thumb.format == "WEBP" and max(thumb.size) <= 96
+    assert encoder.identity() == Registry.open(db).encoder_identity()
+
+
+def test_bad_files_are_reported_skips(db, encoder, portfolios, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = sorted(portfolios["flat"].iterdir())[:3]
+    for p in good:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "truncated.png").write_bytes(good[0].read_bytes()[:200])
+    (folder / "notes.png").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    sources = sorted(folder.iterdir()) + [str(folder / "missing.png")]
+    with Registry.open(db) as reg:
+        report = reg.enrol("Flat", sources, encoder)
+    assert report.added == 3
+    codes = {s.rsplit("/", 1)[-1]: code for s, code, _ in report.skipped}
+    assert codes == {"truncated.png": "corrupt", "notes.png": "unsupported_format", "empty.png": "empty",
+                     "missing.png": "not_found"}
+
+
+def test_duplicates_are_skipped(db, encoder, portfolios):
+    files = sorted(portfolios["hatch"].iterdir())
+    with Registry.open(db) as reg:
+        reg.enrol("Hatch", files[:4], encoder)
+        report = reg.enrol("Hatch", files + [files[-1]], encoder)
+        assert report.added == len(files) - 4 and not report.created
+        assert sorted(code for _, code, _ in report.skipped) == ["duplicate"] * 5
+        assert reg.get_artist("Hatch").works == len(files)
+
+
+def test_refuses_embeddings_from_another_encoder(db, encoder, portfolios):
+    files = sorted(portfolios["ink"].iterdir())
+    with Registry.open(db) as reg:
+        reg.enrol("Ink", files[:2], encoder)
+        reg._conn.execute("UPDATE settings SET value = ? WHERE key = 'encoder'",
+                          ('{"name": "other", "version": "9", "onnx_sha256": "' + "0" * 64 + '", "dim": 7}',))
+        with pytest.raises(RegistryError, match="cannot be compared"):
+            reg.enrol("Ink", files[2:], encoder)
+        with pytest.raises(RegistryError, match="does not match the registry"):
+            reg.match(np.ones(5, np.float32))
+
+
+def test_add_artist_rules(db):
+    with Registry.open(db) as reg:
+        reg.add_artist("Jo", consent="yes")
+        with pytest.raises(RegistryError, match="already"):
+            reg.add_artist("Jo")
+        with pytest.raises(RegistryError, match="non-empty"):
+            reg.add_artist("  ")
+        assert reg.match(np.ones(8, np.float32)) == []  # nobody has works yet
+        with pytest.raises(RegistryError, match="no enrolled works"):
+            reg.similarity_to(np.ones(8, np.float32), "Jo")
+        with pytest.raises(RegistryError, match="no artist named"):
+            reg.similarity_to(np.ones(8, np.float32), "Nobody")
+
+
+def test_another_connection_sees_changes(db, encoder, portfolios):
+    """The in-memory matrix is rebuilt when another process (here: another connection) writes."""
+    a, b = Registry.open(db), Registry.open(db)
+    try:
+        a.enrol("Ink", sorted(portfolios["ink"].iterdir())[:-1], encoder)
+        query = encoder.embed_one(sorted(portfolios["flat"].iterdir())[-1])
+        assert [m.artist for m in b.match(query, k=5)] == ["Ink"]
+        a.enrol("Flat", sorted(portfolios["flat"].iterdir())[:-1], encoder)
+        assert b.match(query, k=5)[0].artist == "Flat"
+        a.remove_artist("Flat")
+        assert [m.artist for m in b.match(query, k=5)] == ["Ink"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_threads_share_one_registry(db, encoder, portfolios):
+    reg = Registry.open(db)
+    reg.enrol("Ink", sorted(portfolios["ink"].iterdir()), encoder)
+    query = encoder.embed_one(sorted(portfolios["ink"].iterdir())[0])
+    errors: list[BaseException] = []
+
+    def reader():
+        try:
+            for _ in range(30):
+                assert reg.match(query, k=2)[0].artist in ("Ink", "Pastel")
+        except BaseException as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    reg.enrol("Pastel", sorted(portfolios["pastel"].iterdir()), encoder)
+    for t in threads:
+        t.join()
+    reg.close()
+    assert errors == []
+
+
+def test_default_path_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("MIMICRY_REGISTRY", str(tmp_path / "x.sqlite3"))
+    assert default_path() == tmp_path / "x.sqlite3"
+    monkeypatch.delenv("MIMICRY_REGISTRY")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_path() == tmp_path / "data" / "mimicry-detect" / "registry.sqlite3"
+
+
+def test_migrates_from_version_1(db):
+    conn = sqlite3.connect(str(db), isolation_level=None)
+    assert migrate_to(conn, 1) == 1
+    conn.execute("INSERT INTO artists (name, consent, created_at) VALUES ('Old', 'note', '2025-01-01')")
+    emb = np.ones(4, "<f4") / 2
+    conn.execute("INSERT INTO works (artist_id, sha256, embedding, thumbnail, created_at) "
+                 "VALUES (1, ?, ?, x'00', '2025-01-01')", ("a" * 64, emb.tobytes()))
+    assert [r[0] for r in conn.execute("PRAGMA table_info(works)")].count("source") == 0
+    conn.close()
+    with Registry.open(db) as reg:
+        assert schema_version(reg._conn) == SCHEMA_VERSION == 2
+        assert [(a.name, a.works, a.consent) for a in reg.list_artists()] == [("Old", 1, "note")]
+        [m] = reg.match(emb, k=1)
+        assert m.artist == "Old" and m.similarity == pytest.approx(1.0)
+        assert reg.works("Old")[0]["source"] == ""
+        versions = reg._conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        assert versions == [(1,), (2,)]
+
+
+def test_refuses_newer_or_foreign_databases(db, tmp_path):
+    with Registry.open(db) as reg:
+        reg._conn.execute("INSERT INTO schema_version VALUES (99, 'future', '2030-01-01')")
+    with pytest.raises(RegistryError, match="newer than this version"):
+        Registry.open(db)
+    foreign = tmp_path / "other.sqlite3"
+    sqlite3.connect(str(foreign)).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(RegistryError, match="not a mimicry registry"):
+        Registry.open(foreign)
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(RegistryError, match="not a usable registry"):
+        Registry.open(junk)

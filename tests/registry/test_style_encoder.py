@@ -1,0 +1,60 @@
+"""The style encoder bundle: loading checks, embeddings, bad sources."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from registry_fixtures import ENCODER_DIR, REPO, draw_work
+
+from detector.bundle import ModelError
+from detector.decode import DecodeError
+from detector.style import StyleEncoder, pad_to_square
+
+
+def test_card_and_embeddings(encoder):
+    card = json.loads((ENCODER_DIR / "model.json").read_text())
+    assert card["kind"] == "style-encoder" and card["output"]["dim"] == encoder.dim
+    assert 0 < encoder.threshold < 1 and "false attribution" in card["similarity"]["how_chosen"]
+    rng = np.random.default_rng(0)
+    images = [draw_work("ink", rng), draw_work("flat", rng)]
+    out = encoder.embed(images + [b"not an image"])
+    assert isinstance(out[2], DecodeError) and out[2].code == "unsupported_format"
+    e = np.stack(out[:2])
+    assert e.shape == (2, encoder.dim) and e.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
+    # batching does not change an embedding
+    np.testing.assert_allclose(encoder.embed_one(images[1]), e[1], atol=1e-5)
+
+
+def test_non_square_images_are_padded_not_squashed(encoder):
+    rng = np.random.default_rng(1)
+    wide = draw_work("hatch", rng, size=96).crop((0, 20, 96, 76))
+    square = pad_to_square(wide)
+    assert square.size == (96, 96) and square.getpixel((0, 0)) == (255, 255, 255)
+    np.testing.assert_allclose(encoder.embed_one(wide), encoder.embed_one(square), atol=1e-5)
+
+
+def test_refuses_a_changed_model_or_a_detector_dir(tmp_path):
+    bad = tmp_path / "enc"
+    shutil.copytree(ENCODER_DIR, bad)
+    with open(bad / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match="does not match its model.json"):
+        StyleEncoder.from_dir(bad)
+    with pytest.raises(ModelError, match="kind is None"):
+        StyleEncoder.from_dir(REPO / "models" / "default")
+    with pytest.raises(ModelError, match="not found"):
+        StyleEncoder.from_dir(tmp_path / "nowhere")
+
+
+def test_decode_errors_are_specific(encoder, tmp_path):
+    p = tmp_path / "big.png"
+    Image.new("RGB", (8, 8)).save(p)
+    small = StyleEncoder.from_dir(ENCODER_DIR, max_bytes=10)
+    with pytest.raises(DecodeError) as info:
+        small.embed_one(p)
+    assert info.value.code == "too_large"
