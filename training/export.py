@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trained-on", default=None, help="one honest sentence on the training data")
     p.add_argument("--parity-images", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threshold-under", nargs="*", default=[], metavar="PERTURBATION",
+                   help="also hold the FPR bound on the val human works under these perturbations "
+                        "(names from training.evaluate, e.g. centre_crop50 resize0.25); clean is always in")
     p.add_argument("--card-extra", type=Path, default=None,
                    help="a JSON object merged into model.json (for example the input-policy comparison)")
     return p.parse_args(argv)
@@ -142,10 +145,31 @@ def split_logits(model, manifest: Path, split: str, cfg: PreprocessConfig, batch
 
     from training.finetune import ManifestDataset, predict_logits
 
-    ds = ManifestDataset(manifest, split, cfg, augment=False)
+    ds = ManifestDataset(manifest, split, cfg, augment="none")
     if len(ds) == 0:
         raise ValueError(f"no rows in the {split} split of {manifest}")
     return predict_logits(model, DataLoader(ds, batch_size=batch_size)), ds
+
+
+def perturbed_logits(model, manifest: Path, split: str, cfg: PreprocessConfig, name: str,
+                     batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a split with one :mod:`training.evaluate` perturbation applied to every image."""
+    import torch
+
+    from detector.decode import decode_image
+    from detector.preprocess import preprocess
+    from training.evaluate import perturbations
+    from training.finetune import LABELS, read_rows
+
+    fn = perturbations(None)[name]
+    rows = read_rows(manifest, split)
+    x = np.stack([preprocess(decode_image(fn(decode_image(manifest.parent / r["path"]), i)), cfg)
+                  for i, r in enumerate(rows)])
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            out.append(model(torch.from_numpy(x[start : start + batch_size])).squeeze(1).numpy())
+    return np.concatenate(out), np.array([LABELS[r["label"]] for r in rows])
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -179,7 +203,15 @@ def main(args: argparse.Namespace) -> dict:
     a, b = platt_fit(val_logits, val_y)
     val_scores = calibrate(val_logits, a, b)
     human_val, mimicry_val = val_scores[val_y == 0], val_scores[val_y == 1]
-    thr = max_margin_threshold(human_val, mimicry_val, args.max_fpr)
+    # The FPR bound may be asked to hold under perturbations too: each perturbed copy of a val work
+    # counts as one more human work that must stay below the threshold (at most max_fpr of all).
+    human_thr, mimicry_thr = [human_val], [mimicry_val]
+    for name in args.threshold_under:
+        lg, yy = perturbed_logits(model, manifest, "val", cfg, name, args.batch_size)
+        sc = calibrate(lg, a, b)
+        human_thr.append(sc[yy == 0])
+        mimicry_thr.append(sc[yy == 1])
+    thr = max_margin_threshold(np.concatenate(human_thr), np.concatenate(mimicry_thr), args.max_fpr)
     # The mirror rule on the other side: at most max_fnr of the val mimicry scores below human_below.
     human_below = min(thr, args.human_max_score,
                       1.0 - max_margin_threshold(1.0 - mimicry_val, 1.0 - human_val, args.max_fnr))
@@ -204,8 +236,12 @@ def main(args: argparse.Namespace) -> dict:
         "thresholds": {
             "ai_mimicry": thr,
             "human_below": human_below,
+            "fpr_bound_holds_on": ["clean val"] + [f"val under {n}" for n in args.threshold_under],
             "how_chosen": (f"ai_mimicry: at most {args.max_fpr:.0%} of the {int((val_y == 0).sum())} held-out (val) "
-                           "human works are flagged; among the thresholds that flag the same val images, the "
+                           "human works are flagged"
+                           + (f", counting each one clean and under {', '.join(args.threshold_under)} "
+                              f"({len(np.concatenate(human_thr))} in all)" if args.threshold_under else "")
+                           + "; among the thresholds that flag the same val images, the "
                            "midpoint (in logit) of the gap to the next mimicry score. human_below: the mirror rule, at "
                            f"most {args.max_fnr:.0%} of the {int((val_y == 1).sum())} val mimicry images score below "
                            f"it, and never above a calibrated {args.human_max_score}. Between the two the verdict is "
