@@ -47,7 +47,6 @@ from detector.bundle import ModelError
 from detector.decode import DecodeError
 from detector.verdict import Verdict
 
-ENGINE_FORMATS = (*scan_lib.FORMATS, "parquet")
 ROW_SCHEMA = pa.schema([
     ("source", pa.string()), ("label", pa.string()), ("score", pa.float64()), ("threshold", pa.float64()),
     ("model", pa.string()), ("model_version", pa.string()), ("error_code", pa.string()), ("error", pa.string()),
@@ -56,6 +55,7 @@ assert tuple(ROW_SCHEMA.names) == scan_lib.COLUMNS  # one row shape for both eng
 SOURCES_PER_BLOCK = 64  # small blocks: work spreads evenly, a retried task redoes little, rows flow early
 MAX_BLOCKS = 20_000  # beyond this, bigger blocks: the driver tracks every block
 _MODEL_FILES = ("model.json", "model.onnx")
+_SUFFIXES = {suffix.lstrip(".") for suffix in scan_lib.IMAGE_SUFFIXES}  # pyarrow's extension has no dot
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -101,7 +101,8 @@ def _iter_uri(uri: str, recursive: bool, warn: Callable[[str], None] | None) -> 
             warn(f"cannot list {uri}: {exc}")
         return
     base, prefix = path.rstrip("/"), uri.rstrip("/")
-    files = sorted(i.path for i in infos if i.type == pafs.FileType.File and scan_lib._is_image_name(i.base_name))
+    files = sorted(i.path for i in infos
+                   if i.type == pafs.FileType.File and i.extension.lower() in _SUFFIXES)
     if not files and warn:
         warn(f"no image files in {uri}" + ("" if recursive else " (use -r for subfolders)"))
     for p in files:
@@ -323,11 +324,6 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
 
     summary = scan_lib.ScanSummary(found=len(found), skipped=len(found) - len(todo),
                                    previous_labels=existing.labels, previous_errors=existing.errors)
-    try:
-        sink, out_file = _open_sink(fmt, output, resume, detector, stdout, options.batch_size)
-    except OSError as exc:
-        return fail(f"cannot write {output}: {exc.strerror or exc}")
-
     started = False
     try:
         if todo:
@@ -338,20 +334,27 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             if options.gpus_per_actor > gpus:
                 return fail(f"--gpus-per-actor {options.gpus_per_actor:g} but the Ray cluster has {gpus:g} GPUs")
             options = dataclasses.replace(options, actors=options.actors or default_actors(options))
-            ds = build_dataset(todo, Path(model), options)
-            write_rows(ds.iter_batches(batch_format="pyarrow", batch_size=None), sink, summary)
-    except ray.exceptions.RayError as exc:  # e.g. actors that cannot start, nodes lost beyond retries
-        where = f"; rows so far are in {output} (run again with --resume)" if output else ""
-        reason = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        return fail(f"the scan on Ray failed{where}: {reason[-1].strip()}")  # the cause, not Ray's traceback
-    except KeyboardInterrupt:
-        where = f"{output}; run again with --resume to finish" if output else "the terminal"
-        stderr.print(f"interrupted after {summary.scanned} images; rows so far are in {where}")
-        return scan_lib.EXIT_INTERRUPTED
+        try:
+            sink, out_file = _open_sink(fmt, output, resume, detector, stdout, options.batch_size)
+        except OSError as exc:
+            return fail(f"cannot write {output}: {exc.strerror or exc}")
+        try:
+            if todo:
+                ds = build_dataset(todo, Path(model), options)
+                write_rows(ds.iter_batches(batch_format="pyarrow", batch_size=None), sink, summary)
+        except ray.exceptions.RayError as exc:  # e.g. actors that cannot start, nodes lost beyond retries
+            where = f"; rows so far are in {output} (run again with --resume)" if output else ""
+            reason = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            return fail(f"the scan on Ray failed{where}: {reason[-1].strip()}")  # the cause, not Ray's traceback
+        except KeyboardInterrupt:
+            where = f"{output}; run again with --resume to finish" if output else "the terminal"
+            stderr.print(f"interrupted after {summary.scanned} images; rows so far are in {where}")
+            return scan_lib.EXIT_INTERRUPTED
+        finally:
+            sink.close()
+            if out_file is not None:
+                out_file.close()
     finally:
-        sink.close()
-        if out_file is not None:
-            out_file.close()
         if started:
             ray.shutdown()
 
