@@ -192,12 +192,11 @@ def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class _Index:
-    """All embeddings in memory, rows grouped by artist: what matching reads."""
+    """All embeddings in memory, rows grouped by artist: what matching reads. Work details (source,
+    sha256) stay in the database and are fetched for the few nearest works only."""
 
     matrix: np.ndarray  # (W, D) float32, unit rows
     work_ids: np.ndarray  # (W,)
-    sources: list[str]
-    sha256s: list[str]
     artists: list[str]  # (A,)
     starts: np.ndarray  # (A,)
     centroid_norms: np.ndarray  # (A,), for the centroid aggregate
@@ -406,11 +405,11 @@ class Registry:
             return [[] for _ in range(len(q))]
         sims = q @ index.matrix.T
         scores = self._scores(sims, index)
-        out = []
-        for i in range(len(q)):
-            out.append([self._artist_match(index, sims[i], int(j), float(scores[i, j]), threshold, works_per_artist)
-                        for j in top_k_indices(scores[i], k)])
-        return out
+        picks = [[(int(j), float(scores[i, j]), self._nearest(index, sims[i], int(j), works_per_artist))
+                  for j in top_k_indices(scores[i], k)] for i in range(len(q))]
+        details = self._work_details(index.work_ids[[w for p in picks for _, _, near in p for w in near]])
+        return [[self._artist_match(index, sims[i], j, score, near, details, threshold) for j, score, near in p]
+                for i, p in enumerate(picks)]
 
     def similarity_to(self, embedding: np.ndarray, artist: str, *, threshold: float | None = None,
                       works_per_artist: int = 3) -> ArtistMatch:
@@ -423,8 +422,9 @@ class Registry:
             raise RegistryError(f"artist {artist!r} has no enrolled works")
         j = index.artists.index(artist)
         sims = q @ index.matrix.T
-        return self._artist_match(index, sims[0], j, float(self._scores(sims, index)[0, j]), threshold,
-                                  works_per_artist)
+        near = self._nearest(index, sims[0], j, works_per_artist)
+        return self._artist_match(index, sims[0], j, float(self._scores(sims, index)[0, j]), near,
+                                  self._work_details(index.work_ids[near]), threshold)
 
     def work_count(self) -> int:
         with self._lock:
@@ -467,20 +467,31 @@ class Registry:
             return self._index
 
     def _load_index(self) -> _Index | None:
-        rows = self._conn.execute(
-            "SELECT a.name, w.id, w.source, w.sha256, w.embedding FROM works w "
-            "JOIN artists a ON a.id = w.artist_id ORDER BY a.name, w.id").fetchall()
+        # In the works_by_artist index's order: no sort, and no per-row Python objects but the blobs.
+        rows = self._conn.execute("SELECT artist_id, id, embedding FROM works ORDER BY artist_id, id").fetchall()
         if not rows:
             return None
-        names = [r[0] for r in rows]
-        matrix = np.frombuffer(b"".join(r[4] for r in rows), dtype="<f4").reshape(len(rows), -1).astype(np.float32)
-        artists = sorted(set(names))
-        ids = np.searchsorted(np.array(artists), np.array(names))
-        starts, _ = group_by_artist(ids, len(artists))
-        norms = np.linalg.norm(np.add.reduceat(matrix.astype(np.float64), starts, axis=0), axis=1)
-        return _Index(matrix=np.ascontiguousarray(matrix), work_ids=np.array([r[1] for r in rows]),
-                      sources=[r[2] for r in rows], sha256s=[r[3] for r in rows], artists=artists,
-                      starts=starts, centroid_norms=norms)
+        names = dict(self._conn.execute("SELECT id, name FROM artists").fetchall())
+        artist_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        work_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        matrix = np.frombuffer(b"".join([r[2] for r in rows]), dtype="<f4").reshape(len(rows), -1)
+        uniq, starts = np.unique(artist_ids, return_index=True)
+        norms = np.linalg.norm(np.add.reduceat(matrix, starts, axis=0, dtype=np.float64), axis=1)
+        return _Index(matrix=np.ascontiguousarray(matrix, dtype=np.float32), work_ids=work_ids,
+                      artists=[names[int(a)] for a in uniq], starts=starts.astype(np.int64), centroid_norms=norms)
+
+    def _work_details(self, work_ids: np.ndarray) -> dict[int, tuple[str, str]]:
+        """``{work id: (source, sha256)}``; a work deleted since the index was built is left out."""
+        ids = sorted({int(w) for w in work_ids})
+        out: dict[int, tuple[str, str]] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for wid, source, digest in self._conn.execute(
+                        f"SELECT id, source, sha256 FROM works WHERE id IN ({marks})", chunk):
+                    out[wid] = (source, digest)
+        return out
 
     def _scores(self, sims: np.ndarray, index: _Index) -> np.ndarray:
         if self.aggregate == "centroid":
@@ -499,12 +510,20 @@ class Registry:
         return q
 
     @staticmethod
-    def _artist_match(index: _Index, sims: np.ndarray, j: int, score: float, threshold: float | None,
-                      works_per_artist: int) -> ArtistMatch:
+    def _nearest(index: _Index, sims: np.ndarray, j: int, n: int) -> list[int]:
+        """Row numbers of artist ``j``'s ``n`` works nearest to the query, nearest first."""
         s = int(index.starts[j])
         e = int(index.starts[j + 1]) if j + 1 < len(index.starts) else len(sims)
-        near = [s + int(i) for i in top_k_indices(sims[s:e], works_per_artist)]
-        works = [WorkMatch(int(index.work_ids[i]), index.sources[i], index.sha256s[i], float(sims[i])) for i in near]
+        return [s + int(i) for i in top_k_indices(sims[s:e], n)]
+
+    @staticmethod
+    def _artist_match(index: _Index, sims: np.ndarray, j: int, score: float, near: list[int],
+                      details: dict[int, tuple[str, str]], threshold: float | None) -> ArtistMatch:
+        works = []
+        for i in near:
+            wid = int(index.work_ids[i])
+            if wid in details:
+                works.append(WorkMatch(wid, details[wid][0], details[wid][1], float(sims[i])))
         return ArtistMatch(index.artists[j], score, None if threshold is None else bool(score >= threshold), works)
 
 
