@@ -13,7 +13,8 @@ one batch. Two ways to use a window:
   is scored. The heat of a pixel is the mean drop of the model's logit when it is covered: > 0
   where the verdict leans on it towards ``ai-mimicry``, < 0 towards ``human``. It explains the
   verdict as given, but the bundled whole-image model spreads its evidence: on 18 pictures pasted
-  together from real works and mimicry it put the most heat on the odd one out in 11 (windows: 18).
+  together from real works and mimicry it put the most heat on the odd one out in 10, windows in
+  all 18 (``bench/explain_benchmark.py``, 8 x 8 windows of a quarter side).
 
     from detector import Detector
     from detector.explain import explain

@@ -15,6 +15,12 @@ class Verdict:
     ``"human"``, ``"uncertain"``, ``"ai-mimicry"``); ``threshold`` is the score at which the model
     says "ai-mimicry". An image that could not be read is data too: ``score`` and ``label`` are
     None and ``error``/``error_code`` say why (codes from ``detector.decode.ERROR_CODES``).
+
+    ``evidence`` of a scored image: ``logit`` (raw model output), ``model_trained_on``,
+    ``provenance`` (the file's metadata signals, ``detector.provenance.Signal.to_dict()`` each;
+    absent when they were not read), ``model_label`` (the band of ``score`` alone) and
+    ``label_reason``: ``"model-score"``, or ``"declared-ai-by-metadata"`` when the file declares
+    itself AI-made and that, not the score, makes the label ``ai-mimicry``.
     """
 
     source: str

@@ -381,3 +381,26 @@ def test_the_bundled_model_flags_a_real_work_that_declares_itself_ai(tmp_path):
     assert before.label == "human" and before.evidence["provenance"] == []
     assert after.label == "ai-mimicry" and after.evidence["label_reason"] == DECLARED_AI
     assert after.score == pytest.approx(before.score, abs=1e-4)
+
+
+def test_a_threaded_scan_reads_each_files_own_signals(detector, signing_chain, tmp_path):
+    """What `mimicry scan` runs: decode threads, C2PA files among plain ones, rows in input order."""
+    files = {"plain.jpg": encode(picture(1), "JPEG"),
+             "c2pa.jpg": c2pa_signed(picture(2), "JPEG", IPTC + "trainedAlgorithmicMedia", signing_chain),
+             "a1111.png": png_with_text(picture(3), parameters=A1111),
+             "c2pa.webp": c2pa_signed(picture(4), "WEBP", IPTC + "digitalCapture", signing_chain),
+             "broken.png": b"\x89PNG\r\n\x1a\n broken"}
+    paths = []
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(str(tmp_path / name))
+    verdicts = list(detector.stream(paths * 3, batch_size=2, workers=2))
+    got = [[s["signal"] for s in v.evidence.get("provenance", [])] for v in verdicts]
+    assert got == [[], ["c2pa.digital_source_type", "c2pa.claim_generator"], ["png.a1111_parameters"],
+                   ["c2pa.digital_source_type", "c2pa.claim_generator"], []] * 3
+    assert [v.error_code for v in verdicts[:5]] == [None, None, None, None, "corrupt"]
+    # Random pixels are "uncertain" for the tiny model; the declarations, and only they, flag.
+    assert [v.evidence["model_label"] for v in verdicts[:4]] == ["uncertain"] * 4
+    assert [v.label for v in verdicts[:4]] == ["uncertain", "ai-mimicry", "ai-mimicry", "uncertain"]
+    assert [v.evidence["label_reason"] for v in verdicts[:4]] == ["model-score", DECLARED_AI, DECLARED_AI,
+                                                                  "model-score"]
