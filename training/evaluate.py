@@ -415,7 +415,7 @@ def write_report(result: dict, models: list[str], detectors: dict[str, Detector]
         "say how the pipeline behaves, not how well anything detects real-world mimicry.",
         "",
         f"- Model: `{card['name']}` {card['version']} ({card['backbone']}, input {card['input']['size']} px "
-        f"{card['input']['resize']}), `{model}`.",
+        f"{card['input']['resize']}), `{model}`, model.onnx sha256 `{card.get('onnx_sha256', '?')}`.",
         f"- Decision threshold {thr.ai_mimicry:.3f} (calibrated score at or above it: `ai-mimicry`); below "
         f"{thr.human_below:.3f}: `human`; between: `uncertain`. How it was chosen: {card['thresholds']['how_chosen']}.",
         f"- Test split: {result['n_test']} images of {', '.join(result['test_artists'])}, an artist the detector "

@@ -48,8 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threshold-under", nargs="*", default=[], metavar="PERTURBATION",
                    help="also hold the FPR bound on the val human works under these perturbations "
                         "(names from training.evaluate, e.g. centre_crop50 resize0.25); clean is always in")
-    p.add_argument("--card-extra", type=Path, default=None,
-                   help="a JSON object merged into model.json (for example the input-policy comparison)")
+    p.add_argument("--card-extra", type=Path, nargs="*", default=[],
+                   help="JSON objects merged into model.json (for example the input-policy comparison)")
     return p.parse_args(argv)
 
 
@@ -264,11 +264,11 @@ def main(args: argparse.Namespace) -> dict:
         "opset": OPSET,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    if args.card_extra:
-        extra = json.loads(args.card_extra.read_text())
+    for path in args.card_extra:
+        extra = json.loads(path.read_text())
         clash = sorted(set(extra) & set(card))
         if clash:
-            raise ValueError(f"--card-extra may not replace {clash}")
+            raise ValueError(f"--card-extra {path} may not replace {clash}")
         card.update(extra)
     write_model_json(args.out, card)
     return card

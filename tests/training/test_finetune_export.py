@@ -145,8 +145,16 @@ def test_threshold_under_perturbations_bounds_the_val_fpr_there_too(trained, tmp
 
     manifest, run, _ = trained
     out = tmp_path / "model"
+    (tmp_path / "a.json").write_text('{"input_policy": {"chosen": "squash"}}')
+    (tmp_path / "b.json").write_text('{"robustness": {"chosen": "robust"}}')
     card = export.main(export.parse_args(["--run", str(run), "--out", str(out), "--threshold-under",
-                                          "centre_crop50", "resize0.25"]))
+                                          "centre_crop50", "resize0.25", "--card-extra",
+                                          str(tmp_path / "a.json"), str(tmp_path / "b.json")]))
+    assert card["input_policy"]["chosen"] == "squash" and card["robustness"]["chosen"] == "robust"
+    (tmp_path / "c.json").write_text('{"thresholds": {}}')
+    with pytest.raises(ValueError, match="may not replace"):
+        export.main(export.parse_args(["--run", str(run), "--out", str(tmp_path / "m2"),
+                                       "--card-extra", str(tmp_path / "c.json")]))
     assert card["thresholds"]["fpr_bound_holds_on"] == ["clean val", "val under centre_crop50",
                                                         "val under resize0.25"]
     assert "centre_crop50, resize0.25" in card["thresholds"]["how_chosen"]
