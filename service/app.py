@@ -7,6 +7,8 @@ Routes (versioned under /v1, documented at /docs and /openapi.json):
   outside the allow-list), 422 (corrupt or empty), each with a stable ``error.code``.
 - ``POST /v1/detect/batch``: up to ``max_batch_items`` files -> one verdict per file, with per-item
   errors as data (the request itself succeeds).
+- ``POST /v1/explain``: one image -> its verdict and a heatmap of where the evidence lies (JSON with
+  the overlay as a PNG data URL, or ``?format=png`` for the PNG itself).
 - ``GET /v1/models``, ``GET /healthz`` (alive), ``GET /readyz`` (model loaded), ``GET /metrics``.
 - ``GET /``: the web page for artists.
 """
@@ -14,6 +16,7 @@ Routes (versioned under /v1, documented at /docs and /openapi.json):
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import time
@@ -22,7 +25,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -37,7 +40,7 @@ from .batching import MicroBatcher, Overloaded
 from .errors import APIError
 from .keys import KeyStore
 from .metrics import Metrics
-from .schemas import BatchOut, ErrorBody, Health, ModelOut, ModelsOut, VerdictOut
+from .schemas import BatchOut, ErrorBody, ExplainOut, Health, ModelOut, ModelsOut, VerdictOut
 from .settings import Settings
 from .uploads import Upload, read_images
 
@@ -74,6 +77,7 @@ class State:
         self.batcher: MicroBatcher | None = None
         self.decode_pool: ThreadPoolExecutor | None = None
         self.keys: KeyStore | None = None
+        self.explaining = 0  # explain requests in progress (each is a batch of grid**2 + 1 images)
 
     @property
     def ready(self) -> bool:
@@ -237,6 +241,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         verdicts = await within_deadline(work())
         return {"results": [v.to_dict() for v in verdicts]}
+
+    @app.post("/v1/explain", response_model=ExplainOut, tags=["detect"],
+              summary="The verdict and a heatmap of where the model's evidence lies",
+              openapi_extra={"requestBody": _IMAGE_BODY},
+              responses={**_errors(400, 401, 413, 415, 422, 503, 504),
+                         200: {"content": {"image/png": {}}, "description": "JSON, or the overlay PNG with ?format=png"}},
+              dependencies=[Depends(detect_auth)])
+    async def explain_route(request: Request, det: Detector = Depends(detector),
+                            method: str = Query("window", pattern="^(window|occlusion)$",
+                                                description="window: each window scored on its own; occlusion: "
+                                                            "each window covered and the whole image scored"),
+                            grid: int = Query(8, ge=2, le=16, description="Windows per side."),
+                            format: str = Query("json", pattern="^(json|png)$")):
+        from detector.explain import explain
+
+        if state.explaining >= settings.max_concurrent_explain:
+            metrics.overloaded.inc()
+            raise APIError("overloaded", f"{state.explaining} heatmaps are being computed; retry shortly",
+                           headers={"Retry-After": str(settings.retry_after_s)})
+        state.explaining += 1
+        try:
+            async def work():
+                uploads = await read_images(request, settings.max_body_bytes, 1)
+                if len(uploads) != 1:
+                    raise APIError("too_many_items", f"/v1/explain takes one image, got {len(uploads)}")
+                upload = uploads[0]
+                loop = asyncio.get_running_loop()
+                window = max(0.25, round(2.0 / grid, 4))  # windows overlap and cover the image
+                return await loop.run_in_executor(
+                    state.decode_pool, lambda: explain(det, upload.data, method=method, grid=grid, window=window,
+                                                       max_side=768, name=upload.filename or "upload"))
+
+            try:
+                ex = await within_deadline(work())
+            except DecodeError as exc:
+                metrics.images.labels(exc.code).inc()
+                return errors.error_response(exc.code, exc.message, errors.DECODE_STATUS[exc.code])
+        finally:
+            state.explaining -= 1
+        metrics.images.labels(ex.verdict.label).inc()
+        if format == "png":
+            return Response(ex.overlay_png, media_type="image/png",
+                            headers={"X-Mimicry-Label": ex.verdict.label, "X-Mimicry-Score": f"{ex.verdict.score:.6f}"})
+        body = ex.to_dict()
+        body["overlay_png"] = "data:image/png;base64," + base64.b64encode(ex.overlay_png).decode()
+        return body
 
     @app.get("/v1/models", response_model=ModelsOut, tags=["models"], summary="The loaded model and its card")
     async def models(det: Detector = Depends(detector)):

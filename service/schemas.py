@@ -52,3 +52,15 @@ class Health(BaseModel):
     status: str
     model: str | None = None
     model_version: str | None = None
+
+
+class ExplainOut(BaseModel):
+    verdict: VerdictOut
+    heat_grid: list[list[float]] = Field(description="Mean heat per grid cell, rows top to bottom: > 0 is "
+                                                     "evidence for ai-mimicry, < 0 for human.")
+    heat_shape: list[int] = Field(description="Height and width of the full heat map (the overlay's size).")
+    base_logit: float
+    method: str
+    grid: int
+    window: float = Field(description="Window side as a fraction of the model's view.")
+    overlay_png: str = Field(description="The image with the heat drawn over it, as a PNG data URL.")

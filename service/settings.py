@@ -42,6 +42,8 @@ class Settings(BaseSettings):
                                 description="Threads that decode uploads off the event loop.")
     intra_op_threads: int | None = Field(None, ge=1, description="onnxruntime threads (default: all cores).")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503 when the queue is full.")
+    max_concurrent_explain: int = Field(2, ge=1, description="Heatmaps computed at once (each is a batch of "
+                                                              "grid**2 + 1 images); more get 503.")
 
     # Auth
     keys_db: Path = Field(default_factory=lambda: default_data_dir() / "keys.sqlite3",

@@ -50,7 +50,39 @@ function showProvenance(signals) {
   $("provenance-box").hidden = signals.length === 0;
 }
 
+let lastFile = null;
+
+function authHeaders() {
+  const key = $("api-key").value.trim();
+  return key ? { "X-API-Key": key } : {};
+}
+
+async function showHeatmap() {
+  if (!lastFile) return;
+  const form = new FormData();
+  form.append("file", lastFile, lastFile.name);
+  $("explain-btn").disabled = true;
+  showStatus("Computing the heatmap ...");
+  try {
+    const response = await fetch("/v1/explain", { method: "POST", body: form, headers: authHeaders() });
+    const body = await response.json();
+    if (!response.ok) {
+      showStatus(`No heatmap (${body.error.code}): ${body.error.message}`, true);
+      return;
+    }
+    $("heatmap").src = body.overlay_png;
+    $("heatmap-box").hidden = false;
+    showStatus("");
+  } catch (err) {
+    showStatus("The server could not be reached: " + err, true);
+  } finally {
+    $("explain-btn").disabled = false;
+  }
+}
+
 async function check(file) {
+  lastFile = file;
+  $("heatmap-box").hidden = true;
   $("result").hidden = true;
   const preview = $("preview");
   preview.src = URL.createObjectURL(file);
@@ -59,9 +91,7 @@ async function check(file) {
   showStatus("Checking " + file.name + " ...");
   const form = new FormData();
   form.append("file", file, file.name);
-  const headers = {};
-  const key = $("api-key").value.trim();
-  if (key) headers["X-API-Key"] = key;
+  const headers = authHeaders();
   let response, body;
   try {
     response = await fetch("/v1/detect", { method: "POST", body: form, headers });
@@ -82,6 +112,7 @@ async function check(file) {
 
 function setUp() {
   const drop = $("drop");
+  $("explain-btn").addEventListener("click", showHeatmap);
   $("file").addEventListener("change", (e) => { if (e.target.files.length) check(e.target.files[0]); });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));

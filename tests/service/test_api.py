@@ -287,3 +287,38 @@ def test_a_file_that_declares_itself_ai_is_flagged_with_its_signal(client, refer
     assert v["evidence"]["label_reason"] == "declared-ai-by-metadata"
     assert any(s["declares_ai"] for s in v["evidence"]["provenance"])
     assert v["score"] == pytest.approx(reference.predict([human])[0].score, abs=1e-6)  # the score stays the model's
+
+
+# ----------------------------------------------------------------------------- explain
+
+
+def test_explain_gives_the_verdict_and_a_heatmap(client, reference, example_bytes):
+    import base64
+
+    name, data = next((n, d) for n, d in example_bytes if n.startswith("mimicry"))
+    r = client.post("/v1/explain", files={"file": (name, data, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = reference.predict([data])[0]
+    assert body["verdict"]["label"] == expected.label
+    assert body["verdict"]["score"] == pytest.approx(expected.score, abs=1e-6)
+    assert body["method"] == "window" and body["grid"] == 8
+    assert len(body["heat_grid"]) == 8 and all(len(row) == 8 for row in body["heat_grid"])
+    png = base64.b64decode(body["overlay_png"].split(",", 1)[1])
+    overlay = Image.open(io.BytesIO(png))
+    assert overlay.format == "PNG" and overlay.width >= body["heat_shape"][1]
+
+    raw = client.post("/v1/explain?format=png&method=occlusion&grid=4", content=data,
+                      headers={"Content-Type": "image/png"})
+    assert raw.status_code == 200 and raw.headers["content-type"] == "image/png"
+    assert raw.headers["X-Mimicry-Label"] == expected.label
+    assert Image.open(io.BytesIO(raw.content)).format == "PNG"
+
+
+def test_explain_errors(client):
+    assert_error(client.post("/v1/explain", content=b"junk", headers={"Content-Type": "image/png"}),
+                 415, "unsupported_format")
+    assert_error(client.post("/v1/explain?grid=99", content=png_bytes(), headers={"Content-Type": "image/png"}),
+                 422, "validation_error")
+    assert_error(client.post("/v1/explain?method=magic", content=png_bytes(), headers={"Content-Type": "image/png"}),
+                 422, "validation_error")

@@ -48,6 +48,13 @@ def test_drop_an_image_and_see_the_verdict(browser, live_server):
             assert "not a detector of real Stable Diffusion mimicry" in page.text_content("#trained-on")
             assert '"logit"' in page.text_content("#evidence")
 
+        # The heatmap of the last image, on request.
+        page.click("#explain-btn")
+        page.wait_for_selector("#heatmap-box:not([hidden])", timeout=30_000)
+        assert page.get_attribute("#heatmap", "src").startswith("data:image/png;base64,")
+        assert page.evaluate("document.getElementById('heatmap').decode().then(() => "
+                             "document.getElementById('heatmap').naturalWidth)") > 0
+
         # Drag and drop: a real DataTransfer carrying the file, dropped on the zone.
         data = list(mimicry.read_bytes())
         handle = page.evaluate_handle("""(bytes) => {
