@@ -25,6 +25,9 @@ def serve(
         "--batch-max-wait-ms", min=0, show_default=False, help="How long a batch waits to fill.")] = None,
     require_key: Annotated[Optional[bool], typer.Option(
         "--require-key/--no-require-key", show_default=False, help="Require an API key for detect too.")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Server processes, each with its own model and batcher (stateless: "
+                                 "keys and the registry live in their databases).")] = 1,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Start the HTTP API and the web page under uvicorn.
@@ -54,8 +57,17 @@ def serve(
     except ModelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                timeout_keep_alive=5)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+                    timeout_keep_alive=5)
+        return
+    # Several processes: each builds its app from the environment, so the options travel there.
+    import os
+
+    for field, value in overrides.items():
+        os.environ[f"MIMICRY_{field.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    uvicorn.run("service.app:create_app", factory=True, host=settings.host, port=settings.port,
+                workers=workers, log_level=log_level, timeout_keep_alive=5)
 
 
 def _store(db: Path | None):

@@ -120,3 +120,45 @@ def test_keys_cli_create_list_revoke(tmp_path):
     again = runner.invoke(app, ["keys", "revoke", info.id, "--db", str(db)])
     assert again.exit_code == 1
     assert runner.invoke(app, ["keys", "create", "  ", "--db", str(db)]).exit_code == 2
+
+
+def test_mimicry_serve_with_several_workers(tmp_path, example_bytes):
+    port = _free_port()
+    env = {**os.environ, "MIMICRY_KEYS_DB": str(tmp_path / "keys.sqlite3"), "MIMICRY_INTRA_OP_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mimicry", "serve", "--model", str(MODEL), "--port", str(port),
+                             "--workers", "2", "--batch-max-size", "4", "--log-level", "warning"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        bodies = [d for _, d in example_bytes] * 4
+        responses = asyncio.run(_fire_png(url, bodies, concurrency=8))
+        assert {r.status_code for r in responses} == {200}
+        # the option reached every worker through the environment: no batch is over 4
+        metrics = httpx.get(url + "/metrics").text
+        assert re.search(r'^mimicry_batch_size_bucket\{le="4.0"\} (\S+)$', metrics, re.M)
+        buckets = dict(re.findall(r'^mimicry_batch_size_bucket\{le="([^"]+)"\} (\S+)$', metrics, re.M))
+        assert buckets["4.0"] == buckets["+Inf"]
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+async def _fire_png(url: str, bodies: list[bytes], concurrency: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(body: bytes) -> httpx.Response:
+            async with sem:
+                return await client.post("/v1/detect", content=body, headers={"Content-Type": "image/png"})
+
+        return await asyncio.gather(*(one(b) for b in bodies))
