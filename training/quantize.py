@@ -191,6 +191,18 @@ def _drop_dead_nodes(graph) -> None:
         graph.value_info.remove(v)
 
 
+def output_layers(path: Path) -> list[str]:
+    """Names of the Gemm/MatMul nodes that write a graph output (the classifier).
+
+    They stay in float32: quantised, the logit would be clipped to the range seen in calibration
+    (a confident score would saturate), and the classifier is a negligible share of the work."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    outputs = {o.name for o in graph.output}
+    return [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul") and set(n.output) & outputs]
+
+
 def prepare(src: Path, dst: Path) -> None:
     """onnxruntime's recommended pre-processing before quantisation: symbolic shape inference and
     graph optimisation (batch-norm folding, constant folding)."""
@@ -221,10 +233,12 @@ def make_variant(variant: str, prepared: Path, folded: Path, dst: Path, input_na
             activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
             calibrate_method={"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
                               "percentile": q.CalibrationMethod.Percentile}[method],
+            nodes_to_exclude=(excluded := output_layers(prepared)),
         )
         return {"kind": "static int8", "format": fmt, "per_channel": per_channel, "reduce_range": reduce_range,
                 "activations": "uint8 (asymmetric)", "weights": "int8 (symmetric)",
-                "calibration": {"method": method, "images": int(len(calib))}}
+                "calibration": {"method": method, "images": int(len(calib))},
+                "kept_in_float32": excluded}
     if variant == "int8-dynamic":
         q.quantize_dynamic(str(prepared), str(dst), weight_type=q.QuantType.QUInt8)
         return {"kind": "dynamic int8", "weights": "uint8", "activations": "uint8, range from each batch"}

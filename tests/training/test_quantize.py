@@ -1,0 +1,88 @@
+"""training.quantize on the bundled detector: folded padding changes nothing, variants load and agree."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from detector import Detector
+from detector.bundle import ModelBundle
+from training import quantize
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "default"
+EXAMPLES = sorted((ROOT / "examples").glob("*.png"))
+
+
+def _logits(model: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def test_fold_static_padding_keeps_outputs_and_drops_the_arithmetic():
+    size = ModelBundle.from_dir(MODEL).preprocess.size
+    original = onnx.load(str(MODEL / "model.onnx"))
+    folded = quantize.fold_static_padding(original, size)
+    before = Counter(n.op_type for n in original.graph.node)
+    after = Counter(n.op_type for n in folded.graph.node)
+    assert before["Shape"] > 0, "the bundled model no longer computes its pads; this test needs a new subject"
+    assert after["Shape"] == after["Ceil"] == after["Gather"] == 0
+    assert after["Conv"] == before["Conv"] and after["Pad"] == before["Pad"]
+    constants = {t.name for t in folded.graph.initializer}
+    assert all(i in constants for n in folded.graph.node if n.op_type == "Pad" for i in n.input[1:])
+    x = np.random.default_rng(0).standard_normal((3, 3, size, size)).astype(np.float32)
+    np.testing.assert_allclose(_logits(folded, x), _logits(original, x), atol=1e-5)
+    # Folding again is a no-op rather than an error.
+    assert quantize.fold_static_padding(folded, size).SerializeToString() == folded.SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("quant")
+    manifest = tmp / "manifest.jsonl"
+    # Calibrate on half the examples (both classes), as the real run does on the val split.
+    rows = [{"path": str(p), "label": "human" if p.name.startswith("real") else "ai-mimicry",
+             "split": "val" if int(p.stem[-1]) < 3 else "test"} for p in EXAMPLES]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp / "out"
+    quantize.main(quantize.parse_args(["--model", str(MODEL), "--manifest", str(manifest), "--out", str(out),
+                                       "--variants", "fp32-static-pad", "int8-qdq-pc", "fp16"]))
+    return out
+
+
+def test_variants_load_in_the_detector_and_agree_with_fp32(variants):
+    ref = Detector.from_dir(MODEL)
+    expected = ref.predict(EXAMPLES)
+    assert {v.label for v in expected} == {"human", "ai-mimicry"}
+    for name, max_logit_diff in (("fp32-static-pad", 1e-4), ("fp16", 0.5), ("int8-qdq-pc", None)):
+        det = Detector.from_dir(variants / name)
+        card = det.bundle.card
+        assert card["quantization"]["variant"] == name
+        assert card["quantization"]["source_onnx_sha256"] == ref.bundle.card["onnx_sha256"]
+        assert card["version"] == f"{ref.version}+{name}"
+        got = det.predict(EXAMPLES)
+        assert [v.label for v in got] == [v.label for v in expected], name
+        if max_logit_diff is not None:
+            diff = max(abs(a.evidence["logit"] - b.evidence["logit"]) for a, b in zip(got, expected))
+            assert diff <= max_logit_diff, (name, diff)
+    int8 = onnx.load(str(variants / "int8-qdq-pc" / "model.onnx"))
+    ops = Counter(n.op_type for n in int8.graph.node)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
+    # The classifier stays float32 so the logit is never clipped to the calibration range.
+    (last,) = [n for n in int8.graph.node if set(n.output) & {o.name for o in int8.graph.output}]
+    assert last.op_type == "Gemm"
+    written = json.loads((variants / "quantize_args.json").read_text())["written"]
+    assert written.keys() == {"fp32-static-pad", "int8-qdq-pc", "fp16"}
+
+
+def test_calibrating_on_the_test_split_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        quantize.parse_args(["--model", str(MODEL), "--split", "test"])
+    assert "leak" in capsys.readouterr().err
