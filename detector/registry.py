@@ -237,7 +237,9 @@ class Registry:
         try:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+            # WAL + NORMAL: a killed process loses nothing committed; a power cut may lose the last
+            # commits but never leaves the file inconsistent.
+            conn.execute("PRAGMA synchronous = NORMAL")
             if migrate:
                 migrate_to(conn, SCHEMA_VERSION)
             else:
@@ -313,6 +315,8 @@ class Registry:
         artist, is skipped and reported, never fatal. ``progress(stage, done, total)`` is called with
         stage ``"embed"`` as works are embedded and ``"write"`` as rows are inserted."""
         name = _check_name(artist)
+        if not create:
+            self.get_artist(name)  # fail before the slow part; checked again in the transaction
         sources = list(sources)
         report = EnrolReport(artist=name)
         prepared = []

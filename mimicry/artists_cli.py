@@ -28,7 +28,7 @@ DEFAULT_ENCODER = Path("models/style-encoder")
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)  # long paths stay on one line
 
 
 def _fail(message: str) -> typer.Exit:
@@ -38,11 +38,11 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-def _open_registry(path: Optional[Path]):
-    from detector.registry import Registry, RegistryError
+def _open_registry(path: Optional[Path], encoder=None):
+    from detector.registry import DEFAULT_AGGREGATE, Registry, RegistryError
 
-    try:
-        return Registry.open(path)
+    try:  # artists are scored the way the encoder's threshold was chosen
+        return Registry.open(path, aggregate=encoder.aggregate if encoder is not None else DEFAULT_AGGREGATE)
     except RegistryError as exc:
         raise _fail(str(exc)) from None
 
@@ -88,7 +88,7 @@ def add(
         raise _fail(f"no image files in {directory}" + ("" if recursive else " (use -r for subfolders)"))
     enc = _load_encoder(encoder)
     out = _console()
-    with _open_registry(registry) as reg:
+    with _open_registry(registry, enc) as reg:
         try:
             with Progress(console=_console(stderr=True), transient=True,
                           disable=not _console(stderr=True).is_terminal) as bar:
@@ -186,7 +186,7 @@ def check(
         embedding = enc.embed_one(str(image))
     except DecodeError as exc:
         raise _fail(f"{image}: {exc.code}: {exc.message}") from None
-    with _open_registry(registry) as reg:
+    with _open_registry(registry, enc) as reg:
         try:
             matches = ([reg.similarity_to(embedding, artist, threshold=enc.threshold)] if artist
                        else reg.match(embedding, k, threshold=enc.threshold))

@@ -87,8 +87,10 @@ def test_refuses_embeddings_from_another_encoder(db, encoder, portfolios):
             reg.match(np.ones(5, np.float32))
 
 
-def test_add_artist_rules(db):
+def test_add_artist_rules(db, encoder, portfolios):
     with Registry.open(db) as reg:
+        with pytest.raises(RegistryError, match="no artist named 'Jo'"):
+            reg.enrol("Jo", sorted(portfolios["ink"].iterdir()), encoder, create=False)
         reg.add_artist("Jo", consent="yes")
         with pytest.raises(RegistryError, match="already"):
             reg.add_artist("Jo")
