@@ -1,0 +1,199 @@
+"""Benchmark: scanning folders of 1-megapixel JPEG, PNG and WebP files, end to end.
+
+Measured in one run, per format, on the same files (1024 x 1024 drawn shapes with texture, the
+images of ``bench/scan_benchmark.make_jpegs`` saved as JPEG q90, PNG and WebP q90):
+
+* **baseline**: ``bench/scan_benchmark.bench_baseline``, a torch-eager timm model of the same
+  architecture, full PIL decode, one image at a time;
+* **model only**: onnxruntime on a preprocessed batch in memory (the ceiling of a scan);
+* **decode alone**: ``Detector.load`` (what a scan runs per file: safe decode, JPEG draft mode,
+  preprocessing, provenance) one file after another, in wall and CPU milliseconds; and through a
+  thread pool and a process pool of ``--workers`` with no inference running;
+* **inference alone**: ``Detector.predict_arrays`` on batches of ``--batch-size``;
+* **ours, end to end**: ``Detector.stream`` (what ``mimicry scan`` runs) with each decode pool size
+  of ``--workers-sweep``;
+* the **shares** of decode and inference in one image's CPU time, and the end-to-end ceiling they
+  allow on this many cores when both overlap perfectly.
+
+``--models`` adds more model directories (for example the variants of ``training.quantize``): each
+is timed end to end and model-only on the same files, so its gain shows against the same baseline.
+
+``python bench/e2e_benchmark.py --model models/default --n 200``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from detector import Detector  # noqa: E402
+from scan_benchmark import bench_baseline, bench_model_only, make_jpegs  # noqa: E402
+
+FORMATS = {"jpeg": ("jpg", {"quality": 90}), "png": ("png", {}), "webp": ("webp", {"quality": 90})}
+
+
+def make_folders(scratch: Path, n: int) -> dict[str, list[Path]]:
+    """``n`` distinct 1024 x 1024 images per format (made once; reused from ``scratch``)."""
+    jpegs = sorted(scratch.glob("jpeg/img_*.jpg"))[:n]
+    if len(jpegs) < n:
+        jpegs = make_jpegs(scratch / "jpeg", n)
+    folders = {"jpeg": jpegs}
+    for fmt in ("png", "webp"):
+        ext, kw = FORMATS[fmt]
+        (scratch / fmt).mkdir(exist_ok=True)
+        paths = []
+        for src in jpegs:
+            dst = scratch / fmt / f"{src.stem}.{ext}"
+            if not dst.exists():
+                with Image.open(src) as im:
+                    im.save(dst, **kw)
+            paths.append(dst)
+        folders[fmt] = paths
+    return folders
+
+
+def time_decode_serial(det: Detector, paths: list[Path]) -> dict:
+    """``Detector.load`` one file after another: wall and CPU ms per image."""
+    det.load(paths[0])
+    t0, c0 = time.perf_counter(), time.process_time()
+    for p in paths:
+        det.load(p)
+    n = len(paths)
+    return {"wall_ms": round((time.perf_counter() - t0) / n * 1000, 2),
+            "cpu_ms": round((time.process_time() - c0) / n * 1000, 2)}
+
+
+_WORKER_DETECTOR: Detector | None = None
+
+
+def _init_worker(model: str) -> None:
+    global _WORKER_DETECTOR
+    _WORKER_DETECTOR = Detector.from_dir(model, intra_op_threads=1)
+
+
+def _load_in_worker(path: str) -> np.ndarray:
+    return _WORKER_DETECTOR.load(path).x
+
+
+def time_decode_pool(det: Detector, paths: list[Path], workers: int, processes: bool) -> float:
+    """Images/s of decode alone through a thread pool (``Detector.load``) or a process pool
+    (the same in worker processes, arrays sent back by pickling)."""
+    if processes:
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(det.bundle.path),)) as pool:
+            list(pool.map(_load_in_worker, [str(p) for p in paths[:workers]]))  # start-up not timed
+            t0 = time.perf_counter()
+            list(pool.map(_load_in_worker, [str(p) for p in paths], chunksize=4))
+            return len(paths) / (time.perf_counter() - t0)
+    with ThreadPoolExecutor(workers) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(det.load, paths))
+        return len(paths) / (time.perf_counter() - t0)
+
+
+def time_stream(det: Detector, paths: list[Path], batch: int, workers: int) -> float:
+    t0 = time.perf_counter()
+    n = sum(1 for _ in det.stream((str(p) for p in paths), batch_size=batch, workers=workers))
+    return n / (time.perf_counter() - t0)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=Path("models/default"))
+    p.add_argument("--models", type=Path, nargs="*", default=[], help="more model directories, timed the same way")
+    p.add_argument("--n", type=int, default=200, help="distinct 1-MP images per format")
+    p.add_argument("--baseline-n", type=int, default=60, help="images per format for the (slow) baseline")
+    p.add_argument("--formats", nargs="+", choices=tuple(FORMATS), default=list(FORMATS))
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decode pool size for the pool figures")
+    p.add_argument("--workers-sweep", type=int, nargs="+", default=None,
+                   help="decode pool sizes for the end-to-end figures (default: 1, cores, 2 x cores)")
+    p.add_argument("--scratch", type=Path, default=None, help="where the image folders are made (kept)")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    cores = os.cpu_count() or 1
+    args.workers_sweep = args.workers_sweep or sorted({1, cores, 2 * cores})
+    return args
+
+
+def main(args: argparse.Namespace) -> dict:
+    cores = os.cpu_count() or 1
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="mimicry-e2e-"))
+    folders = make_folders(scratch, args.n)
+    det = Detector.from_dir(args.model)
+    card = det.bundle.card
+    result: dict = {
+        "cores": cores,
+        "model": f"{card['name']} {card['version']} ({card['backbone']}, {card['input']['size']} px)",
+        "files": f"{args.n} per format, 1024x1024: " + ", ".join(
+            f"{fmt} {np.mean([p.stat().st_size for p in folders[fmt]]) / 1e3:.0f} KB avg" for fmt in args.formats),
+        "batch_size": args.batch_size,
+        "load_avg_start": round(os.getloadavg()[0], 2),
+    }
+    # Model-only at the start, next to each format and at the end: the spread shows how much the
+    # machine's load moved during the run; each format's ratios use the figure taken beside it.
+    result["model_only_img_s"] = round(bench_model_only(det, 256, args.batch_size), 1)
+    print(f"model only: {result['model_only_img_s']} img/s", file=sys.stderr)
+    result["formats"] = {}
+    for fmt in args.formats:
+        paths = folders[fmt]
+        row: dict = {"decode_serial": time_decode_serial(det, paths)}
+        row["decode_threads_img_s"] = round(time_decode_pool(det, paths, args.workers, processes=False), 1)
+        row["decode_processes_img_s"] = round(time_decode_pool(det, paths, args.workers, processes=True), 1)
+        time_stream(det, paths[:args.batch_size], args.batch_size, args.workers)  # warm-up
+        # Model-only again next to each format's scan: on a shared machine the load drifts.
+        model_only = bench_model_only(det, 128, args.batch_size)
+        infer_ms = 1000 / model_only
+        row["model_only_img_s"] = round(model_only, 1)
+        row["ours_img_s_by_workers"] = {w: round(time_stream(det, paths, args.batch_size, w), 1)
+                                        for w in args.workers_sweep}
+        best_w, ours = max(row["ours_img_s_by_workers"].items(), key=lambda kv: kv[1])
+        row["ours_img_s"], row["ours_workers"] = ours, best_w
+        bench_baseline(paths[:2], card)  # warm-up: torch's first convolutions set up their kernels
+        row["baseline_img_s"] = round(bench_baseline(paths[:args.baseline_n], card), 1)
+        decode_cpu = row["decode_serial"]["cpu_ms"]
+        infer_cpu = infer_ms * cores  # core-ms per image: inference uses every core
+        row["decode_share"] = round(decode_cpu / (decode_cpu + infer_cpu), 3)
+        row["inference_share"] = round(infer_cpu / (decode_cpu + infer_cpu), 3)
+        row["ceiling_img_s"] = round(cores * 1000 / (decode_cpu + infer_cpu), 1)
+        row["ours_vs_baseline"] = round(ours / row["baseline_img_s"], 2)
+        row["ours_vs_model_only"] = round(ours / model_only, 3)
+        row["ours_vs_ceiling"] = round(ours / row["ceiling_img_s"], 3)
+        row["load_avg"] = round(os.getloadavg()[0], 2)
+        result["formats"][fmt] = row
+        print(f"{fmt}: {json.dumps(row)}", file=sys.stderr)
+    result["model_only_img_s_end"] = round(bench_model_only(det, 256, args.batch_size), 1)
+    result["other_models"] = {}
+    for model_dir in args.models:
+        other = Detector.from_dir(model_dir)
+        entry = {}
+        for fmt in args.formats:
+            only = bench_model_only(other, 128, args.batch_size)
+            w = result["formats"][fmt]["ours_workers"]
+            ours = time_stream(other, folders[fmt], args.batch_size, w)
+            entry[fmt] = {"ours_img_s": round(ours, 1), "workers": w, "model_only_img_s": round(only, 1),
+                          "vs_baseline": round(ours / result["formats"][fmt]["baseline_img_s"], 2),
+                          "vs_own_model_only": round(ours / only, 3)}
+        result["other_models"][str(model_dir)] = entry
+        print(f"{model_dir}: {json.dumps(entry)}", file=sys.stderr)
+    result["load_avg_end"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    figures = main(arguments)
+    print(json.dumps(figures, indent=2))
+    if arguments.json:
+        arguments.json.write_text(json.dumps(figures, indent=2))
