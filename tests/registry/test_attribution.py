@@ -79,3 +79,13 @@ def test_top_k_indices():
     assert top_k_indices(v, 3).tolist() == [1, 3, 2]
     assert top_k_indices(v, 10).tolist() == [1, 3, 2, 0, 4]
     assert top_k_indices(v, 0).tolist() == []
+
+
+def test_blocked_similarities_equal_the_plain_product():
+    from detector.registry import similarities
+
+    rng = np.random.default_rng(2)
+    for rows, dim in ((5000, 128), (3, 7), (1025, 256)):
+        m = rng.standard_normal((rows, dim)).astype(np.float32)
+        q = rng.standard_normal(dim).astype(np.float32)
+        np.testing.assert_allclose(similarities(m, q), m @ q, rtol=1e-5, atol=1e-5)
