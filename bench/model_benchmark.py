@@ -3,10 +3,11 @@
 Measured in one run, on preprocessed batches already in memory:
 
 * **fp32 by batch size** (``--batch-sizes``): images/s and p50/p99 latency of one ``session.run``,
-  for four CPU session set-ups: as ``detector.Detector`` makes it (``ORT_ENABLE_ALL``, one intra-op
+  for five CPU session set-ups: as ``detector.Detector`` makes it (``ORT_ENABLE_ALL``, one intra-op
   thread per core, idle threads not spinning), the same with spinning, the graph optimised once and
-  saved (loaded back with optimisation off), and the graph with its "SAME" padding folded to
-  constants (``training.quantize.fold_static_padding``);
+  saved (loaded back with optimisation off), the graph with its "SAME" padding folded to
+  constants (``training.quantize.fold_static_padding``), and that graph in one single-threaded
+  session per core, each scoring its own batch at the same time;
 * **FLOPs** of the model, counted from the ONNX graph (Conv, Gemm, MatMul; shapes from
   ``onnx.shape_inference``), and the CPU's fp32 peak: cores x clock x FLOP per cycle (FMA units x
   SIMD lanes x 2), from ``/proc/cpuinfo``; the fraction of the peak each set-up reaches;
@@ -34,7 +35,8 @@ import platform
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +91,23 @@ def cpu_info() -> dict:
         "fp32_flop_per_cycle_per_core": flop_per_cycle,
         "fp32_peak_gflops": round(cores * mhz / 1000 * flop_per_cycle, 1),
     }
+
+
+def sgemm_ceiling(n: int = 2048, reps: int = 5) -> dict:
+    """What a tuned fp32 kernel reaches on this machine: numpy's BLAS (OpenBLAS) multiplying two
+    ``n`` x ``n`` float32 matrices with every core, best of ``reps``, per wall second and per CPU
+    second of this process. An empirical peak: the nominal one rests on a clock that a hypervisor
+    may not report (turbo), and it shows how much of the nominal peak real kernels reach."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((n, n), dtype=np.float32) for _ in range(2))
+    a @ b
+    wall = cpu = 0.0
+    for _ in range(reps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        a @ b
+        wall = max(wall, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+        cpu = max(cpu, 2 * n**3 / max(time.process_time() - c0, 1e-9) / 1e9)
+    return {"n": n, "gflops_wall": round(wall, 1), "gflop_per_cpu_second": round(cpu, 1)}
 
 
 def load_avg() -> float:
@@ -178,21 +197,26 @@ def session_options(*, threads: int, spinning: bool, level=ort.GraphOptimization
     return opts
 
 
-def time_session(run, x: np.ndarray, min_seconds: float, min_calls: int = 5) -> dict:
+def time_session(run, x: np.ndarray, min_seconds: float, min_calls: int = 5, copies: int = 1) -> dict:
     """Call ``run(x)`` (after two warm-up calls) until ``min_seconds`` and ``min_calls`` are both
-    reached; images/s over all calls and per-call latency percentiles in ms."""
+    reached; images/s over all calls (each call scoring ``copies`` x ``len(x)`` images) and per-call
+    latency percentiles in ms."""
     run(x)
     run(x)
     lat = []
-    t_start = time.perf_counter()
+    c_start, t_start = time.process_time(), time.perf_counter()
     while len(lat) < min_calls or time.perf_counter() - t_start < min_seconds:
         t0 = time.perf_counter()
         run(x)
         lat.append(time.perf_counter() - t0)
     total = time.perf_counter() - t_start
+    cpu = time.process_time() - c_start
     ms = np.asarray(lat) * 1000
-    return {"batch": len(x), "calls": len(lat), "img_s": round(len(lat) * len(x) / total, 1),
-            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+    return {"batch": len(x), "calls": len(lat), "img_s": round(len(lat) * len(x) * copies / total, 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
+            # CPU time of this process per image, all threads: less sensitive than images/s to
+            # other processes on a shared machine (spinning threads inflate it).
+            "cpu_ms_per_img": round(cpu / (len(lat) * len(x) * copies) * 1000, 2)}
 
 
 def ort_runner(session: ort.InferenceSession):
@@ -220,6 +244,24 @@ def bench_cpu_setups(onnx_path: Path, folded_path: Path, size: int, batch_sizes:
         "SAME padding folded to constants (no spinning)": (folded_path, dict(spinning=False)),
     }
     results: dict[str, list[dict]] = {}
+    if threads > 1:
+        # One single-threaded session per core, each scoring its own batch at the same time: no
+        # synchronisation between cores inside a convolution, at the price of latency.
+        label = f"{threads} sessions x 1 thread, concurrent (SAME padding folded)"
+        sessions = [ort.InferenceSession(str(folded_path), session_options(threads=1, spinning=False),
+                                         providers=CPU) for _ in range(threads)]
+        runners = [ort_runner(s) for s in sessions]
+        results[label] = []
+        with ThreadPoolExecutor(threads) as pool:
+            def run_all(x: np.ndarray) -> None:
+                list(pool.map(lambda r: r(x), runners))
+
+            for b in batch_sizes:
+                r = time_session(run_all, batch_of(b, size), min_seconds, copies=threads)
+                r["load_avg"] = load_avg()
+                results[label].append(r)
+                print(f"  {label:50s} batch {b:3d}: {r['img_s']:7.1f} img/s  p50 {r['p50_ms']:8.2f} ms  "
+                      f"(load {r['load_avg']})", file=sys.stderr)
     for label, (path, kw) in setups.items():
         session = ort.InferenceSession(str(path), session_options(threads=threads, **kw), providers=CPU)
         run = ort_runner(session)
@@ -458,12 +500,24 @@ def main(args: argparse.Namespace) -> dict:
                                   args.seconds, scratch)
         result["fp32_cpu"] = setups
         peak = cpu["fp32_peak_gflops"]
+        sgemm = result["sgemm"] = sgemm_ceiling()
+        result["implied_clock_ghz_from_sgemm"] = round(
+            sgemm["gflop_per_cpu_second"] / cpu["fp32_flop_per_cycle_per_core"], 2)
+        print(f"sgemm: {sgemm}", file=sys.stderr)
         result["fraction_of_peak"] = {}
         for label, rows in setups.items():
             best = max(rows, key=lambda r: r["img_s"])
+            leanest = min(rows, key=lambda r: r["cpu_ms_per_img"])
             gflops = best["img_s"] * total / 1e9
-            result["fraction_of_peak"][label] = {"best_img_s": best["img_s"], "batch": best["batch"],
-                                                 "gflops": round(gflops, 1), "fraction": round(gflops / peak, 3)}
+            per_cpu_s = total / 1e9 / (leanest["cpu_ms_per_img"] / 1000)
+            result["fraction_of_peak"][label] = {
+                "best_img_s": best["img_s"], "batch": best["batch"], "gflops": round(gflops, 1),
+                "of_nominal_peak": round(gflops / peak, 3),
+                "of_sgemm_wall": round(gflops / sgemm["gflops_wall"], 3),
+                # Per CPU second, model and sgemm alike: robust to other processes taking cores.
+                "gflop_per_cpu_second": round(per_cpu_s, 1), "cpu_basis_batch": leanest["batch"],
+                "of_sgemm_per_cpu_second": round(per_cpu_s / sgemm["gflop_per_cpu_second"], 3),
+            }
         if args.profile:
             result["profile"] = {
                 label: profile(path, flops_by_kind(per_node), size, args.profile_batch, args.threads, 10, scratch)
