@@ -35,6 +35,7 @@ ERROR_CODES = ("too_large", "too_many_pixels", "unsupported_format", "corrupt", 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
 _EXIF_ORIENTATION = 0x0112
+_TIFF_C2PA_TAG = 0xCD41
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I")
 
 
@@ -45,9 +46,9 @@ class ImageMetadata:
     ``text`` holds the string-valued entries of Pillow's ``info`` (a PNG's tEXt/zTXt/iTXt chunks),
     ``xmp`` the raw XMP packet (JPEG APP1, PNG iTXt, WebP chunk, TIFF tag 700), ``exif`` Pillow's
     lazily parsed EXIF (IFD0; sub-IFDs on request). An array or a plain in-memory image has none.
-    ``c2pa_box`` says whether the headers hold a C2PA (JUMBF) box where the format keeps it and
-    Pillow has read that place already (a JPEG's APP11 segments); None means "not known from the
-    headers" (search the bytes).
+    ``c2pa_box`` says whether the file holds a C2PA (JUMBF) box, where Pillow has read the place the
+    format keeps it already (a JPEG's APP11 segments, a TIFF's tag 52545; a BMP cannot hold one);
+    None means "not known from the headers" (``detector.provenance`` looks in the file).
     """
 
     format: str | None = None
@@ -241,6 +242,10 @@ def _metadata(im: Image.Image, exif: Image.Exif | None) -> ImageMetadata:
     c2pa_box = None
     if im.format in ("JPEG", "MPO") and isinstance(getattr(im, "applist", None), list):
         c2pa_box = any(marker == "APP11" and b"jumb" in data and b"c2pa" in data for marker, data in im.applist)
+    elif im.format == "TIFF":
+        c2pa_box = exif is not None and _TIFF_C2PA_TAG in exif
+    elif im.format == "BMP":
+        c2pa_box = False
     return ImageMetadata(format=im.format, text=text, xmp=xmp if isinstance(xmp, bytes) else None,
                          exif=exif if exif else None, c2pa_box=c2pa_box)
 

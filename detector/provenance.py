@@ -28,6 +28,7 @@ import json
 import mmap
 import os
 import re
+import struct
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ def read_provenance(metadata: ImageMetadata, source: Source | None = None, *, c2
     """
     signals: list[Signal] = []
     if c2pa and source is not None:
-        has_box = metadata.c2pa_box if metadata.c2pa_box is not None else has_c2pa_marker(source)
+        has_box = metadata.c2pa_box if metadata.c2pa_box is not None else has_c2pa_marker(source, metadata.format)
         if has_box:
             signals += read_c2pa(source, metadata.format)
     if metadata.xmp:
@@ -140,23 +141,56 @@ def name_generator(text: str) -> str | None:
 # ----------------------------------------------------------------------------- C2PA
 
 
-def has_c2pa_marker(source: Source) -> bool:
-    """Whether the encoded file holds a C2PA manifest store: a JUMBF ``jumb`` box labelled ``c2pa``.
+def has_c2pa_marker(source: Source, fmt: str | None = None) -> bool:
+    """Whether the encoded file holds a C2PA manifest store.
 
-    One byte search (the file is memory-mapped, not read into Python); every embedding (JPEG APP11,
-    PNG caBX, WebP C2PA, TIFF tag) carries the box. False for in-memory images and arrays.
+    A PNG's chunks (``caBX``) and a WebP's (``C2PA``) are walked by their headers alone; any other
+    file gets one byte search for a JUMBF ``jumb`` box labelled ``c2pa``, which every embedding
+    carries (the file is memory-mapped, not read into Python). ``fmt`` is Pillow's format name, when
+    known. False for in-memory images and arrays.
     """
     if isinstance(source, (str, os.PathLike)):
         try:
             with open(source, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                return _find_c2pa_box(m)
+                return _has_c2pa(m, fmt)
         except (OSError, ValueError):  # unreadable or empty: decoding reports that, not this
             return False
     if isinstance(source, (bytes, bytearray)):
-        return _find_c2pa_box(source)
+        return _has_c2pa(source, fmt)
     if isinstance(source, memoryview):
-        return _find_c2pa_box(source.tobytes())
+        return _has_c2pa(source.tobytes(), fmt)
     return False
+
+
+_MAX_CHUNKS = 10_000  # a file of more chunks than this is searched byte by byte instead
+
+
+def _has_c2pa(buf, fmt: str | None) -> bool:
+    if fmt == "PNG" and buf[:8] == b"\x89PNG\r\n\x1a\n":
+        found = _walk_chunks(buf, 8, ">I4s", b"caBX", b"IEND", pad=4)
+    elif fmt == "WEBP" and buf[:4] == b"RIFF" and buf[8:12] == b"WEBP":
+        found = _walk_chunks(buf, 12, "<4sI", b"C2PA", None, pad=0)
+    else:
+        found = None
+    return _find_c2pa_box(buf) if found is None else found
+
+
+def _walk_chunks(buf, pos: int, layout: str, wanted: bytes, last: bytes | None, pad: int) -> bool | None:
+    """Whether a chunk of type ``wanted`` comes before ``last`` or the end; None if the walk gave up.
+    PNG headers are (length, type) and a CRC follows the data (``pad=4``); RIFF headers are
+    (type, length) and odd lengths are padded to even."""
+    end = len(buf)
+    for _ in range(_MAX_CHUNKS):
+        if pos + 8 > end:
+            return False
+        a, b = struct.unpack_from(layout, buf, pos)
+        kind, length = (b, a) if layout.startswith(">") else (a, b)
+        if kind == wanted:
+            return True
+        if kind == last:
+            return False
+        pos += 8 + length + pad + (length & 1 if not pad else 0)
+    return None
 
 
 def _find_c2pa_box(buf) -> bool:

@@ -269,8 +269,9 @@ def test_c2pa_manifest_declaring_ai(fmt, signing_chain, tmp_path):
     data = c2pa_signed(picture(), fmt, IPTC + "trainedAlgorithmicMedia", signing_chain)
     path = tmp_path / f"signed.{fmt.lower()}"
     path.write_bytes(data)
-    assert decode_with_metadata(data).metadata.c2pa_box is (True if fmt == "JPEG" else None)
-    assert has_c2pa_marker(data) and has_c2pa_marker(path)
+    # JPEG and TIFF: seen in the headers Pillow read; PNG and WebP: their chunks are walked.
+    assert decode_with_metadata(data).metadata.c2pa_box is (True if fmt in ("JPEG", "TIFF") else None)
+    assert has_c2pa_marker(data, fmt) and has_c2pa_marker(path, fmt) and has_c2pa_marker(data)
     for source in (data, path):
         signals = signals_of(source)
         assert names(signals) == ["c2pa.digital_source_type", "c2pa.claim_generator"]
@@ -279,6 +280,18 @@ def test_c2pa_manifest_declaring_ai(fmt, signing_chain, tmp_path):
             IPTC + "trainedAlgorithmicMedia", True, True, "Valid")  # intact, signer on no trust list
         assert "Test Generator" in dst.source
         assert (gen.value, gen.declares_ai) == ("Test Painter 1.0", False)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_chunk_walk_looks_only_at_c2pa_chunks(fmt):
+    """The bytes of a C2PA box inside some other chunk are no manifest: the walk skips them, where a
+    plain byte search would not (it is the fallback for the other formats)."""
+    lookalike = "\x00\x00\x00\x40jumb\x00\x00\x00\x18jumdc2pa"
+    data = (png_with_text(picture(), Comment=lookalike) if fmt == "PNG"
+            else encode(picture(), "WEBP", xmp=lookalike.encode("latin-1")))
+    assert provenance._find_c2pa_box(data)
+    assert not has_c2pa_marker(data, fmt)
+    assert decode_with_metadata(data).metadata.c2pa_box is None
 
 
 def test_c2pa_reading_can_be_switched_off(signing_chain):
