@@ -63,7 +63,9 @@ def run(image: str, output: Path, *, model: Path = Path("models/default"), metho
         for s in v.evidence.get("provenance", []):
             claim = "declares AI" if s["declares_ai"] else "reported only"
             signed = f", C2PA signature {s['signature']}" if s["signature"] else ", unsigned"
-            stdout.print(f"  {escape(s['signal'])} = {escape(s['value'][:80])} ({claim}{signed}; {escape(s['source'])})")
+            value = " ".join(s["value"].split())  # one line per signal
+            value = value if len(value) <= 80 else value[:77] + "..."
+            stdout.print(f"  {escape(s['signal'])} = {escape(value)} ({claim}{signed}; {escape(s['source'])})")
         stdout.print(f"  heatmap ({ex.method}, {ex.grid}x{ex.grid}) written to {escape(str(output))}")
     return EXIT_FLAGGED if v.label == "ai-mimicry" else EXIT_OK
 
@@ -88,12 +90,9 @@ def explain(
 ) -> None:
     """Say whether one image is an AI imitation and show where the evidence lies.
 
-    Prints the verdict (with any provenance signals in the file's metadata) and writes
-    the image with a heatmap over it: red where the evidence is for AI mimicry, blue
-    where it is for human.
+    Prints the verdict (with any provenance signals in the file's metadata) and writes the image with a heatmap over it: red where the evidence is for AI mimicry, blue where it is for human.
 
-    Exit codes: 0 not flagged, 1 ai-mimicry, 2 usage error or unusable model,
-    3 the image cannot be read.
-    """
+    Exit codes: 0 not flagged, 1 ai-mimicry, 2 usage error or unusable model, 3 the image cannot be read.
+    """  # noqa: E501  (one line per paragraph: the help text keeps line breaks)
     raise typer.Exit(run(image, output, model=model, method=method.value, grid=grid, window=window,
                          as_json=as_json))
