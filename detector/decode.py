@@ -36,6 +36,7 @@ Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.n
 
 _EXIF_ORIENTATION = 0x0112
 _TIFF_C2PA_TAG = 0xCD41
+_EXIF_IFD = 0x8769
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I")
 
 
@@ -239,6 +240,11 @@ def _metadata(im: Image.Image, exif: Image.Exif | None) -> ImageMetadata:
     xmp = im.info.get("xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8", "replace")
+    if exif is not None and _EXIF_IFD in exif:
+        try:
+            exif.get_ifd(_EXIF_IFD)  # parsed now, while a file is still open (a TIFF's is read lazily)
+        except Exception:
+            pass  # a broken sub-IFD is no reason to refuse the pixels
     c2pa_box = None
     if im.format in ("JPEG", "MPO") and isinstance(getattr(im, "applist", None), list):
         c2pa_box = any(marker == "APP11" and b"jumb" in data and b"c2pa" in data for marker, data in im.applist)

@@ -65,8 +65,11 @@ _GENERATORS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(r
     ("NightCafe", r"\bnightcafe\b"),
     ("Craiyon", r"\bcraiyon\b"),
 ))
-# Automatic1111 (and forks: Forge, SD.Next, Fooocus' A1111 mode) end their "parameters" like this.
-_A1111_PARAMETERS = re.compile(r"\bSteps: \d+.*\b(Sampler|CFG scale|Seed): ", re.DOTALL)
+# Automatic1111 (and forks: Forge, SD.Next, Fooocus' A1111 mode) end their "parameters" with
+# "Steps: 20, Sampler: ..., CFG scale: ..., Seed: ...". Two searches, not one pattern with ".*"
+# between them, so that hostile text cannot make the match quadratic.
+_A1111_STEPS = re.compile(r"\bSteps: \d+")
+_A1111_SETTING = re.compile(r"\b(?:Sampler|CFG scale|Seed): ")
 _NOVELAI_KEYS = frozenset({"steps", "sampler", "seed", "scale", "uc", "n_samples", "noise"})
 _XMP_NS_RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 _EXIF_IMAGE_DESCRIPTION, _EXIF_SOFTWARE, _EXIF_IFD, _EXIF_USER_COMMENT = 0x010E, 0x0131, 0x8769, 0x9286
@@ -327,7 +330,7 @@ def _xmp_values(root, name: str) -> list[str]:
 def _text_signals(text: Mapping[str, str]) -> list[Signal]:
     signals = []
     params = text.get("parameters")
-    if params and _A1111_PARAMETERS.search(params):
+    if params and _is_a1111(params):
         signals.append(Signal("png.a1111_parameters", _cut(params), True, "PNG text chunk 'parameters'",
                               generator="Automatic1111"))
     for key in ("prompt", "workflow"):
@@ -349,6 +352,11 @@ def _text_signals(text: Mapping[str, str]) -> list[Signal]:
             signals.append(Signal(f"png.{key.lower()}", _cut(value), True, f"PNG text chunk '{key}'",
                                   generator=generator))
     return signals
+
+
+def _is_a1111(text: str) -> bool:
+    """Whether ``text`` holds Automatic1111-style generation parameters."""
+    return _A1111_STEPS.search(text) is not None and _A1111_SETTING.search(text) is not None
 
 
 def _comfyui_summary(value: str | None, key: str) -> str | None:
@@ -387,7 +395,7 @@ def _exif_signals(exif) -> list[Signal]:
     if software and (generator := name_generator(software)):
         signals.append(Signal("exif.software", _cut(software), True, "EXIF Software (0x0131)", generator=generator))
     description = _exif_text(exif.get(_EXIF_IMAGE_DESCRIPTION))
-    if description and _A1111_PARAMETERS.search(description):
+    if description and _is_a1111(description):
         signals.append(Signal("exif.image_description", _cut(description), True,
                               "EXIF ImageDescription (0x010E): generation parameters", generator="Automatic1111"))
     elif description and (generator := name_generator(description)):
@@ -399,7 +407,7 @@ def _exif_signals(exif) -> list[Signal]:
             comment = _exif_text(exif.get_ifd(_EXIF_IFD).get(_EXIF_USER_COMMENT))
         except Exception:  # a broken sub-IFD is not worth a signal
             comment = ""
-        if comment and _A1111_PARAMETERS.search(comment):
+        if comment and _is_a1111(comment):
             # Automatic1111 writes a JPEG's or WebP's "parameters" here.
             signals.append(Signal("exif.user_comment", _cut(comment), True, "EXIF UserComment (0x9286)",
                                   generator="Automatic1111"))
