@@ -106,7 +106,7 @@ def read_provenance(metadata: ImageMetadata, source: Source | None = None, *, c2
 
     ``metadata`` comes from ``detector.decode.decode_with_metadata``. ``source`` (a path or the
     encoded bytes) is needed only for C2PA, which is read when ``c2pa`` is set and the file holds a
-    C2PA box (known from a JPEG's headers; otherwise one byte search). Never raises for a file's
+    C2PA box (``metadata.c2pa_box``, else :func:`has_c2pa_marker`). Never raises for a file's
     content: a manifest or packet that cannot be read becomes a ``*.unreadable`` signal.
     """
     signals: list[Signal] = []
@@ -220,7 +220,8 @@ def read_c2pa(source: Source, fmt: str | None = None) -> list[Signal]:
                        False, "C2PA manifest")]
     mime = _C2PA_MIME.get(fmt or "")
     try:
-        with c2pa.Context(c2pa.Settings.from_dict(_C2PA_SETTINGS)) as context, _open_binary(source) as stream:
+        with c2pa.Settings.from_dict(_C2PA_SETTINGS) as settings, c2pa.Context(settings) as context, \
+                _open_binary(source) as stream:
             reader = c2pa.Reader.try_create(mime, stream, None, context)
             if reader is None:
                 return []
