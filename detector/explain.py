@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -99,7 +100,7 @@ def explain(detector: Detector, source: Source, *, method: str = "window", grid:
     signals = read_provenance(metadata, source) if detector.provenance else None
     x = preprocess(image, cfg)
     side = cfg.size
-    win = max(1, round(window * side))
+    win = min(side, max(1, math.ceil(window * side - 1e-9)))  # rounding up: grid * window >= 1 covers it all
     starts = np.round(np.linspace(0, side - win, grid)).astype(int)
     boxes = [(int(y0), int(x0)) for y0 in starts for x0 in starts]  # in the model input's pixels
 

@@ -89,6 +89,15 @@ def test_centre_crop_models_leave_the_margins_at_zero(tmp_path):
     assert ex.heat[:, 34:46].mean() > ex.heat[:, 50:62].mean() + 0.5
 
 
+def test_windows_cover_every_pixel_whatever_the_input_size(tmp_path):
+    """grid * window >= 1 must cover the input even where window * size is not a whole number."""
+    from detector.detector import Detector
+
+    det = Detector.from_dir(make_model_dir(tmp_path / "m37", tiny_card(size=37), size=37), intra_op_threads=1)
+    ex = explain(det, encode(black_with_white_box(), "PNG"), method="occlusion", grid=5, window=0.2)
+    assert np.isfinite(ex.heat).all()
+
+
 @pytest.mark.parametrize("kwargs", [dict(grid=1), dict(grid=33), dict(window=0), dict(window=1.5),
                                     dict(grid=2, window=0.25), dict(method="gradcam"), dict(batch_size=0)])
 def test_bad_settings_are_refused(detector, kwargs):
