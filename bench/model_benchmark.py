@@ -358,12 +358,19 @@ def accuracy(ref: Detector, det: Detector, x: np.ndarray, y: np.ndarray) -> dict
     a = np.concatenate([ref.predict_arrays(x[i:i + 32]) for i in range(0, len(x), 32)])
     b = np.concatenate([det.predict_arrays(x[i:i + 32]) for i in range(0, len(x), 32)])
     la, lb = labels(ref, a), labels(det, b)
+    threshold = ref.bundle.thresholds.ai_mimicry
+    fa, fb = ref.bundle.calibration(a) >= threshold, det.bundle.calibration(b) >= threshold
     return {
         "n": int(len(y)),
         "auroc_fp32": round(float(roc_auc_score(y, a)), 4),
         "auroc": round(float(roc_auc_score(y, b)), 4),
+        # Flagged or not at the card's ai_mimicry threshold, then the three bands
+        # (human / uncertain / ai-mimicry).
+        "flag_agreement": round(float(np.mean(fa == fb)), 4),
+        "flags_differing": int(np.sum(fa != fb)),
         "label_agreement": round(float(np.mean([p == q for p, q in zip(la, lb)])), 4),
         "labels_differing": int(sum(p != q for p, q in zip(la, lb))),
+        "label_changes": dict(Counter(f"{p}->{q}" for p, q in zip(la, lb) if p != q)),
         "max_abs_logit_diff": round(float(np.max(np.abs(a - b))), 4),
         "max_abs_score_diff": round(float(np.max(np.abs(ref.bundle.calibration(a) - det.bundle.calibration(b)))), 4),
     }
@@ -393,7 +400,8 @@ def bench_variants(ref_dir: Path, variants_dir: Path, batch_sizes: list[int], th
         out[name] = entry
         acc = entry.get("accuracy", {})
         print(f"  {name:28s} " + "  ".join(f"b{r['batch']}: {r['img_s']:6.1f} img/s" for r in speed)
-              + (f"  AUROC {acc['auroc']} (fp32 {acc['auroc_fp32']}), labels agree {acc['label_agreement']}, "
+              + (f"  AUROC {acc['auroc']} (fp32 {acc['auroc_fp32']}), flags agree {acc['flag_agreement']}, "
+                 f"labels agree {acc['label_agreement']} {acc['label_changes']}, "
                  f"max |dlogit| {acc['max_abs_logit_diff']}" if acc else ""), file=sys.stderr)
     return out
 
