@@ -11,7 +11,9 @@ images of ``bench/scan_benchmark.make_jpegs`` saved as JPEG q90, PNG and WebP q9
   thread pool and a process pool of ``--workers`` with no inference running;
 * **inference alone**: ``Detector.predict_arrays`` on batches of ``--batch-size``;
 * **ours, end to end**: ``Detector.stream`` (what ``mimicry scan`` runs) with each decode pool size
-  of ``--workers-sweep``;
+  of ``--workers-sweep``; then, with the best pool size, with inference run on slices of each batch
+  (``--inference-slices``: decode batches stay ``--batch-size``, onnxruntime sees fewer images at a
+  time, which keeps activations in the core's cache);
 * the **shares** of decode and inference in one image's CPU time, and the end-to-end ceiling they
   allow on this many cores when both overlap perfectly.
 
@@ -102,6 +104,22 @@ def time_decode_pool(det: Detector, paths: list[Path], workers: int, processes: 
         return len(paths) / (time.perf_counter() - t0)
 
 
+def micro_batched(det: Detector, n: int) -> Detector:
+    """A second Detector on the same session whose ``predict_arrays`` runs onnxruntime on slices of
+    ``n`` images: decode still fills batches of ``--batch-size``, inference sees smaller ones."""
+    other = Detector(det.bundle, det.session, max_bytes=det.max_bytes, max_pixels=det.max_pixels,
+                     provenance=det.provenance)
+    whole = other.predict_arrays
+
+    def predict_arrays(x: np.ndarray) -> np.ndarray:
+        if len(x) <= n:
+            return whole(x)
+        return np.concatenate([whole(x[i:i + n]) for i in range(0, len(x), n)])
+
+    other.predict_arrays = predict_arrays  # the instance attribute shadows the method
+    return other
+
+
 def time_stream(det: Detector, paths: list[Path], batch: int, workers: int) -> float:
     t0 = time.perf_counter()
     n = sum(1 for _ in det.stream((str(p) for p in paths), batch_size=batch, workers=workers))
@@ -119,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decode pool size for the pool figures")
     p.add_argument("--workers-sweep", type=int, nargs="+", default=None,
                    help="decode pool sizes for the end-to-end figures (default: 1, cores, 2 x cores)")
+    p.add_argument("--inference-slices", type=int, nargs="*", default=[1, 4],
+                   help="also scan with onnxruntime run on slices of this many images of each batch")
     p.add_argument("--scratch", type=Path, default=None, help="where the image folders are made (kept)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -160,6 +180,9 @@ def main(args: argparse.Namespace) -> dict:
                                         for w in args.workers_sweep}
         best_w, ours = max(row["ours_img_s_by_workers"].items(), key=lambda kv: kv[1])
         row["ours_img_s"], row["ours_workers"] = ours, best_w
+        row["ours_img_s_by_inference_slice"] = {
+            n: round(time_stream(micro_batched(det, n), paths, args.batch_size, best_w), 1)
+            for n in args.inference_slices if n < args.batch_size}
         bench_baseline(paths[:2], card)  # warm-up: torch's first convolutions set up their kernels
         row["baseline_img_s"] = round(bench_baseline(paths[:args.baseline_n], card), 1)
         decode_cpu = row["decode_serial"]["cpu_ms"]
