@@ -31,11 +31,14 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from detector.bundle import ModelError
 from detector.decode import DecodeError
 from detector.detector import Detector
+from detector.registry import Registry
+from detector.style import StyleEncoder
 from detector.verdict import Verdict
 
-from . import errors
+from . import artists, errors
 from .batching import MicroBatcher, Overloaded
 from .errors import APIError
 from .keys import KeyStore
@@ -78,6 +81,9 @@ class State:
         self.decode_pool: ThreadPoolExecutor | None = None
         self.keys: KeyStore | None = None
         self.explaining = 0  # explain requests in progress (each is a batch of grid**2 + 1 images)
+        self.style: StyleEncoder | None = None
+        self.style_batcher: MicroBatcher | None = None
+        self.registry: Registry | None = None
 
     @property
     def ready(self) -> bool:
@@ -129,6 +135,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                max_wait_ms=settings.batch_max_wait_ms, max_queue=settings.queue_max,
                                on_batch=metrics.observe_batch)
         await batcher.start()
+        if settings.style_encoder_dir is not None and str(settings.style_encoder_dir):
+            try:
+                state.style = await run_in_threadpool(
+                    StyleEncoder.from_dir, settings.style_encoder_dir, intra_op_threads=settings.intra_op_threads,
+                    max_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels)
+            except ModelError as exc:
+                raise ModelError(f"style encoder: {exc} (set MIMICRY_STYLE_ENCODER_DIR= to run without attribution)") from None
+            state.registry = await run_in_threadpool(Registry.open, settings.registry, aggregate=state.style.aggregate)
+            state.style_batcher = MicroBatcher(state.style.embed_arrays, max_size=settings.batch_max_size,
+                                               max_wait_ms=settings.batch_max_wait_ms, max_queue=settings.queue_max,
+                                               on_batch=metrics.observe_batch)
+            await state.style_batcher.start()
         metrics.queue_depth.set_function(lambda: batcher.depth)
         metrics.model.info({"name": det.name, "version": det.version, "sha256": det.bundle.card["onnx_sha256"]})
         state.detector, state.batcher = det, batcher
@@ -137,6 +155,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             state.batcher = None
             await batcher.stop()
+            if state.style_batcher is not None:
+                await state.style_batcher.stop()
+            if state.registry is not None:
+                state.registry.close()
             state.decode_pool.shutdown(wait=False, cancel_futures=True)
             state.keys.close()
 
@@ -198,8 +220,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise APIError("overloaded", f"the service is at capacity ({exc}); retry shortly",
                            headers={"Retry-After": str(settings.retry_after_s)}) from None
         verdict = det.verdict(name, logit, loaded.provenance)
+        if state.registry is not None and state.registry.work_count() > 0:
+            verdict.evidence["artists"] = await style_matches(upload.data)
         metrics.images.labels(verdict.label).inc()
         return verdict
+
+    async def style_matches(data: bytes) -> list[dict]:
+        loop = asyncio.get_running_loop()
+        sx, _ = await loop.run_in_executor(state.decode_pool, state.style.load, data)
+        try:
+            embedding = await state.style_batcher.submit(sx)
+        except Overloaded as exc:
+            metrics.overloaded.inc()
+            raise APIError("overloaded", f"the service is at capacity ({exc}); retry shortly",
+                           headers={"Retry-After": str(settings.retry_after_s)}) from None
+        return await loop.run_in_executor(state.decode_pool, artists.top_artists, state, embedding)
 
     async def within_deadline(coro):
         try:
@@ -296,6 +331,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             thresholds=card["thresholds"], calibration=card["calibration"],
             metrics_test=card["metrics"].get("test"), trained_on=det.bundle.trained_on,
             onnx_sha256=card["onnx_sha256"])]}
+
+    app.include_router(artists.router(state, require_key))
 
     @app.get("/healthz", response_model=Health, tags=["ops"], summary="The process is alive")
     async def healthz():

@@ -25,6 +25,10 @@ DECODE_STATUS = {
 CODES = {
     **DECODE_STATUS,
     "bad_request": 400,
+    "artist_not_found": 404,
+    "artist_exists": 409,
+    "registry_error": 409,
+    "attribution_off": 503,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found_route": 404,

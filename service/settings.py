@@ -50,6 +50,14 @@ class Settings(BaseSettings):
                           description="SQLite file of hashed API keys (created by `mimicry keys create`).")
     require_key_for_detect: bool = Field(False, description="Also require an API key for the detect endpoints.")
 
+    # The artist style registry
+    style_encoder_dir: Path | None = Field(Path("models/style-encoder"),
+                                           description="Style encoder directory; empty turns attribution off.")
+    registry: Path | None = Field(None, description="Registry database (default: detector.registry.default_path(), "
+                                                    "i.e. $MIMICRY_REGISTRY or the per-user data dir).")
+    artists_top_k: int = Field(3, ge=1, le=20, description="Enrolled artists reported with each verdict.")
+    max_enrol_items: int = Field(64, ge=1, description="Most images in one POST /v1/artists/{name}/works.")
+
     # Uploads are kept only when the operator asks.
     keep_uploads_dir: Path | None = Field(None, description="If set, uploads are stored here by sha256.")
 
