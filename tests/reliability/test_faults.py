@@ -61,3 +61,67 @@ def test_a_tampered_model_is_refused_by_serve_and_scan_naming_its_sha256(tmp_pat
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert scan.returncode == 2
     assert "sha256" in (scan.stderr + scan.stdout) and expected_sha in (scan.stderr + scan.stdout)
+
+
+def _jpegs(n: int) -> list[bytes]:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    out = []
+    for _ in range(n):
+        arr = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(arr).resize((900, 900), Image.Resampling.BICUBIC).save(buf, "JPEG", quality=85)
+        out.append(buf.getvalue())
+    return out
+
+
+def test_service_killed_mid_enrolment_leaves_the_registry_consistent(tmp_path):
+    import sqlite3
+    import threading
+
+    import httpx
+    from reliability_fixtures import ServeProcess
+
+    from detector.registry import Registry
+    from service.keys import KeyStore
+
+    registry = tmp_path / "registry.sqlite3"
+    key, _ = KeyStore(tmp_path / "keys.sqlite3").create("admin")
+    images = _jpegs(40)
+    files = [("files", (f"w{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
+    outcomes = []
+    # Kills at growing delays, the last one after the response: that enrolment must survive the kill.
+    for attempt, delay in enumerate((0.2, 0.6, 1.2, 2.5, None)):
+        srv = ServeProcess(tmp_path, env={"MIMICRY_REGISTRY": str(registry)}).wait_ready()
+        headers = {"X-API-Key": key}
+        name = f"artist {attempt}"
+        assert httpx.post(srv.url + "/v1/artists", json={"name": name}, headers=headers).status_code == 201
+
+        def post():
+            try:
+                httpx.post(srv.url + f"/v1/artists/{name}/works", files=files, headers=headers, timeout=120)
+            except httpx.TransportError:
+                pass  # the server died under it: expected
+
+        t = threading.Thread(target=post)
+        t.start()
+        if delay is None:
+            t.join(120)
+        else:
+            time.sleep(delay)
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+        t.join(30)
+        with sqlite3.connect(registry) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        with Registry.open(registry) as reg:
+            works = reg.get_artist(name).works
+        assert works in (0, len(images)), f"killed after {delay} s: {works} of {len(images)} works enrolled"
+        outcomes.append(works)
+    assert outcomes[-1] == len(images), "an enrolment that was answered must survive a kill -9"
+    print(f"\nkill -9 during enrolment at 0.2/0.6/1.2/2.5 s and after the answer: works {outcomes}")
