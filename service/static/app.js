@@ -28,6 +28,7 @@ function showVerdict(v) {
   $("trained-on").textContent = (v.evidence && v.evidence.model_trained_on) || "";
   $("evidence").textContent = JSON.stringify(v.evidence || {}, null, 2);
   showProvenance((v.evidence && v.evidence.provenance) || []);
+  showArtists((v.evidence && v.evidence.artists) || []);
   const reason = v.evidence && v.evidence.label_reason;
   $("label-reason").textContent = reason === "declared-ai-by-metadata"
     ? `Flagged because the file declares itself AI-made; the model alone said "${v.evidence.model_label}".`
@@ -35,6 +36,21 @@ function showVerdict(v) {
   $("meter-bar").style.width = pct(v.score);
   $("meter-threshold").style.left = pct(v.threshold);
   $("result").hidden = false;
+}
+
+function showArtists(matches) {
+  const list = $("artists");
+  list.replaceChildren();
+  for (const m of matches) {
+    const item = document.createElement("li");
+    item.className = m.passes ? "match" : "";
+    item.dataset.artist = m.artist;
+    const near = m.nearest_works.map((w) => w.similarity.toFixed(2)).join(", ");
+    item.textContent = `${m.artist}: similarity ${m.similarity.toFixed(3)}${m.passes ? " (match)" : ""}; ` +
+      `nearest enrolled works ${near}`;
+    list.appendChild(item);
+  }
+  $("artists-box").hidden = matches.length === 0;
 }
 
 function showProvenance(signals) {

@@ -104,3 +104,23 @@ def test_page_asks_for_a_key_when_the_server_requires_one(browser, live_server, 
         page.set_input_files("#file", str(path))
         page.wait_for_selector("#result:not([hidden])", timeout=20_000)
         page.close()
+
+
+def test_page_names_the_closest_enrolled_artists(browser, live_server, make_settings, tmp_path):
+    from detector.registry import Registry
+    from detector.style import StyleEncoder
+
+    registry = tmp_path / "registry.sqlite3"
+    real = [p for p in EXAMPLES if p.name.startswith("real")]
+    encoder = StyleEncoder.from_dir(make_settings().style_encoder_dir)
+    with Registry.open(registry, aggregate=encoder.aggregate) as reg:
+        reg.enrol("Grace Hopper", [str(p) for p in real[:3]], encoder, consent="test")
+    with live_server(registry=registry) as srv:
+        page = browser.new_page()
+        page.goto(srv.url + "/")
+        page.set_input_files("#file", str(real[0]))  # an enrolled work: its own artist comes first, a match
+        page.wait_for_selector("#artists-box:not([hidden])", timeout=20_000)
+        first = page.locator("#artists li").first
+        assert first.get_attribute("data-artist") == "Grace Hopper"
+        assert "(match)" in first.text_content()
+        page.close()
