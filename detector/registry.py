@@ -216,11 +216,15 @@ class _Index:
     work_ids: np.ndarray  # (W,)
     artists: list[str]  # (A,)
     starts: np.ndarray  # (A,)
-    centroid_norms: np.ndarray  # (A,), for the centroid aggregate
+    centroids: np.ndarray  # (A, D) float32: each artist's mean embedding, unit length
 
     @property
     def dim(self) -> int:
         return int(self.matrix.shape[1])
+
+    def segment(self, j: int) -> tuple[int, int]:
+        """Rows of artist ``j``."""
+        return int(self.starts[j]), int(self.starts[j + 1]) if j + 1 < len(self.starts) else len(self.matrix)
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -424,13 +428,13 @@ class Registry:
         q = self._check_queries(embeddings, index)
         if index is None or not len(q):
             return [[] for _ in range(len(q))]
-        sims = similarities(index.matrix, q[0])[None, :] if len(q) == 1 else q @ index.matrix.T
-        scores = self._scores(sims, index)
-        picks = [[(int(j), float(scores[i, j]), self._nearest(index, sims[i], int(j), works_per_artist))
+        scores, sims = self._score_all(index, q)
+        picks = [[(int(j), float(scores[i, j]),
+                   self._nearest(index, q[i], int(j), works_per_artist, None if sims is None else sims[i]))
                   for j in top_k_indices(scores[i], k)] for i in range(len(q))]
-        details = self._work_details(index.work_ids[[w for p in picks for _, _, near in p for w in near]])
-        return [[self._artist_match(index, sims[i], j, score, near, details, threshold) for j, score, near in p]
-                for i, p in enumerate(picks)]
+        details = self._work_details(index.work_ids[[r for p in picks for _, _, near in p for r, _ in near]])
+        return [[self._artist_match(index, j, score, near, details, threshold) for j, score, near in p]
+                for p in picks]
 
     def similarity_to(self, embedding: np.ndarray, artist: str, *, threshold: float | None = None,
                       works_per_artist: int = 3) -> ArtistMatch:
@@ -442,10 +446,15 @@ class Registry:
             self.get_artist(artist)  # raises for an unknown artist
             raise RegistryError(f"artist {artist!r} has no enrolled works")
         j = index.artists.index(artist)
-        sims = similarities(index.matrix, q[0])[None, :]
-        near = self._nearest(index, sims[0], j, works_per_artist)
-        return self._artist_match(index, sims[0], j, float(self._scores(sims, index)[0, j]), near,
-                                  self._work_details(index.work_ids[near]), threshold)
+        if self.aggregate == "centroid":
+            score, near = float(index.centroids[j] @ q[0]), self._nearest(index, q[0], j, works_per_artist)
+        else:
+            s, e = index.segment(j)
+            seg = similarities(index.matrix[s:e], q[0])[None, :]
+            score = float(artist_scores(seg, np.zeros(1, np.int64), self.aggregate)[0, 0])
+            near = self._nearest(index, q[0], j, works_per_artist, None)
+        details = self._work_details(index.work_ids[[r for r, _ in near]])
+        return self._artist_match(index, j, score, near, details, threshold)
 
     def work_count(self) -> int:
         with self._lock:
@@ -497,9 +506,11 @@ class Registry:
         work_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
         matrix = np.frombuffer(b"".join([r[2] for r in rows]), dtype="<f4").reshape(len(rows), -1)
         uniq, starts = np.unique(artist_ids, return_index=True)
-        norms = np.linalg.norm(np.add.reduceat(matrix, starts, axis=0, dtype=np.float64), axis=1)
+        sums = np.add.reduceat(matrix, starts, axis=0, dtype=np.float64)
+        centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
         return _Index(matrix=np.ascontiguousarray(matrix, dtype=np.float32), work_ids=work_ids,
-                      artists=[names[int(a)] for a in uniq], starts=starts.astype(np.int64), centroid_norms=norms)
+                      artists=[names[int(a)] for a in uniq], starts=starts.astype(np.int64),
+                      centroids=np.ascontiguousarray(centroids, dtype=np.float32))
 
     def _work_details(self, work_ids: np.ndarray) -> dict[int, tuple[str, str]]:
         """``{work id: (source, sha256)}``; a work deleted since the index was built is left out."""
@@ -514,11 +525,15 @@ class Registry:
                     out[wid] = (source, digest)
         return out
 
-    def _scores(self, sims: np.ndarray, index: _Index) -> np.ndarray:
+    def _score_all(self, index: _Index, q: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Artist scores ``(Q, A)``, and the work similarities ``(Q, W)`` when they were needed.
+        ``centroid`` compares with one vector per artist only: the works are read for the top-k."""
         if self.aggregate == "centroid":
-            return (np.add.reduceat(sims, index.starts, axis=1) / np.maximum(index.centroid_norms, 1e-12)
-                    ).astype(np.float32)
-        return artist_scores(sims, index.starts, self.aggregate)
+            if len(q) == 1:
+                return similarities(index.centroids, q[0])[None, :], None
+            return q @ index.centroids.T, None
+        sims = similarities(index.matrix, q[0])[None, :] if len(q) == 1 else q @ index.matrix.T
+        return artist_scores(sims, index.starts, self.aggregate), sims
 
     @staticmethod
     def _check_queries(embeddings: np.ndarray, index: _Index | None) -> np.ndarray:
@@ -531,20 +546,22 @@ class Registry:
         return q
 
     @staticmethod
-    def _nearest(index: _Index, sims: np.ndarray, j: int, n: int) -> list[int]:
-        """Row numbers of artist ``j``'s ``n`` works nearest to the query, nearest first."""
-        s = int(index.starts[j])
-        e = int(index.starts[j + 1]) if j + 1 < len(index.starts) else len(sims)
-        return [s + int(i) for i in top_k_indices(sims[s:e], n)]
+    def _nearest(index: _Index, query: np.ndarray, j: int, n: int,
+                 sims: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """``(row, similarity)`` of artist ``j``'s ``n`` works nearest to the query, nearest first;
+        from ``sims`` (all works) when given, else computed for the artist's rows only."""
+        s, e = index.segment(j)
+        seg = sims[s:e] if sims is not None else index.matrix[s:e] @ query
+        return [(s + int(t), float(seg[t])) for t in top_k_indices(seg, n)]
 
     @staticmethod
-    def _artist_match(index: _Index, sims: np.ndarray, j: int, score: float, near: list[int],
+    def _artist_match(index: _Index, j: int, score: float, near: list[tuple[int, float]],
                       details: dict[int, tuple[str, str]], threshold: float | None) -> ArtistMatch:
         works = []
-        for i in near:
-            wid = int(index.work_ids[i])
+        for row, sim in near:
+            wid = int(index.work_ids[row])
             if wid in details:
-                works.append(WorkMatch(wid, details[wid][0], details[wid][1], float(sims[i])))
+                works.append(WorkMatch(wid, details[wid][0], details[wid][1], sim))
         return ArtistMatch(index.artists[j], score, None if threshold is None else bool(score >= threshold), works)
 
 

@@ -98,10 +98,14 @@ def split_authors(counts: dict[str, int]) -> dict[str, str]:
 
 def load_openclipart(cache: Path, cap: int, seed: int, root: Path | None = None) -> tuple[list[str], list[str], np.ndarray]:
     """Normalised works of non-demo openclipart authors with >= 2 usable works, at most ``cap``
-    each: ``(authors, source paths, uint8 array (N, 128, 128, 3))``, cached in ``cache``."""
+    each: ``(authors, source paths, uint8 array (N, 128, 128, 3))``, cached in ``cache``.
+
+    The package holds the same drawing more than once (in two categories, or under two authors), so
+    works are deduplicated on their normalised pixels, first come first kept: a copy split between
+    enrolment and query would be a free hit."""
     from training.corpus import DEMO_ARTISTS, NOT_ILLUSTRATION, OPENCLIPART_ROOT, is_blank, normalize_artwork, scan_catalogue
 
-    path = cache / f"openclipart_{THUMB}_cap{cap}_seed{seed}.npz"
+    path = cache / f"openclipart_{THUMB}_cap{cap}_seed{seed}_dedup.npz"
     if path.is_file():
         z = np.load(path, allow_pickle=False)
         return z["authors"].tolist(), z["paths"].tolist(), z["images"]
@@ -112,6 +116,7 @@ def load_openclipart(cache: Path, cap: int, seed: int, root: Path | None = None)
             by_author[w.author].append(w)
     rng = np.random.default_rng(seed)
     authors, paths, images = [], [], []
+    seen: set[str] = set()
     for author in sorted(by_author):
         mine = sorted(by_author[author], key=lambda w: w.path)
         order = rng.permutation(len(mine))
@@ -124,8 +129,11 @@ def load_openclipart(cache: Path, cap: int, seed: int, root: Path | None = None)
                     norm = normalize_artwork(im, THUMB)
             except Exception:  # a broken file in a public package is skipped, not fatal
                 continue
-            if not is_blank(norm):
-                kept.append((mine[i].path, np.asarray(norm, dtype=np.uint8)))
+            arr = np.asarray(norm, dtype=np.uint8)
+            digest = hashlib.sha256(arr.tobytes()).hexdigest()
+            if not is_blank(norm) and digest not in seen:
+                seen.add(digest)
+                kept.append((mine[i].path, arr))
         if len(kept) >= 2:
             for p, arr in kept:
                 authors.append(author)
@@ -497,7 +505,8 @@ def main(args: argparse.Namespace) -> dict:
     feats = cached_features("openclipart", args.cache, trunk, images, cfg, args.batch_size)
     print(f"features in {time.time() - t0:.0f} s", flush=True)
 
-    protocol = {"k": args.k, "n": args.n, "episodes": args.episodes, "seed": args.seed, "dim": args.compare_dim,
+    protocol = {"data": hashlib.sha256(images.tobytes()).hexdigest()[:16],
+                "k": args.k, "n": args.n, "episodes": args.episodes, "seed": args.seed, "dim": args.compare_dim,
                 "max_false_attribution": args.max_false_attribution, "cap": args.cap, "size": args.input_size}
     table_path = args.cache / f"comparison_{hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:12]}.json"
     if args.candidate:

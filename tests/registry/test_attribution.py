@@ -89,3 +89,25 @@ def test_blocked_similarities_equal_the_plain_product():
         m = rng.standard_normal((rows, dim)).astype(np.float32)
         q = rng.standard_normal(dim).astype(np.float32)
         np.testing.assert_allclose(similarities(m, q), m @ q, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("aggregate", ["max", "top3", "centroid"])
+def test_registry_scores_as_defined(tmp_path, encoder, portfolios, aggregate):
+    """Registry.match and similarity_to give artist_scores' numbers for every aggregate (the centroid
+    path reads one vector per artist, then only the top artists' works)."""
+    files = {s: sorted(portfolios[s].iterdir()) for s in STYLES}
+    emb = {s: np.stack(encoder.embed(files[s])) for s in STYLES}
+    query = encoder.embed_one(files["ink"][0]) * 0.5 + encoder.embed_one(files["flat"][0]) * 0.5
+    with Registry.open(tmp_path / "r.sqlite3", aggregate=aggregate) as reg:
+        for s in STYLES:
+            reg.enrol(s, files[s], encoder)
+        got = {m.artist: m for m in reg.match(query, k=len(STYLES))}
+        names = sorted(STYLES)
+        all_emb = np.concatenate([emb[s] for s in names])
+        starts = np.cumsum([0] + [len(emb[s]) for s in names[:-1]])
+        want = artist_scores((all_emb @ query)[None, :], starts, aggregate, embeddings=all_emb)[0]
+        for j, s in enumerate(names):
+            assert got[s].similarity == pytest.approx(float(want[j]), abs=1e-5)
+            assert reg.similarity_to(query, s).similarity == pytest.approx(float(want[j]), abs=1e-5)
+            nearest = np.sort(emb[s] @ query)[::-1][:3]
+            np.testing.assert_allclose([w.similarity for w in got[s].nearest_works], nearest, atol=1e-5)
