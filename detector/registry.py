@@ -6,7 +6,7 @@ An embedded SQLite database (stdlib ``sqlite3``) in WAL mode::
     from detector.style import StyleEncoder
 
     enc = StyleEncoder.from_dir("models/style-encoder")
-    with Registry.open() as reg:                      # $MIMICRY_REGISTRY or the per-user default
+    with Registry.open() as reg:  # $MIMICRY_REGISTRY or the per-user default; scores as the encoder's card says
         report = reg.enrol("Jane Doe", ["a.png", "b.png"], enc, consent="email of 2026-11-24")
         print(report.added, report.skipped)
         for m in reg.match(enc.embed_one("suspect.png"), k=3, threshold=enc.threshold):
@@ -217,6 +217,7 @@ class _Index:
     artists: list[str]  # (A,)
     starts: np.ndarray  # (A,)
     centroids: np.ndarray  # (A, D) float32: each artist's mean embedding, unit length
+    aggregate: str  # how artists are scored (see Registry.aggregate)
 
     @property
     def dim(self) -> int:
@@ -233,23 +234,26 @@ class _Index:
 class Registry:
     """An open registry database. Use :meth:`open`; close with :meth:`close` or a ``with`` block."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, aggregate: str = DEFAULT_AGGREGATE):
-        if aggregate not in AGGREGATES:
+    def __init__(self, conn: sqlite3.Connection, path: Path, aggregate: str | None = None):
+        if aggregate is not None and aggregate not in AGGREGATES:
             raise ValueError(f"unknown aggregate {aggregate!r}; known: {AGGREGATES}")
         self._conn = conn
         self.path = path
-        self.aggregate = aggregate
+        self._aggregate = aggregate
         self._lock = threading.RLock()
         self._index: _Index | None = None
         self._index_version: tuple[int, int] | None = None
         self._writes = 0
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, *, aggregate: str = DEFAULT_AGGREGATE,
+    def open(cls, path: str | os.PathLike | None = None, *, aggregate: str | None = None,
              timeout: float = 30.0, migrate: bool = True) -> Registry:
         """Open (creating it and its folder if needed) the database at ``path`` (default:
         :func:`default_path`), switch it to WAL and apply pending migrations. Raises
-        :class:`RegistryError` if the file is not a registry this version can use."""
+        :class:`RegistryError` if the file is not a registry this version can use.
+
+        ``aggregate`` (see :func:`artist_scores`) defaults to the one in the card of the encoder the
+        stored embeddings were made with, which is what its threshold was chosen for."""
         path = Path(path) if path is not None else default_path()
         if path.exists() and not path.is_file():
             raise RegistryError(f"registry path {path} exists and is not a file")
@@ -278,6 +282,14 @@ class Registry:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    @property
+    def aggregate(self) -> str:
+        """How artists are scored: as given to :meth:`open`, else the bound encoder's, else ``max``."""
+        if self._aggregate is not None:
+            return self._aggregate
+        identity = self.encoder_identity() or {}
+        return identity.get("aggregate") or DEFAULT_AGGREGATE
 
     def __enter__(self) -> Registry:
         return self
@@ -446,12 +458,12 @@ class Registry:
             self.get_artist(artist)  # raises for an unknown artist
             raise RegistryError(f"artist {artist!r} has no enrolled works")
         j = index.artists.index(artist)
-        if self.aggregate == "centroid":
+        if index.aggregate == "centroid":
             score, near = float(index.centroids[j] @ q[0]), self._nearest(index, q[0], j, works_per_artist)
         else:
             s, e = index.segment(j)
             seg = similarities(index.matrix[s:e], q[0])[None, :]
-            score = float(artist_scores(seg, np.zeros(1, np.int64), self.aggregate)[0, 0])
+            score = float(artist_scores(seg, np.zeros(1, np.int64), index.aggregate)[0, 0])
             near = self._nearest(index, q[0], j, works_per_artist, None)
         details = self._work_details(index.work_ids[[r for r, _ in near]])
         return self._artist_match(index, j, score, near, details, threshold)
@@ -510,7 +522,7 @@ class Registry:
         centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
         return _Index(matrix=np.ascontiguousarray(matrix, dtype=np.float32), work_ids=work_ids,
                       artists=[names[int(a)] for a in uniq], starts=starts.astype(np.int64),
-                      centroids=np.ascontiguousarray(centroids, dtype=np.float32))
+                      centroids=np.ascontiguousarray(centroids, dtype=np.float32), aggregate=self.aggregate)
 
     def _work_details(self, work_ids: np.ndarray) -> dict[int, tuple[str, str]]:
         """``{work id: (source, sha256)}``; a work deleted since the index was built is left out."""
@@ -528,12 +540,12 @@ class Registry:
     def _score_all(self, index: _Index, q: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Artist scores ``(Q, A)``, and the work similarities ``(Q, W)`` when they were needed.
         ``centroid`` compares with one vector per artist only: the works are read for the top-k."""
-        if self.aggregate == "centroid":
+        if index.aggregate == "centroid":
             if len(q) == 1:
                 return similarities(index.centroids, q[0])[None, :], None
             return q @ index.centroids.T, None
         sims = similarities(index.matrix, q[0])[None, :] if len(q) == 1 else q @ index.matrix.T
-        return artist_scores(sims, index.starts, self.aggregate), sims
+        return artist_scores(sims, index.starts, index.aggregate), sims
 
     @staticmethod
     def _check_queries(embeddings: np.ndarray, index: _Index | None) -> np.ndarray:

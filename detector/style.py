@@ -189,8 +189,10 @@ class StyleEncoder:
         return str(self.card["similarity"]["aggregate"])
 
     def identity(self) -> dict:
-        """What a registry records to refuse embeddings from another encoder."""
-        return {"name": self.name, "version": self.version, "onnx_sha256": self.card["onnx_sha256"], "dim": self.dim}
+        """What a registry records: to refuse embeddings from another encoder, and to score artists
+        with the aggregate this encoder's threshold was chosen for."""
+        return {"name": self.name, "version": self.version, "onnx_sha256": self.card["onnx_sha256"], "dim": self.dim,
+                "aggregate": self.aggregate, "threshold": self.threshold}
 
     # ------------------------------------------------------------------------- embedding
 

@@ -39,10 +39,10 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _open_registry(path: Optional[Path], encoder=None):
-    from detector.registry import DEFAULT_AGGREGATE, Registry, RegistryError
+    from detector.registry import Registry, RegistryError
 
     try:  # artists are scored the way the encoder's threshold was chosen
-        return Registry.open(path, aggregate=encoder.aggregate if encoder is not None else DEFAULT_AGGREGATE)
+        return Registry.open(path, aggregate=encoder.aggregate if encoder is not None else None)
     except RegistryError as exc:
         raise _fail(str(exc)) from None
 

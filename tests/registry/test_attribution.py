@@ -25,7 +25,7 @@ def _top1(reg: Registry, encoder, queries: dict[str, list]) -> float:
 def test_made_up_styles_are_told_apart(db, encoder, portfolios, tmp_path):
     """Works never seen (new subjects) go to the style that drew them."""
     queries = {s: write_portfolio(tmp_path / s, s, 5, seed=100 + i) for i, s in enumerate(STYLES)}
-    with Registry.open(db) as reg:
+    with Registry.open(db, aggregate=encoder.aggregate) as reg:
         for s in STYLES:
             reg.enrol(s, sorted(portfolios[s].iterdir()), encoder)
         assert _top1(reg, encoder, queries) >= 0.9
@@ -33,23 +33,24 @@ def test_made_up_styles_are_told_apart(db, encoder, portfolios, tmp_path):
 
 @pytest.mark.skipif(not OPENCLIPART.is_dir(), reason="needs Debian's openclipart-png (make test installs it)")
 def test_openclipart_authors(db, encoder):
-    """Three real authors outside the demo set and outside the authors the encoder was fitted and
-    calibrated on (its ``test`` group), enrolled from raw package files (transparent PNGs of any
-    size), queried with their other works."""
+    """Six real authors outside the demo set and outside the authors the bundled encoder was fitted
+    and calibrated on (the ``test`` group of ``training.style_encoder.split_authors``), enrolled from
+    raw package files (transparent PNGs of any size), queried with their other works. Chance is 1/6;
+    ``docs/ATTRIBUTION.md`` has the full measurement."""
     from training.corpus import scan_catalogue
 
     works, _ = scan_catalogue(OPENCLIPART)
-    authors = ("Andy Fitzsimon", "Linda Kim", "Cezary Biele")
+    authors = ("Jarno Vasamaa", "Lauris Kaplinski", "Linda Kim", "Nathan Eady", "Tobias Jakobs", "Yutaka Kachi")
     enrol, queries = {}, {}
     for a in authors:
         mine = sorted(w.path for w in works if w.author == a and w.width * w.height < 1_000_000)
         enrol[a], queries[a] = mine[0::2][:10], mine[1::2][:6]
-    with Registry.open(db) as reg:
+    with Registry.open(db, aggregate=encoder.aggregate) as reg:
         for a in authors:
             report = reg.enrol(a, enrol[a], encoder)
             # the package holds a few byte-identical copies: those are skipped as duplicates
             assert report.added >= 8 and {code for _, code, _ in report.skipped} <= {"duplicate"}
-        assert _top1(reg, encoder, queries) >= 0.7
+        assert _top1(reg, encoder, queries) >= 0.6  # measured 0.78 (28 of 36) with the bundled encoder
 
 
 def test_artist_scores_match_brute_force():

@@ -44,7 +44,8 @@ def test_persists_across_reopen_and_keeps_no_originals_by_default(db, encoder, p
         assert reg.original(by_source[str(flat[0])]["id"]) == flat[0].read_bytes()
         thumb = Image.open(io.BytesIO(ink_works[0]["thumbnail"]))
         assert thumb.format == "WEBP" and max(thumb.size) <= 96
-    assert encoder.identity() == Registry.open(db).encoder_identity()
+    with Registry.open(db) as reg:  # artists are scored as the bound encoder's card says
+        assert reg.encoder_identity() == encoder.identity() and reg.aggregate == encoder.aggregate
 
 
 def test_bad_files_are_reported_skips(db, encoder, portfolios, tmp_path):
@@ -91,6 +92,7 @@ def test_add_artist_rules(db, encoder, portfolios):
     with Registry.open(db) as reg:
         with pytest.raises(RegistryError, match="no artist named 'Jo'"):
             reg.enrol("Jo", sorted(portfolios["ink"].iterdir()), encoder, create=False)
+        assert reg.aggregate == "max"  # no encoder bound yet
         reg.add_artist("Jo", consent="yes")
         with pytest.raises(RegistryError, match="already"):
             reg.add_artist("Jo")
