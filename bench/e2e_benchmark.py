@@ -14,6 +14,8 @@ images of ``bench/scan_benchmark.make_jpegs`` saved as JPEG q90, PNG and WebP q9
   of ``--workers-sweep``; then, with the best pool size, with inference run on slices of each batch
   (``--inference-slices``: decode batches stay ``--batch-size``, onnxruntime sees fewer images at a
   time, which keeps activations in the core's cache);
+* **resize** alone: ``detector.preprocess`` against the same resize in two steps (Pillow's
+  ``reducing_gap``), with how far the model's input moves;
 * the **shares** of decode and inference in one image's CPU time, and the end-to-end ceiling they
   allow on this many cores when both overlap perfectly.
 
@@ -41,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from detector import Detector  # noqa: E402
+from detector.decode import decode_image  # noqa: E402
+from detector.preprocess import INTERPOLATIONS, preprocess  # noqa: E402
 from scan_benchmark import bench_baseline, bench_model_only, make_jpegs  # noqa: E402
 
 FORMATS = {"jpeg": ("jpg", {"quality": 90}), "png": ("png", {}), "webp": ("webp", {"quality": 90})}
@@ -75,6 +79,27 @@ def time_decode_serial(det: Detector, paths: list[Path]) -> dict:
     n = len(paths)
     return {"wall_ms": round((time.perf_counter() - t0) / n * 1000, 2),
             "cpu_ms": round((time.process_time() - c0) / n * 1000, 2)}
+
+
+def resize_costs(det: Detector, paths: list[Path]) -> dict:
+    """CPU ms per image of ``detector.preprocess`` on decoded images, against the same resize done
+    in two steps (Pillow's ``reducing_gap=2.0``: an integer box reduction, then bicubic), and how
+    far the model's input moves (in units of one 8-bit level)."""
+    cfg = det.config
+    images = [decode_image(p, max_pixels=det.max_pixels, draft_size=cfg.size) for p in paths]
+    resample = INTERPOLATIONS[cfg.interpolation]
+    c0 = time.process_time()
+    exact = [preprocess(im, cfg) for im in images]
+    c1 = time.process_time()
+    gapped = [preprocess(im.resize((cfg.size, cfg.size), resample, reducing_gap=2.0), cfg) for im in images]
+    c2 = time.process_time()
+    scale = np.asarray(cfg.std, np.float32).reshape(3, 1, 1) * 255  # back to 8-bit levels
+    diff = [np.abs((a - b) * scale) for a, b in zip(exact, gapped)]
+    return {"decoded_size": list(images[0].size),
+            "preprocess_cpu_ms": round((c1 - c0) / len(images) * 1000, 2),
+            "reducing_gap_2_cpu_ms": round((c2 - c1) / len(images) * 1000, 2),
+            "reducing_gap_2_mean_abs_levels": round(float(np.mean([d.mean() for d in diff])), 3),
+            "reducing_gap_2_max_abs_levels": round(float(max(d.max() for d in diff)), 1)}
 
 
 _WORKER_DETECTOR: Detector | None = None
@@ -169,6 +194,7 @@ def main(args: argparse.Namespace) -> dict:
     for fmt in args.formats:
         paths = folders[fmt]
         row: dict = {"decode_serial": time_decode_serial(det, paths)}
+        row["resize"] = resize_costs(det, paths[:50])
         row["decode_threads_img_s"] = round(time_decode_pool(det, paths, args.workers, processes=False), 1)
         row["decode_processes_img_s"] = round(time_decode_pool(det, paths, args.workers, processes=True), 1)
         time_stream(det, paths[:args.batch_size], args.batch_size, args.workers)  # warm-up
