@@ -339,25 +339,30 @@ class Registry:
 
     def enrol(self, artist: str, sources: Iterable, encoder, *, consent: str | None = None,
               create: bool = True, keep_originals: bool = False, batch_size: int = 32,
-              progress: Callable[[str, int, int], None] | None = None) -> EnrolReport:
+              progress: Callable[[str, int, int], None] | None = None,
+              labels: Sequence[str] | None = None) -> EnrolReport:
         """Embed ``sources`` (paths, bytes, PIL images...) with ``encoder`` (a
         :class:`~detector.style.StyleEncoder`) and add them to ``artist`` in one transaction.
 
         The artist is created (with ``consent``) when missing and ``create`` is true, in the same
         transaction. A source that cannot be decoded, or whose bytes are already enrolled for this
         artist, is skipped and reported, never fatal. ``progress(stage, done, total)`` is called with
-        stage ``"embed"`` as works are embedded and ``"write"`` as rows are inserted."""
+        stage ``"embed"`` as works are embedded and ``"write"`` as rows are inserted. ``labels``
+        names the sources in the database and the report (default: the path, or ``<bytes #i>``),
+        for example the file names of an upload."""
         name = _check_name(artist)
         if not create:
             self.get_artist(name)  # fail before the slow part; checked again in the transaction
         sources = list(sources)
+        if labels is not None and len(labels) != len(sources):
+            raise ValueError(f"{len(labels)} labels for {len(sources)} sources")
         report = EnrolReport(artist=name)
         prepared = []
         seen: set[str] = set()
         for start in range(0, len(sources), batch_size):
             chunk = sources[start:start + batch_size]
             for offset, (src, result) in enumerate(zip(chunk, encoder.embed_with_images(chunk))):
-                label = _source_label(src, start + offset)
+                label = labels[start + offset] if labels is not None else _source_label(src, start + offset)
                 if isinstance(result, Exception):
                     report.skipped.append((label, getattr(result, "code", "error"), str(result)))
                     continue

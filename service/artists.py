@@ -143,20 +143,17 @@ def router(state: State, require_key) -> APIRouter:
         uploads = await read_images(request, state.settings.max_body_bytes, state.settings.max_enrol_items)
         if len(uploads) > state.settings.max_enrol_items:
             raise APIError("too_many_items", f"{len(uploads)} images; the limit is {state.settings.max_enrol_items}")
-        # Files named by their upload name, so the skipped list says which; bytes are what is hashed.
-        sources = [u.data for u in uploads]
+        # Works are named by their upload file names (in the database and the skipped list).
         names = [u.filename or f"<file #{i}>" for i, u in enumerate(uploads)]
         try:
-            report = await in_thread(reg.enrol, name, sources, state.style, create=False)
+            report = await in_thread(reg.enrol, name, [u.data for u in uploads], state.style, create=False,
+                                     labels=names)
         except RegistryError as exc:
             raise not_found_or_conflict(exc) from None
-        skipped = []
-        for label, code, message in report.skipped:
-            idx = int(label.rsplit("#", 1)[1].rstrip(">")) if label.startswith("<") and "#" in label else None
-            skipped.append({"source": names[idx] if idx is not None and idx < len(names) else label,
-                            "code": code, "message": message})
         artist = await in_thread(reg.get_artist, name)
-        return {"artist": name, "added": report.added, "skipped": skipped, "works": artist.works}
+        return {"artist": name, "added": report.added, "works": artist.works,
+                "skipped": [{"source": label, "code": code, "message": message}
+                            for label, code, message in report.skipped]}
 
     @r.delete("/{name}", response_model=RemovedOut, summary="Remove an artist and all their works")
     async def remove(name: str, reg=Depends(registry)):

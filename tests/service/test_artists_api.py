@@ -56,6 +56,7 @@ def test_enrol_list_get_remove(api):
     detail = api.get("/v1/artists/Ada Lovelace").json()
     assert detail["consent"] == "asked by email, 2026-11-24" and len(detail["work_list"]) == 4
     assert not any(w["original_kept"] for w in detail["work_list"])
+    assert sorted(w["source"] for w in detail["work_list"]) == sorted(p.name for p in real[:4])
     thumb = api.get(f"/v1/artists/Ada Lovelace/works/{detail['work_list'][0]['id']}/thumbnail")
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
     assert max(Image.open(io.BytesIO(thumb.content)).size) <= 128
