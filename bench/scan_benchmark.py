@@ -63,16 +63,19 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def bench_baseline(paths: list[Path], card: dict) -> float:
-    """torch eager, full decode, one image at a time; images/s."""
+def bench_baseline(paths: list[Path], card: dict, threads: int | None = None) -> float:
+    """torch eager, full decode, one image at a time, ``threads`` torch threads (default: one per
+    core, torch's own default); images/s."""
     import timm
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     model = timm.create_model(card["backbone"], pretrained=False, num_classes=1).eval()
     size = card["input"]["size"]
     mean = torch.tensor(card["input"]["mean"]).view(3, 1, 1)
     std = torch.tensor(card["input"]["std"]).view(3, 1, 1)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))  # warm-up: torch sets up its kernels on the first call
     t0 = time.perf_counter()
     with torch.no_grad():
         for p in paths:
