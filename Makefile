@@ -18,7 +18,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[train,serve,scale,dev]'
+	$(VENV)/bin/pip install --quiet -e '.[train,serve,scale,postgres,dev]'
 	touch $@
 
 # Main job: the bundled detector on the bundled examples (real works and mimicry it never saw).
@@ -33,8 +33,9 @@ openclipart: /usr/share/openclipart/png
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openclipart-png
 
-# What the tests need from Debian: the demo art, and Chromium for the web page's browser test.
-APT_TEST := openclipart-png chromium chromium-driver
+# What the tests need from Debian: the demo art, Chromium for the web page's browser test, and a
+# PostgreSQL server that the registry tests start for themselves.
+APT_TEST := openclipart-png chromium chromium-driver postgresql
 sysdeps: .sysdeps-installed
 
 .sysdeps-installed: Makefile

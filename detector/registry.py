@@ -1,6 +1,8 @@
 """The artist registry: enrolled artists, the style embeddings of their works, and attribution.
 
-An embedded SQLite database (stdlib ``sqlite3``) in WAL mode::
+An embedded SQLite database (stdlib ``sqlite3``) in WAL mode by default, or a PostgreSQL database
+given by URL (``postgresql://user@host/db``, needs the ``postgres`` extra) that several replicas of
+the service share; the SQL that differs between the two lives in :mod:`detector.registry_backends`::
 
     from detector.registry import Registry
     from detector.style import StyleEncoder
@@ -19,13 +21,16 @@ The original file is stored only when asked (``keep_originals=True``).
 Consistency: the schema is versioned (``schema_version`` holds one row per applied migration;
 :data:`MIGRATIONS` are applied in order, each in its own transaction, on open). An enrolment is one
 transaction, the artist's creation included, so a process killed half-way leaves the artist either
-fully enrolled or absent. Embeddings are computed before the transaction opens, so the write lock is
-held only for the inserts.
+fully enrolled or absent. Write transactions run one at a time (SQLite's write lock; on PostgreSQL
+an advisory lock, which migrations take too, so replicas starting together do not race).
+Embeddings are computed before the transaction opens, so the write lock is held only for the inserts.
 
-Threads: one connection per :class:`Registry`, opened with ``check_same_thread=False``; every use
-of it is serialised by one lock, so an instance can be shared by the threads of a web service.
-Matching reads an in-memory matrix of all embeddings (rows grouped by artist), rebuilt after this
-instance writes or when ``PRAGMA data_version`` shows another connection (another process) has.
+Threads: one connection per :class:`Registry` (SQLite's opened with ``check_same_thread=False``);
+every use of it is serialised by one lock, so an instance can be shared by the threads of a web
+service. Matching reads an in-memory matrix of all embeddings (rows grouped by artist), rebuilt
+after this instance writes or when another connection (another process, another replica) has:
+SQLite's ``PRAGMA data_version`` tells, and on PostgreSQL a counter that every write transaction
+bumps, read with one ``SELECT`` before each match.
 """
 
 from __future__ import annotations
@@ -45,26 +50,30 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from detector.registry_backends import SQLITE, Dialect, dialect_of, is_url, postgres, redact
+
 ENV_VAR = "MIMICRY_REGISTRY"
 DB_FILE = "registry.sqlite3"
 THUMBNAIL_SIDE = 96
 AGGREGATES = ("max", "top3", "centroid")
 DEFAULT_AGGREGATE = "max"
 # Ordered schema migrations: (version, description, SQL). Append only; never edit a released one.
+# ``{pk}`` (an auto-numbered key), ``{int}`` (a 64-bit integer, the type of such keys) and ``{blob}``
+# are filled in by each database's dialect: SQLite's SQL is the same as released.
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "artists and their works' embeddings", """
         CREATE TABLE artists (
-            id         INTEGER PRIMARY KEY,
+            id         {pk},
             name       TEXT NOT NULL UNIQUE,
             consent    TEXT NOT NULL DEFAULT '',
             created_at TEXT NOT NULL
         );
         CREATE TABLE works (
-            id         INTEGER PRIMARY KEY,
-            artist_id  INTEGER NOT NULL REFERENCES artists(id) ON DELETE CASCADE,
+            id         {pk},
+            artist_id  {int} NOT NULL REFERENCES artists(id) ON DELETE CASCADE,
             sha256     TEXT NOT NULL,
-            embedding  BLOB NOT NULL,
-            thumbnail  BLOB NOT NULL,
+            embedding  {blob} NOT NULL,
+            thumbnail  {blob} NOT NULL,
             created_at TEXT NOT NULL,
             UNIQUE (artist_id, sha256)
         );
@@ -72,7 +81,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (2, "encoder binding, work source names, optional originals", """
         CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         ALTER TABLE works ADD COLUMN source TEXT NOT NULL DEFAULT '';
-        ALTER TABLE works ADD COLUMN original BLOB;
+        ALTER TABLE works ADD COLUMN original {blob};
         CREATE INDEX works_by_artist ON works (artist_id);
     """),
 )
@@ -138,6 +147,13 @@ def default_path() -> Path:
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
     return base / "mimicry-detect" / DB_FILE
+
+
+def default_location() -> Path | str:
+    """Where :meth:`Registry.open` goes by default: ``$MIMICRY_REGISTRY`` when it is a
+    ``postgresql://`` URL, else :func:`default_path`."""
+    env = os.environ.get(ENV_VAR)
+    return env if is_url(env) else default_path()
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -234,11 +250,12 @@ class _Index:
 class Registry:
     """An open registry database. Use :meth:`open`; close with :meth:`close` or a ``with`` block."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, aggregate: str | None = None):
+    def __init__(self, conn, path: Path | str, aggregate: str | None = None, *, dialect: Dialect = SQLITE):
         if aggregate is not None and aggregate not in AGGREGATES:
             raise ValueError(f"unknown aggregate {aggregate!r}; known: {AGGREGATES}")
         self._conn = conn
-        self.path = path
+        self._dialect = dialect
+        self.path = path  # the SQLite file, or the PostgreSQL URL without its password
         self._aggregate = aggregate
         self._lock = threading.RLock()
         self._index: _Index | None = None
@@ -248,36 +265,49 @@ class Registry:
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, *, aggregate: str | None = None,
              timeout: float = 30.0, migrate: bool = True) -> Registry:
-        """Open (creating it and its folder if needed) the database at ``path`` (default:
-        :func:`default_path`), switch it to WAL and apply pending migrations. Raises
-        :class:`RegistryError` if the file is not a registry this version can use.
+        """Open the registry at ``path`` (default: :func:`default_location`) and apply pending
+        migrations. A ``postgresql://user:password@host:port/db`` URL (a string) opens that
+        PostgreSQL database, which must exist; anything else is a SQLite file, created with its
+        folder if needed and switched to WAL. Raises :class:`RegistryError` if the database is not
+        a registry this version can use, or cannot be reached.
 
         ``aggregate`` (see :func:`artist_scores`) defaults to the one in the card of the encoder the
-        stored embeddings were made with, which is what its threshold was chosen for."""
-        path = Path(path) if path is not None else default_path()
-        if path.exists() and not path.is_file():
-            raise RegistryError(f"registry path {path} exists and is not a file")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+        stored embeddings were made with, which is what its threshold was chosen for. ``timeout``
+        is how long to wait for another writer's lock (and, on PostgreSQL, to connect)."""
+        location = path if path is not None else default_location()
+        if is_url(location):
+            dialect, where = postgres(), redact(location)
+            try:
+                conn = dialect.connect(location, timeout)
+            except dialect.database_errors as exc:
+                raise RegistryError(f"cannot connect to the registry database {where}: {exc}") from None
+        else:
+            location = Path(location)
+            if str(location).startswith(("postgresql:/", "postgres:/")):
+                raise RegistryError(f"{location} is a PostgreSQL URL that lost a '/' of its '//' on its way through "
+                                    f"a file path: give the URL as a string, or in ${ENV_VAR}")
+            if location.exists() and not location.is_file():
+                raise RegistryError(f"registry path {location} exists and is not a file")
+            location.parent.mkdir(parents=True, exist_ok=True)
+            dialect, where = SQLITE, location
+            try:
+                conn = dialect.connect(location, timeout)
+            except sqlite3.DatabaseError as exc:
+                raise RegistryError(f"{where} is not a usable registry database: {exc}") from None
         try:
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # WAL + NORMAL: a killed process loses nothing committed; a power cut may lose the last
-            # commits but never leaves the file inconsistent.
-            conn.execute("PRAGMA synchronous = NORMAL")
             if migrate:
                 migrate_to(conn, SCHEMA_VERSION)
             else:
                 v = schema_version(conn)
                 if v != SCHEMA_VERSION:
-                    raise RegistryError(f"{path} has schema version {v}; this version needs {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
+                    raise RegistryError(f"{where} has schema version {v}; this version needs {SCHEMA_VERSION}")
+        except dialect.database_errors as exc:
             conn.close()
-            raise RegistryError(f"{path} is not a usable registry database: {exc}") from None
+            raise RegistryError(f"{where} is not a usable registry database: {exc}") from None
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path, aggregate)
+        return cls(conn, where, aggregate, dialect=dialect)
 
     def close(self) -> None:
         with self._lock:
@@ -309,7 +339,7 @@ class Registry:
     def get_artist(self, name: str) -> Artist:
         """The artist called ``name``; :class:`RegistryError` if there is none."""
         with self._lock:
-            row = self._conn.execute(
+            row = self._execute(
                 "SELECT a.name, a.consent, a.created_at, COUNT(w.id) FROM artists a "
                 "LEFT JOIN works w ON w.artist_id = a.id WHERE a.name = ? GROUP BY a.id", (name,)).fetchone()
         if row is None:
@@ -319,7 +349,7 @@ class Registry:
     def list_artists(self) -> list[Artist]:
         """Every artist, by name, with the number of works enrolled."""
         with self._lock:
-            rows = self._conn.execute(
+            rows = self._execute(
                 "SELECT a.name, a.consent, a.created_at, COUNT(w.id) FROM artists a "
                 "LEFT JOIN works w ON w.artist_id = a.id GROUP BY a.id ORDER BY a.name").fetchall()
         return [Artist(*r) for r in rows]
@@ -328,11 +358,11 @@ class Registry:
         """Delete an artist and all their works (thumbnails and originals included); returns the
         number of works deleted. :class:`RegistryError` if there is no such artist."""
         with self._lock, self._transaction():
-            row = self._conn.execute("SELECT id FROM artists WHERE name = ?", (name,)).fetchone()
+            row = self._execute("SELECT id FROM artists WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise RegistryError(f"no artist named {name!r} in the registry")
-            n = self._conn.execute("SELECT COUNT(*) FROM works WHERE artist_id = ?", (row[0],)).fetchone()[0]
-            self._conn.execute("DELETE FROM artists WHERE id = ?", (row[0],))
+            n = self._execute("SELECT COUNT(*) FROM works WHERE artist_id = ?", (row[0],)).fetchone()[0]
+            self._execute("DELETE FROM artists WHERE id = ?", (row[0],))
         return int(n)
 
     # ------------------------------------------------------------------------- works
@@ -379,7 +409,7 @@ class Registry:
         now = _now()
         with self._lock, self._transaction():
             self._bind_encoder(identity)
-            row = self._conn.execute("SELECT id FROM artists WHERE name = ?", (name,)).fetchone()
+            row = self._execute("SELECT id FROM artists WHERE name = ?", (name,)).fetchone()
             if row is None:
                 if not create:
                     raise RegistryError(f"no artist named {name!r} in the registry")
@@ -388,13 +418,13 @@ class Registry:
             else:
                 artist_id = row[0]
                 if consent:
-                    self._conn.execute("UPDATE artists SET consent = ? WHERE id = ?", (consent, artist_id))
-            existing = {r[0] for r in self._conn.execute("SELECT sha256 FROM works WHERE artist_id = ?", (artist_id,))}
+                    self._execute("UPDATE artists SET consent = ? WHERE id = ?", (consent, artist_id))
+            existing = {r[0] for r in self._execute("SELECT sha256 FROM works WHERE artist_id = ?", (artist_id,))}
             for i, (label, digest, emb, thumb, original) in enumerate(prepared):
                 if digest in existing:
                     report.skipped.append((label, "duplicate", f"already enrolled for {name}"))
                 else:
-                    self._conn.execute(
+                    self._execute(
                         "INSERT INTO works (artist_id, sha256, embedding, thumbnail, created_at, source, original) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (artist_id, digest, np.asarray(emb, "<f4").tobytes(), thumb, now, label, original))
@@ -408,7 +438,7 @@ class Registry:
         the original is kept."""
         with self._lock:
             self.get_artist(artist)
-            rows = self._conn.execute(
+            rows = self._execute(
                 "SELECT w.id, w.source, w.sha256, w.created_at, w.thumbnail, w.original IS NOT NULL "
                 "FROM works w JOIN artists a ON a.id = w.artist_id WHERE a.name = ? ORDER BY w.id",
                 (artist,)).fetchall()
@@ -418,7 +448,7 @@ class Registry:
     def original(self, work_id: int) -> bytes | None:
         """The original bytes of a work if they were kept, else None."""
         with self._lock:
-            row = self._conn.execute("SELECT original FROM works WHERE id = ?", (work_id,)).fetchone()
+            row = self._execute("SELECT original FROM works WHERE id = ?", (work_id,)).fetchone()
         if row is None:
             raise RegistryError(f"no work with id {work_id}")
         return row[0]
@@ -426,7 +456,7 @@ class Registry:
     def encoder_identity(self) -> dict | None:
         """The encoder the stored embeddings were made with (set by the first enrolment)."""
         with self._lock:
-            row = self._conn.execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
+            row = self._execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
         return json.loads(row[0]) if row else None
 
     # ------------------------------------------------------------------------- matching
@@ -475,50 +505,57 @@ class Registry:
 
     def work_count(self) -> int:
         with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM works").fetchone()[0])
+            return int(self._execute("SELECT COUNT(*) FROM works").fetchone()[0])
 
     # ------------------------------------------------------------------------- internals
+
+    def _execute(self, sql: str, params: Sequence = ()):
+        """Run one statement written with ``?`` placeholders; returns the cursor."""
+        return self._conn.execute(self._dialect.sql(sql), params)
 
     def _transaction(self):
         return _Transaction(self)
 
     def _insert_artist(self, name: str, consent: str) -> int:
         try:
-            cur = self._conn.execute("INSERT INTO artists (name, consent, created_at) VALUES (?, ?, ?)",
-                                     (name, consent, _now()))
-        except sqlite3.IntegrityError:
+            row = self._execute("INSERT INTO artists (name, consent, created_at) VALUES (?, ?, ?) RETURNING id",
+                                (name, consent, _now())).fetchone()
+        except self._dialect.integrity_errors:
             raise RegistryError(f"an artist named {name!r} is already in the registry") from None
-        return int(cur.lastrowid)
+        return int(row[0])
 
     def _bind_encoder(self, identity: dict) -> None:
-        row = self._conn.execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
+        row = self._execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
         if row is None:
-            self._conn.execute("INSERT INTO settings (key, value) VALUES ('encoder', ?)", (json.dumps(identity),))
+            self._execute("INSERT INTO settings (key, value) VALUES ('encoder', ?)", (json.dumps(identity),))
             return
         bound = json.loads(row[0])
-        has_works = self._conn.execute("SELECT 1 FROM works LIMIT 1").fetchone() is not None
+        has_works = self._execute("SELECT 1 FROM works LIMIT 1").fetchone() is not None
         if has_works and _encoder_key(bound) != _encoder_key(identity):
             raise RegistryError(
                 f"this registry holds embeddings from encoder {bound.get('name')} {bound.get('version')} "
                 f"(sha256 {str(bound.get('onnx_sha256'))[:12]}); they cannot be compared with "
                 f"{identity.get('name')} {identity.get('version')} (sha256 {str(identity.get('onnx_sha256'))[:12]})")
         if not has_works:
-            self._conn.execute("UPDATE settings SET value = ? WHERE key = 'encoder'", (json.dumps(identity),))
+            self._execute("UPDATE settings SET value = ? WHERE key = 'encoder'", (json.dumps(identity),))
 
     def _current_index(self) -> _Index | None:
         with self._lock:
-            version = (self._writes, int(self._conn.execute("PRAGMA data_version").fetchone()[0]))
+            # The version is read before the data, so a change committed in between only costs one
+            # more rebuild, never a stale index taken for a current one.
+            version = (self._writes, self._dialect.data_version(self._conn))
             if self._index_version != version:
-                self._index = self._load_index()
+                with self._dialect.snapshot(self._conn):  # works and artists as of one moment
+                    self._index = self._load_index()
                 self._index_version = version
             return self._index
 
     def _load_index(self) -> _Index | None:
         # In the works_by_artist index's order: no sort, and no per-row Python objects but the blobs.
-        rows = self._conn.execute("SELECT artist_id, id, embedding FROM works ORDER BY artist_id, id").fetchall()
+        rows = self._execute("SELECT artist_id, id, embedding FROM works ORDER BY artist_id, id").fetchall()
         if not rows:
             return None
-        names = dict(self._conn.execute("SELECT id, name FROM artists").fetchall())
+        names = dict(self._execute("SELECT id, name FROM artists").fetchall())
         artist_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         work_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
         matrix = np.frombuffer(b"".join([r[2] for r in rows]), dtype="<f4").reshape(len(rows), -1)
@@ -537,7 +574,7 @@ class Registry:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                for wid, source, digest in self._conn.execute(
+                for wid, source, digest in self._execute(
                         f"SELECT id, source, sha256 FROM works WHERE id IN ({marks})", chunk):
                     out[wid] = (source, digest)
         return out
@@ -583,71 +620,78 @@ class Registry:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception (the caller holds the lock)."""
+    """A write transaction (``BEGIN IMMEDIATE`` on SQLite, the advisory lock on PostgreSQL) ...
+    ``COMMIT``, or ``ROLLBACK`` on any exception (the caller holds the lock)."""
 
     def __init__(self, registry: Registry):
         self.registry = registry
 
     def __enter__(self):
-        self.registry._conn.execute("BEGIN IMMEDIATE")
+        self.registry._dialect.begin_write(self.registry._conn)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        conn = self.registry._conn
+        conn, dialect = self.registry._conn, self.registry._dialect
         if exc_type is None:
-            conn.execute("COMMIT")
+            try:
+                dialect.mark_written(conn)
+                dialect.commit(conn)
+            except BaseException:
+                dialect.rollback(conn)
+                raise
             self.registry._writes += 1
         else:
-            conn.execute("ROLLBACK")
+            dialect.rollback(conn)
 
 
 # ----------------------------------------------------------------------------- schema
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    """The highest migration applied to the database (0 for an empty database)."""
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
-    if not has_table:
-        others = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        if others:
-            raise RegistryError(f"the database holds tables ({', '.join(r[0] for r in others[:5])}) "
+def schema_version(conn) -> int:
+    """The highest migration applied to the database (0 for an empty database); ``conn`` is a
+    ``sqlite3`` or ``psycopg`` connection."""
+    tables = dialect_of(conn).tables(conn)
+    if "schema_version" not in tables:
+        if tables:
+            raise RegistryError(f"the database holds tables ({', '.join(sorted(tables)[:5])}) "
                                 "but no schema_version: it is not a mimicry registry")
         return 0
     row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
     return int(row[0] or 0)
 
 
-def migrate_to(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+def migrate_to(conn, target: int = SCHEMA_VERSION) -> int:
     """Apply the migrations above the database's version up to ``target``, each in its own
     transaction with its ``schema_version`` row. Returns the version reached. Refuses a database
-    made by a newer version of this code."""
-    conn.execute("BEGIN IMMEDIATE")  # one process migrates at a time; the others wait, then see it done
+    made by a newer version of this code. Each transaction is a write transaction of the
+    database's dialect: one process migrates at a time; the others wait, then see it done."""
+    dialect = dialect_of(conn)
+    dialect.begin_write(conn)
     try:
         current = schema_version(conn)
         if current > SCHEMA_VERSION:
             raise RegistryError(f"the registry has schema version {current}, newer than this version of "
                                 f"mimicry-detect understands ({SCHEMA_VERSION}); upgrade mimicry-detect")
-        if current == 0:
-            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
-                         "applied_at TEXT NOT NULL)")
-        conn.execute("COMMIT")
+        if current == 0:  # the table may be there, empty: made by a process that has not migrated yet
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                         "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        dialect.commit(conn)
     except BaseException:
-        conn.execute("ROLLBACK")
+        dialect.rollback(conn)
         raise
     for version, description, sql in MIGRATIONS:
         if version <= current or version > target:
             continue
-        conn.execute("BEGIN IMMEDIATE")
+        dialect.begin_write(conn)
         try:
             if schema_version(conn) < version:  # another process may have applied it meanwhile
-                for statement in _statements(sql):
+                for statement in _statements(dialect.ddl(sql)):
                     conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-                             (version, description, _now()))
-            conn.execute("COMMIT")
+                conn.execute(dialect.sql("INSERT INTO schema_version (version, description, applied_at) "
+                                         "VALUES (?, ?, ?)"), (version, description, _now()))
+            dialect.commit(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
+            dialect.rollback(conn)
             raise
         current = version
     return current

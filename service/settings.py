@@ -53,8 +53,10 @@ class Settings(BaseSettings):
     # The artist style registry
     style_encoder_dir: Path | None = Field(Path("models/style-encoder"),
                                            description="Style encoder directory; empty turns attribution off.")
-    registry: Path | None = Field(None, description="Registry database (default: detector.registry.default_path(), "
-                                                    "i.e. $MIMICRY_REGISTRY or the per-user data dir).")
+    # str as well as Path: a postgresql:// URL must not go through Path, which would fold its '//'.
+    registry: Path | str | None = Field(None, description="Registry: a SQLite file, or a postgresql://user@host/db URL "
+                                                          "that several replicas share (default: $MIMICRY_REGISTRY "
+                                                          "or registry.sqlite3 in the per-user data dir).")
     artists_top_k: int = Field(3, ge=1, le=20, description="Enrolled artists reported with each verdict.")
     max_enrol_items: int = Field(64, ge=1, description="Most images in one POST /v1/artists/{name}/works.")
 

@@ -1,0 +1,200 @@
+"""What differs between the registry's databases: SQLite (one file, the default) and PostgreSQL
+(one server shared by several replicas of the service).
+
+:class:`~detector.registry.Registry` writes its SQL once, with ``?`` placeholders and the type
+tokens ``{pk}``, ``{int}`` and ``{blob}`` in its migrations; a :class:`Dialect` turns that into its database's
+SQL, opens connections, runs write transactions one at a time, and says when another connection
+has changed the data (so the in-memory embedding index is rebuilt).
+
+``psycopg`` (the ``postgres`` extra) is imported only when a PostgreSQL registry is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+# The key of the advisory lock that serialises the registry's write transactions (and migrations)
+# across all the replicas that share one PostgreSQL database: b"mimicryr" as a signed 64-bit integer.
+ADVISORY_LOCK_KEY = int.from_bytes(b"mimicryr", "big", signed=True)
+
+
+def is_url(location: Any) -> bool:
+    """Whether ``location`` names a PostgreSQL database (a ``postgresql://`` URL) rather than a file."""
+    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class Dialect:
+    """One database's SQL and connection rules. Subclasses fill in the class attributes."""
+
+    name: str
+    types: dict[str, str]  # the migrations' type tokens
+    database_errors: tuple[type[Exception], ...]
+    integrity_errors: tuple[type[Exception], ...]
+
+    def sql(self, text: str) -> str:
+        """A statement written with ``?`` placeholders, in this database's form."""
+        return text
+
+    def ddl(self, text: str) -> str:
+        """A migration's SQL with its type tokens filled in."""
+        return text.format(**self.types)
+
+    def begin_write(self, conn) -> None:
+        """Open a transaction that writes, once no other connection is writing."""
+        raise NotImplementedError
+
+    def begin_snapshot(self, conn) -> None:
+        """Open a read-only transaction: every statement in it sees the same committed state."""
+        conn.execute("BEGIN")
+
+    def commit(self, conn) -> None:
+        conn.execute("COMMIT")
+
+    def rollback(self, conn) -> None:
+        conn.execute("ROLLBACK")
+
+    def mark_written(self, conn) -> None:
+        """Called in every write transaction before it commits (see :meth:`data_version`)."""
+
+    def data_version(self, conn) -> int:
+        """A number that changes when another connection commits a change to the registry."""
+        raise NotImplementedError
+
+    def tables(self, conn) -> list[str]:
+        """The names of the tables in the registry's database (or schema)."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def snapshot(self, conn) -> Iterator[None]:
+        """``with`` block around :meth:`begin_snapshot` ... ``COMMIT``."""
+        self.begin_snapshot(conn)
+        try:
+            yield
+        finally:
+            self.commit(conn)
+
+
+class SQLiteDialect(Dialect):
+    """An embedded SQLite file in WAL mode: writers take the file's write lock with ``BEGIN
+    IMMEDIATE``; ``PRAGMA data_version`` tells of other connections' commits."""
+
+    name = "sqlite"
+    types = {"pk": "INTEGER PRIMARY KEY", "int": "INTEGER", "blob": "BLOB"}
+    database_errors = (sqlite3.DatabaseError,)
+    integrity_errors = (sqlite3.IntegrityError,)
+
+    def connect(self, path: Path, timeout: float) -> sqlite3.Connection:
+        """A connection in autocommit mode (transactions are explicit), usable from any thread."""
+        conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL: a killed process loses nothing committed; a power cut may lose the last
+            # commits but never leaves the file inconsistent.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def begin_write(self, conn) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def data_version(self, conn) -> int:
+        return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def tables(self, conn) -> list[str]:
+        return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
+class PostgresDialect(Dialect):
+    """A PostgreSQL database shared by several processes or hosts.
+
+    Write transactions (and migrations) take one transaction-scoped advisory lock first, so they
+    run one at a time as SQLite's do: two replicas creating the same artist, or binding the encoder
+    of an empty registry, at the same moment cannot both pass their checks. Every write
+    transaction bumps a counter (the ``data_version`` row of ``settings``), which is what
+    :meth:`data_version` reads: one indexed ``SELECT``."""
+
+    name = "postgresql"
+    types = {"pk": "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "int": "BIGINT", "blob": "BYTEA"}
+
+    def __init__(self) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise ImportError("a PostgreSQL registry needs psycopg: pip install 'mimicry-detect[postgres]'") from None
+        self._psycopg = psycopg
+        self.database_errors = (psycopg.DatabaseError,)
+        self.integrity_errors = (psycopg.IntegrityError,)
+
+    def connect(self, url: str, timeout: float):
+        """A connection in autocommit mode (transactions are explicit); waits for locks at most
+        ``timeout`` seconds."""
+        conn = self._psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(timeout)))
+        try:
+            conn.execute(f"SET lock_timeout = {int(timeout * 1000)}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s")
+
+    def begin_write(self, conn) -> None:
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+
+    def begin_snapshot(self, conn) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def rollback(self, conn) -> None:
+        if not conn.closed:  # a lost connection has nothing to roll back: the server did it
+            conn.execute("ROLLBACK")
+
+    def mark_written(self, conn) -> None:
+        conn.execute("INSERT INTO settings (key, value) VALUES ('data_version', '1') ON CONFLICT (key) "
+                     "DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)")
+
+    def data_version(self, conn) -> int:
+        row = conn.execute("SELECT value FROM settings WHERE key = 'data_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def tables(self, conn) -> list[str]:
+        return [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+            "AND table_type = 'BASE TABLE'")]
+
+
+SQLITE = SQLiteDialect()
+_postgres: PostgresDialect | None = None
+
+
+def postgres() -> PostgresDialect:
+    """The PostgreSQL dialect (imports psycopg on first use)."""
+    global _postgres
+    if _postgres is None:
+        _postgres = PostgresDialect()
+    return _postgres
+
+
+def dialect_of(conn) -> Dialect:
+    """The dialect of an open connection: SQLite for ``sqlite3`` connections, else PostgreSQL."""
+    return SQLITE if isinstance(conn, sqlite3.Connection) else postgres()
