@@ -35,6 +35,7 @@ bumps, read with one ``SELECT`` before each match.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -46,6 +47,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -250,11 +252,14 @@ class _Index:
 class Registry:
     """An open registry database. Use :meth:`open`; close with :meth:`close` or a ``with`` block."""
 
-    def __init__(self, conn, path: Path | str, aggregate: str | None = None, *, dialect: Dialect = SQLITE):
+    def __init__(self, conn, path: Path | str, aggregate: str | None = None, *, dialect: Dialect = SQLITE,
+                 reconnect: Callable[[], Any] | None = None):
         if aggregate is not None and aggregate not in AGGREGATES:
             raise ValueError(f"unknown aggregate {aggregate!r}; known: {AGGREGATES}")
         self._conn = conn
         self._dialect = dialect
+        self._reconnect = reconnect  # a new connection, for when the server has dropped this one
+        self._in_transaction = False
         self.path = path  # the SQLite file, or the PostgreSQL URL without its password
         self._aggregate = aggregate
         self._lock = threading.RLock()
@@ -307,7 +312,8 @@ class Registry:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, where, aggregate, dialect=dialect)
+        reconnect = (lambda: dialect.connect(location, timeout)) if dialect is not SQLITE else None
+        return cls(conn, where, aggregate, dialect=dialect, reconnect=reconnect)
 
     def close(self) -> None:
         with self._lock:
@@ -511,10 +517,31 @@ class Registry:
 
     def _execute(self, sql: str, params: Sequence = ()):
         """Run one statement written with ``?`` placeholders; returns the cursor."""
-        return self._conn.execute(self._dialect.sql(sql), params)
+        sql = self._dialect.sql(sql)
+        return self._reconnecting(lambda: self._conn.execute(sql, params))
+
+    def _reconnecting(self, step: Callable[[], Any]) -> Any:
+        """``step()``; if it finds the connection lost (a database server restarted, a replica's
+        connection dropped) outside a transaction, once more on a new connection. Inside a
+        transaction the error stands: the server has rolled the transaction back."""
+        try:
+            return step()
+        except self._dialect.lost_errors:
+            if self._in_transaction or self._reconnect is None or not self._dialect.is_lost(self._conn):
+                raise
+        self._conn = self._reconnect()
+        return step()
 
     def _transaction(self):
         return _Transaction(self)
+
+    @contextlib.contextmanager
+    def _transaction_flag(self):
+        self._in_transaction = True
+        try:
+            yield
+        finally:
+            self._in_transaction = False
 
     def _insert_artist(self, name: str, consent: str) -> int:
         try:
@@ -543,9 +570,9 @@ class Registry:
         with self._lock:
             # The version is read before the data, so a change committed in between only costs one
             # more rebuild, never a stale index taken for a current one.
-            version = (self._writes, self._dialect.data_version(self._conn))
+            version = (self._writes, self._reconnecting(lambda: self._dialect.data_version(self._conn)))
             if self._index_version != version:
-                with self._dialect.snapshot(self._conn):  # works and artists as of one moment
+                with self._dialect.snapshot(self._conn), self._transaction_flag():  # works and artists of one moment
                     self._index = self._load_index()
                 self._index_version = version
             return self._index
@@ -627,21 +654,27 @@ class _Transaction:
         self.registry = registry
 
     def __enter__(self):
-        self.registry._dialect.begin_write(self.registry._conn)
+        reg = self.registry
+        reg._reconnecting(lambda: reg._dialect.begin_write(reg._conn))  # nothing done yet: safe to retry
+        reg._in_transaction = True
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        conn, dialect = self.registry._conn, self.registry._dialect
-        if exc_type is None:
-            try:
-                dialect.mark_written(conn)
-                dialect.commit(conn)
-            except BaseException:
+        reg = self.registry
+        conn, dialect = reg._conn, reg._dialect
+        try:
+            if exc_type is None:
+                try:
+                    dialect.mark_written(conn)
+                    dialect.commit(conn)
+                except BaseException:
+                    dialect.rollback(conn)
+                    raise
+                reg._writes += 1
+            else:
                 dialect.rollback(conn)
-                raise
-            self.registry._writes += 1
-        else:
-            dialect.rollback(conn)
+        finally:
+            reg._in_transaction = False
 
 
 # ----------------------------------------------------------------------------- schema

@@ -46,6 +46,7 @@ class Dialect:
     types: dict[str, str]  # the migrations' type tokens
     database_errors: tuple[type[Exception], ...]
     integrity_errors: tuple[type[Exception], ...]
+    lost_errors: tuple[type[Exception], ...] = ()  # what a statement raises when the connection is gone
 
     def sql(self, text: str) -> str:
         """A statement written with ``?`` placeholders, in this database's form."""
@@ -72,6 +73,10 @@ class Dialect:
     def mark_written(self, conn) -> None:
         """Called in every write transaction before it commits (see :meth:`data_version`)."""
 
+    def is_lost(self, conn) -> bool:
+        """Whether the server has dropped ``conn`` (after one of :attr:`lost_errors`)."""
+        return False
+
     def data_version(self, conn) -> int:
         """A number that changes when another connection commits a change to the registry."""
         raise NotImplementedError
@@ -82,12 +87,14 @@ class Dialect:
 
     @contextlib.contextmanager
     def snapshot(self, conn) -> Iterator[None]:
-        """``with`` block around :meth:`begin_snapshot` ... ``COMMIT``."""
+        """``with`` block around :meth:`begin_snapshot` ... ``COMMIT`` (``ROLLBACK`` on an exception)."""
         self.begin_snapshot(conn)
         try:
             yield
-        finally:
-            self.commit(conn)
+        except BaseException:
+            self.rollback(conn)
+            raise
+        self.commit(conn)
 
 
 class SQLiteDialect(Dialect):
@@ -143,6 +150,7 @@ class PostgresDialect(Dialect):
         self._psycopg = psycopg
         self.database_errors = (psycopg.DatabaseError,)
         self.integrity_errors = (psycopg.IntegrityError,)
+        self.lost_errors = (psycopg.OperationalError,)
 
     def connect(self, url: str, timeout: float):
         """A connection in autocommit mode (transactions are explicit); waits for locks at most
@@ -168,6 +176,9 @@ class PostgresDialect(Dialect):
     def rollback(self, conn) -> None:
         if not conn.closed:  # a lost connection has nothing to roll back: the server did it
             conn.execute("ROLLBACK")
+
+    def is_lost(self, conn) -> bool:
+        return bool(conn.broken)
 
     def mark_written(self, conn) -> None:
         conn.execute("INSERT INTO settings (key, value) VALUES ('data_version', '1') ON CONFLICT (key) "

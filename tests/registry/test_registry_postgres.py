@@ -262,3 +262,31 @@ def test_two_services_share_one_registry(db, tmp_path):
         assert closest(b, real[3])[0] == "Bea" and closest(a, real[3])[0] == "Bea"
         assert b.delete("/v1/artists/Bea").json() == {"artist": "Bea", "removed_works": 2}
         assert closest(a, real[3]) == ["Ada"]
+
+
+def test_a_dropped_connection_is_replaced(db, encoder, portfolios):
+    """The server drops a replica's connection (a restart, a failover, an idle timeout): the next
+    read or write goes through on a new connection. One dropped in a write transaction fails that
+    write, which the server rolls back, and the next one reconnects."""
+    ink = sorted(portfolios["ink"].iterdir())
+    query = encoder.embed_one(ink[-1])
+
+    def drop(reg):
+        with _connect(db) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (reg._conn.info.backend_pid,))
+
+    with Registry.open(db) as reg:
+        reg.enrol("Ink", ink[:4], encoder)
+        drop(reg)
+        assert reg.match(query, k=1)[0].artist == "Ink"  # the change counter is read on a new connection
+        drop(reg)
+        assert reg.enrol("Ink", ink[4:6], encoder).added == 2  # the write transaction opens on a new one
+
+        def drop_mid_write(stage, done, total):
+            if stage == "write" and done == 1:
+                drop(reg)
+
+        with pytest.raises(Exception, match="terminating connection"):
+            reg.enrol("Ink", ink[6:], encoder, progress=drop_mid_write)
+        assert reg.get_artist("Ink").works == 6  # nothing of the interrupted enrolment
+        assert reg.enrol("Ink", ink[6:], encoder).added == 2
