@@ -281,7 +281,10 @@ class Registry:
         is how long to wait for another writer's lock (and, on PostgreSQL, to connect)."""
         location = path if path is not None else default_location()
         if is_url(location):
-            dialect, where = postgres(), redact(location)
+            try:
+                dialect, where = postgres(), redact(location)
+            except ImportError as exc:
+                raise RegistryError(str(exc)) from None
             try:
                 conn = dialect.connect(location, timeout)
             except dialect.database_errors as exc:

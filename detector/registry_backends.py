@@ -2,9 +2,10 @@
 (one server shared by several replicas of the service).
 
 :class:`~detector.registry.Registry` writes its SQL once, with ``?`` placeholders and the type
-tokens ``{pk}``, ``{int}`` and ``{blob}`` in its migrations; a :class:`Dialect` turns that into its database's
-SQL, opens connections, runs write transactions one at a time, and says when another connection
-has changed the data (so the in-memory embedding index is rebuilt).
+tokens ``{pk}``, ``{int}`` and ``{blob}`` in its migrations; a :class:`Dialect` turns that into its
+database's SQL, opens connections, runs write transactions one at a time, says when another
+connection has changed the data (so the in-memory embedding index is rebuilt), and when the server
+has dropped a connection.
 
 ``psycopg`` (the ``postgres`` extra) is imported only when a PostgreSQL registry is opened.
 """
