@@ -35,6 +35,15 @@ def db(pg_url) -> str:
     return pg_url
 
 
+def test_missing_server_binaries_are_named(monkeypatch):
+    """Without Debian's postgresql package the PostgreSQL tests fail saying what to install."""
+    import pg_server
+
+    monkeypatch.setattr(pg_server.glob, "glob", lambda pattern: [])
+    with pytest.raises(RuntimeError, match="install Debian's 'postgresql' package"):
+        pg_server.find_bin_dir()
+
+
 def _connect(url: str):
     import psycopg
 
