@@ -14,6 +14,10 @@ with the tiny base in ``models/``.
 * Mixed precision and gradient checkpointing on CUDA; fp32 on the CPU.
 * The resolved settings go to ``run.json`` beside the output; checkpoints every
   ``--checkpoint-every`` steps, and a re-run with the same ``--out`` resumes from the last one.
+* Data-parallel on several GPUs under ``accelerate launch --multi_gpu --num_processes N -m
+  training.dreambooth ...``: the main process makes the class images and writes every output, each
+  process draws its own batches (``--batch-size`` is per process) and the logged loss is the mean
+  over processes. One process (``python -m``) trains exactly as before.
 
 It is not a general trainer: one instance concept, one class prompt, SD 1.x/2.x UNet pipelines.
 ``python -m training.dreambooth --help``.
@@ -282,8 +286,8 @@ def run_id_for(settings: dict) -> str:
     return "db-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def prepare_run_dir(args: argparse.Namespace) -> dict:
-    """Write ``run.json`` (or check it matches when resuming) and return the run record."""
+def prepare_run_dir(args: argparse.Namespace, write: bool = True) -> dict:
+    """Write ``run.json`` (``write``: the main process only) or check it matches when resuming; return the record."""
     settings = resolved_settings(args)
     args.out.mkdir(parents=True, exist_ok=True)
     run_file = args.out / "run.json"
@@ -299,8 +303,18 @@ def prepare_run_dir(args: argparse.Namespace) -> dict:
     record = {"run_id": run_id_for(settings), "kind": "dreambooth", "method": "lora" if args.lora else "full",
               "artist": args.artist, "base_model": describe_base(args.base), "settings": settings,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running"}
-    run_file.write_text(json.dumps(record, indent=2))
+    if write:
+        run_file.write_text(json.dumps(record, indent=2))
     return record
+
+
+def batch_rng(seed: int, step: int, process_index: int = 0) -> random.Random:
+    """The RNG that draws step ``step``'s batch on process ``process_index``.
+
+    Seeded per step, so a resumed run draws what an uninterrupted one would; process 0's stream is
+    the one-process stream, the others are offset so that every process trains on its own draw.
+    """
+    return random.Random(seed * 1_000_003 + step + process_index * 7_919_000_017)
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -318,9 +332,11 @@ def main(args: argparse.Namespace) -> dict:
     if args.mixed_precision != "no" and not cuda:
         print(f"note: --mixed-precision {args.mixed_precision} needs CUDA; training in fp32 on the CPU", file=sys.stderr)
     accelerator = Accelerator(mixed_precision=mixed, cpu=not cuda)
+    main_process, rank = accelerator.is_main_process, accelerator.process_index
     check_base(args.base, args.base_config)  # before anything is written
-    record = prepare_run_dir(args)
-    set_seed(args.seed)
+    with accelerator.main_process_first():  # the others read the run.json the main process wrote
+        record = prepare_run_dir(args, write=main_process)
+    set_seed(args.seed, device_specific=True)  # seed + process index: process 0 draws what one process does
 
     pipe = load_pipeline(args.base, args.base_config)
     tokenizer, text_encoder, vae, unet = pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.unet
@@ -329,13 +345,15 @@ def main(args: argparse.Namespace) -> dict:
     instance = load_examples(args.instance_dir, args.instance_prompt, args.resolution)
     klass: list[tuple[np.ndarray, str]] = []
     if args.with_prior_preservation:
-        captions = list(read_captions(args.instance_dir).values())
-        pipe.to(accelerator.device)
-        made = ensure_class_images(pipe, args.class_dir, args.class_prompt, captions, args.num_class_images,
-                                   args.resolution, args.class_steps, args.seed)
-        record["class_images_generated"] = made
+        if main_process:  # one process makes the class images, the others wait for them
+            captions = list(read_captions(args.instance_dir).values())
+            pipe.to(accelerator.device)
+            made = ensure_class_images(pipe, args.class_dir, args.class_prompt, captions, args.num_class_images,
+                                       args.resolution, args.class_steps, args.seed)
+            record["class_images_generated"] = made
+            pipe.to("cpu")
+        accelerator.wait_for_everyone()
         klass = load_examples(args.class_dir, "{caption}", args.resolution)[: args.num_class_images]
-        pipe.to("cpu")
 
     vae.requires_grad_(False)
     unet.requires_grad_(not args.lora)
@@ -361,7 +379,11 @@ def main(args: argparse.Namespace) -> dict:
     if args.train_text_encoder:
         params += [p for p in text_encoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=1e-2)
-    unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
+    # A frozen text encoder is not prepared: DDP refuses a module with nothing to train.
+    if args.train_text_encoder:
+        unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
+    else:
+        unet, optimizer = accelerator.prepare(unet, optimizer)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed, torch.float32)
     if weight_dtype != torch.float32:  # frozen parts run in half precision under mixed precision
         vae.to(dtype=weight_dtype)
@@ -375,7 +397,10 @@ def main(args: argparse.Namespace) -> dict:
     if ckpt is not None:
         step, losses = load_checkpoint(ckpt, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder),
                                        optimizer, args)
-        print(f"resuming {record['run_id']} from {ckpt.name} (step {step})", file=sys.stderr)
+        if rank > 0:  # the checkpoint holds the main process's RNG; the others take their own again
+            set_seed(args.seed * 1_000_003 + step + rank)
+        if main_process:
+            print(f"resuming {record['run_id']} from {ckpt.name} (step {step})", file=sys.stderr)
 
     def encode_prompts(prompts: list[str]):
         ids = tokenizer(prompts, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
@@ -389,7 +414,7 @@ def main(args: argparse.Namespace) -> dict:
     first_step = step
     while step < args.max_steps:
         # Per-step RNG for the batch draw, so a resumed run draws what an uninterrupted one would.
-        rng = random.Random(args.seed * 1_000_003 + step)
+        rng = batch_rng(args.seed, step, rank)
         batch = [rng.choice(instance) for _ in range(args.batch_size)]
         if klass:
             batch += [rng.choice(klass) for _ in range(args.batch_size)]
@@ -421,24 +446,29 @@ def main(args: argparse.Namespace) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        if accelerator.num_processes > 1:  # the history logs the mean over processes
+            loss = accelerator.reduce(loss.detach(), "mean")
         losses.append(round(float(loss.item()), 6))
-        if step % 25 == 0 or step == args.max_steps:
+        if main_process and (step % 25 == 0 or step == args.max_steps):
             rate = (time.time() - t0) / max(1, step - first_step)
             print(f"[{record['run_id']}] step {step}/{args.max_steps} loss {np.mean(losses[-25:]):.4f} "
                   f"({rate:.2f} s/step)", file=sys.stderr, flush=True)
-        if step % args.checkpoint_every == 0 and step < args.max_steps:
+        if main_process and step % args.checkpoint_every == 0 and step < args.max_steps:
             save_checkpoint(args.out, step, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder),
                             optimizer, args, losses)
 
     unet = accelerator.unwrap_model(unet)
     text_encoder = accelerator.unwrap_model(text_encoder)
-    save_checkpoint(args.out, step, unet, text_encoder, optimizer, args, losses)
-    export_generator(args, pipe, unet, text_encoder)
     record.update({"status": "done", "steps": step, "final_loss": float(np.mean(losses[-25:])) if losses else None,
                    "loss_first": losses[:5], "train_seconds_this_session": round(time.time() - t0, 1),
                    "instance_images": len(instance), "class_images": len(klass),
-                   "generator_dir": str(args.out / "generator"), "torch": torch.__version__})
-    (args.out / "run.json").write_text(json.dumps(record, indent=2))
+                   "generator_dir": str(args.out / "generator"), "torch": torch.__version__,
+                   "processes": accelerator.num_processes})
+    if main_process:
+        save_checkpoint(args.out, step, unet, text_encoder, optimizer, args, losses)
+        export_generator(args, pipe, unet, text_encoder)
+        (args.out / "run.json").write_text(json.dumps(record, indent=2))
+    accelerator.wait_for_everyone()
     return record
 
 
@@ -474,7 +504,10 @@ def cli(argv: list[str] | None = None) -> int:
     except (BaseModelError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: record[k] for k in ("run_id", "method", "steps", "final_loss", "generator_dir")}))
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(json.dumps({k: record[k] for k in ("run_id", "method", "steps", "final_loss", "generator_dir")}))
     return 0
 
 

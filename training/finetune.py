@@ -14,6 +14,11 @@ noise and flips (``--augment``, see :func:`platform_augmentations`).
 Writes to ``--out``: ``model.safetensors`` (best on the validation split), ``settings.json``
 (resolved settings), ``history.json`` (per-epoch metrics) and ``last/`` (the resumable state).
 
+Runs under Hugging Face ``accelerate``: on the CPU (or one GPU) with ``python -m``, and data-parallel
+on several GPUs with ``accelerate launch --multi_gpu --num_processes N -m training.finetune ...``.
+There each process reads its own shard of every batch (``--batch-size`` is per process), validation
+is gathered so every process stops at the same epoch, and only the main process writes to ``--out``.
+
 ``python -m training.finetune --manifest data/demo/manifest.jsonl --out runs/finetune/demo``
 """
 
@@ -237,42 +242,55 @@ def platform_augmentations(size: int, strength: str = "platform"):
 # ----------------------------------------------------------------------------- loops
 
 
-def train_one_epoch(model, loader, optimizer, loss_fn, max_batches=None, desc="train") -> float:
+def train_one_epoch(model, loader, optimizer, loss_fn, max_batches=None, desc="train", accelerator=None) -> float:
+    """One pass over ``loader``; the mean training loss over every process's examples."""
+    import torch
     from tqdm import tqdm
 
     model.train()
     total, n = 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not sys.stderr.isatty())
+    main = accelerator is None or accelerator.is_main_process
+    bar = tqdm(loader, desc=desc, leave=False, disable=not (main and sys.stderr.isatty()))
     for b, (x, y) in enumerate(bar):
         if max_batches is not None and b >= max_batches:
             break
         logit = model(x).squeeze(1)
-        loss = loss_fn(logit, y)
+        loss = loss_fn(logit.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if accelerator is None:
+            loss.backward()
+        else:
+            accelerator.backward(loss)
         optimizer.step()
         total += loss.item() * len(y)
         n += len(y)
         bar.set_postfix(loss=f"{total / n:.4f}")
+    if accelerator is not None and accelerator.num_processes > 1:
+        summed = accelerator.reduce(torch.tensor([total, n], dtype=torch.float64, device=accelerator.device), "sum")
+        total, n = float(summed[0]), int(summed[1])
     return total / max(n, 1)
 
 
-def predict_logits(model, loader) -> tuple[np.ndarray, np.ndarray]:
+def predict_logits(model, loader, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of every example in ``loader``, gathered from all processes (in order)."""
     import torch
 
     model.eval()
     logits, labels = [], []
     with torch.no_grad():
         for x, y in loader:
-            logits.append(model(x).squeeze(1).numpy())
-            labels.append(y.numpy())
+            logit = model(x).squeeze(1)
+            if accelerator is not None:
+                logit, y = accelerator.gather_for_metrics((logit, y))
+            logits.append(logit.float().cpu().numpy())
+            labels.append(y.float().cpu().numpy())
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def validate(model, loader) -> dict:
+def validate(model, loader, accelerator=None) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    logits, labels = predict_logits(model, loader)
+    logits, labels = predict_logits(model, loader, accelerator)
     p = 1 / (1 + np.exp(-logits))
     loss = float(-np.mean(labels * np.log(p + 1e-7) + (1 - labels) * np.log(1 - p + 1e-7)))
     auroc = float(roc_auc_score(labels, logits)) if len(set(labels)) == 2 else float("nan")
@@ -287,15 +305,25 @@ def settings_of(args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
+    """Train, write to ``args.out`` (main process only) and return the run summary on every process.
+
+    Mixed precision comes from the launcher (``accelerate launch --mixed_precision bf16``); a plain
+    ``python -m`` run is fp32. Seeds are offset by the process index, so process 0 (and a one-process
+    run) draws exactly what it always did and the others draw their own streams.
+    """
     import torch
-    from safetensors.torch import load_file, save_file
+    from accelerate import Accelerator
+    from safetensors.torch import load_file
     from torch.utils.data import DataLoader
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    main_process = accelerator.is_main_process
+    rank_seed = args.seed + accelerator.process_index
+    torch.manual_seed(rank_seed)
+    random.seed(rank_seed)
+    np.random.seed(rank_seed)
     settings = settings_of(args)
     args.out.mkdir(parents=True, exist_ok=True)
     settings_file = args.out / "settings.json"
@@ -306,7 +334,9 @@ def main(args: argparse.Namespace) -> dict:
             raise ValueError(f"{args.out} holds a run with other settings ({', '.join(changed)}); use another --out")
     cfg = preprocess_config(args)
     settings["preprocess"] = cfg.to_dict()
-    settings_file.write_text(json.dumps(settings, indent=2))
+    accelerator.wait_for_everyone()  # every process has read settings.json before it is rewritten
+    if main_process:
+        settings_file.write_text(json.dumps(settings, indent=2))
 
     train_ds = ManifestDataset(args.manifest, "train", cfg, augment=args.augment, seed=args.seed)
     val_ds = ManifestDataset(args.manifest, "val", cfg, augment="none")
@@ -316,7 +346,7 @@ def main(args: argparse.Namespace) -> dict:
     if len(set(y)) < 2:
         raise ValueError("the train split holds only one class")
     # Class balance: weight the positive class by the negative-to-positive ratio.
-    pos_weight = torch.tensor(float((y == 0).sum()) / float((y == 1).sum()))
+    pos_weight = torch.tensor(float((y == 0).sum()) / float((y == 1).sum()), device=accelerator.device)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
     model = build_model(args.backbone, args.weights)
@@ -330,13 +360,17 @@ def main(args: argparse.Namespace) -> dict:
         scheduler.load_state_dict(torch.load(last / "scheduler.pt", weights_only=True))
         st = json.loads((last / "state.json").read_text())
         history, start, best, stale = st["history"], st["epoch"], st["best"], st["stale"]
-        print(f"resuming from epoch {start}", file=sys.stderr)
+        if main_process:
+            print(f"resuming from epoch {start}", file=sys.stderr)
 
     g = torch.Generator().manual_seed(args.seed)
     train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                               generator=g, drop_last=len(train_ds) > args.batch_size,
                               persistent_workers=False)
     val_loader = DataLoader(val_ds, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
+    # One process: the same loaders (moved to the device). Several: each process reads its own shard of
+    # every batch, in the permutation drawn from ``g`` (the same on every process).
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     t0 = time.time()
     for epoch in range(start, args.epochs):
         if stale >= args.patience:
@@ -344,31 +378,48 @@ def main(args: argparse.Namespace) -> dict:
         train_ds.epoch = epoch
         g.manual_seed(args.seed * 1000 + epoch)
         train_loss = train_one_epoch(model, train_loader, optimizer, loss_fn, args.max_train_batches,
-                                     desc=f"epoch {epoch + 1}/{args.epochs}")
+                                     desc=f"epoch {epoch + 1}/{args.epochs}", accelerator=accelerator)
         scheduler.step()
-        val = validate(model, val_loader)
+        # Gathered from every process, so early stopping decides the same everywhere.
+        val = validate(model, val_loader, accelerator)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
                         "seconds": round(time.time() - t0, 1)})
-        print(json.dumps(history[-1]), file=sys.stderr, flush=True)
-        if val["loss"] < best - 1e-4:
+        better = val["loss"] < best - 1e-4
+        if better:
             best, stale = val["loss"], 0
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / "model.safetensors"))
         else:
             stale += 1
-        tmp = args.out / "last.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / "state.json").write_text(json.dumps({"epoch": epoch + 1, "history": history, "best": best,
-                                                    "stale": stale}))
-        if last.exists():
-            shutil.rmtree(last)
-        tmp.rename(last)
-    (args.out / "history.json").write_text(json.dumps(history, indent=2))
+        if main_process:
+            print(json.dumps(history[-1]), file=sys.stderr, flush=True)
+            save_epoch(args.out, accelerator.unwrap_model(model), optimizer, scheduler,
+                       {"epoch": epoch + 1, "history": history, "best": best, "stale": stale}, better)
+        accelerator.wait_for_everyone()
+    if main_process:
+        (args.out / "history.json").write_text(json.dumps(history, indent=2))
+    accelerator.wait_for_everyone()
     return {"out": str(args.out), "epochs": len(history), "best_val_loss": best, "history": history}
+
+
+def save_epoch(out: Path, model, optimizer, scheduler, state: dict, best: bool) -> None:
+    """``out/model.safetensors`` when ``best``, and the resumable ``out/last/`` (replaced whole)."""
+    import torch
+    from safetensors.torch import save_file
+
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if best:
+        save_file(weights, str(out / "model.safetensors"))
+    tmp = out / "last.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_file(weights, str(tmp / "model.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    (tmp / "state.json").write_text(json.dumps(state))
+    last = out / "last"
+    if last.exists():
+        shutil.rmtree(last)
+    tmp.rename(last)
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -378,7 +429,10 @@ def cli(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: result[k] for k in ("out", "epochs", "best_val_loss")}))
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(json.dumps({k: result[k] for k in ("out", "epochs", "best_val_loss")}))
     return 0
 
 
