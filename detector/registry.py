@@ -516,6 +516,12 @@ class Registry:
         with self._lock:
             return int(self._execute("SELECT COUNT(*) FROM works").fetchone()[0])
 
+    def has_works(self) -> bool:
+        """Whether anyone's works are enrolled, from the in-memory index (one cheap version check,
+        not a count): what a caller asks before spending an embedding on a query."""
+        index = self._current_index()
+        return index is not None and len(index.work_ids) > 0
+
     # ------------------------------------------------------------------------- internals
 
     def _execute(self, sql: str, params: Sequence = ()):

@@ -18,9 +18,10 @@ artists_app = typer.Typer(help="Enrol artists' portfolios in the style registry,
 
 EXIT_USAGE = 2
 EXIT_SKIPPED = 3
-RegistryOption = Annotated[Optional[Path], typer.Option(
+RegistryOption = Annotated[Optional[str], typer.Option(
     "--registry", show_default=False,
-    help="Registry database \\[default: $MIMICRY_REGISTRY, else registry.sqlite3 in the user data dir].")]
+    help="Registry: a SQLite file or a postgresql:// URL "
+         "\\[default: $MIMICRY_REGISTRY, else registry.sqlite3 in the user data dir].")]
 EncoderOption = Annotated[Path, typer.Option("--encoder", help="Style encoder directory (model.onnx + model.json).")]
 DEFAULT_ENCODER = Path("models/style-encoder")
 
@@ -38,7 +39,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-def _open_registry(path: Optional[Path], encoder=None):
+def _open_registry(path: Optional[str], encoder=None):
     from detector.registry import Registry, RegistryError
 
     try:  # artists are scored the way the encoder's threshold was chosen

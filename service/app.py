@@ -220,7 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise APIError("overloaded", f"the service is at capacity ({exc}); retry shortly",
                            headers={"Retry-After": str(settings.retry_after_s)}) from None
         verdict = det.verdict(name, logit, loaded.provenance)
-        if state.registry is not None and state.registry.work_count() > 0:
+        if state.registry is not None and state.registry.has_works():
             verdict.evidence["artists"] = await style_matches(upload.data)
         metrics.images.labels(verdict.label).inc()
         return verdict

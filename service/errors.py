@@ -6,10 +6,14 @@ codes (``detector.decode.ERROR_CODES``) and map to HTTP statuses here.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("mimicry.service")
 
 # HTTP status of each decode error code (detector.decode.ERROR_CODES).
 DECODE_STATUS = {
@@ -29,6 +33,7 @@ CODES = {
     "artist_exists": 409,
     "registry_error": 409,
     "attribution_off": 503,
+    "registry_unavailable": 503,
     "unauthorized": 401,
     "forbidden": 403,
     "not_found_route": 404,
@@ -78,6 +83,16 @@ def install(app: FastAPI) -> None:
         code = _STATUS_CODE.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return error_response(code, message, exc.status_code, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The registry's database gone or locked past its timeout is an outage to retry, not a bug.
+        if any(c.__name__ == "OperationalError" and c.__module__.split(".")[0] in ("sqlite3", "psycopg")
+               for c in type(exc).__mro__):
+            return error_response("registry_unavailable", f"the registry database is unavailable: {exc}",
+                                  headers={"Retry-After": "5"})
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response("internal", "internal error; it has been logged")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -299,3 +299,18 @@ def test_a_dropped_connection_is_replaced(db, encoder, portfolios):
             reg.enrol("Ink", ink[6:], encoder, progress=drop_mid_write)
         assert reg.get_artist("Ink").works == 6  # nothing of the interrupted enrolment
         assert reg.enrol("Ink", ink[6:], encoder).added == 2
+
+
+def test_cli_takes_a_postgresql_url_for_registry(pg_url, portfolios, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mimicry.cli import app
+    from registry_fixtures import REPO
+
+    monkeypatch.chdir(REPO)
+    run = CliRunner().invoke
+    added = run(app, ["artists", "add", "Flat", str(portfolios["flat"]), "--registry", pg_url])
+    assert added.exit_code == 0, added.output
+    listed = run(app, ["artists", "list", "--registry", pg_url])
+    assert listed.exit_code == 0 and "Flat" in listed.output
+    assert run(app, ["artists", "remove", "Flat", "--registry", pg_url]).exit_code == 0

@@ -322,3 +322,23 @@ def test_explain_errors(client):
                  422, "validation_error")
     assert_error(client.post("/v1/explain?method=magic", content=png_bytes(), headers={"Content-Type": "image/png"}),
                  422, "validation_error")
+
+
+def test_unexpected_errors_are_json_and_a_lost_database_is_503(make_settings):
+    import sqlite3
+
+    app = create_app(make_settings())
+
+    @app.get("/test-only/db-gone")
+    async def db_gone():
+        raise sqlite3.OperationalError("unable to open database file")
+
+    @app.get("/test-only/bug")
+    async def bug():
+        raise KeyError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = assert_error(c.get("/test-only/db-gone"), 503, "registry_unavailable")
+        assert "unable to open database file" in r["error"]["message"]
+        assert_error(c.get("/test-only/bug"), 500, "internal")
+        assert c.get("/readyz").status_code == 200
