@@ -98,7 +98,7 @@ class VaeRoundTrip:
         h, w = x.shape[:2]
         ph, pw = (-h) % 8, (-w) % 8
         x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="edge")
-        t = torch.from_numpy(x).permute(2, 0, 1)[None] * 2 - 1
+        t = torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1)[None] * 2 - 1
         with torch.no_grad():
             y = self._vae.decode(self._vae.encode(t).latent_dist.mean).sample
         y = ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()[:h, :w]

@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threshold-under", nargs="*", default=[], metavar="PERTURBATION",
                    help="also hold the FPR bound on the val human works under these perturbations "
                         "(names from training.evaluate, e.g. centre_crop50 resize0.25); clean is always in")
+    p.add_argument("--threshold-at", choices=["midpoint", "gap-top"], default="midpoint",
+                   help="where in the gap above the admissible thresholds: its logit midpoint, or its top "
+                        "(the lowest clean val mimicry score; the most room for unseen artists' human works)")
     p.add_argument("--card-extra", type=Path, nargs="*", default=[],
                    help="JSON objects merged into model.json (for example the input-policy comparison)")
     return p.parse_args(argv)
@@ -82,6 +85,16 @@ def platt_fit(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     if a <= 0:
         raise ValueError(f"calibration slope {a:.4f} <= 0: the model's logits do not rank the validation split")
     return a, b
+
+
+def gap_top_threshold(human_scores: np.ndarray, mimicry_scores: np.ndarray, fpr: float) -> float:
+    """A threshold that flags at most ``fpr`` of the human works, at the *top* of the gap: the lowest
+    mimicry score above the admissible range, so the held-out mimicry is still flagged but human works
+    of an artist who scores higher than the validation artist have the whole gap as a margin (they land
+    in "uncertain" instead of being accused)."""
+    low = threshold_at_fpr(human_scores, fpr)
+    above = mimicry_scores[mimicry_scores >= low]
+    return float(above.min()) if len(above) else low
 
 
 def max_margin_threshold(human_scores: np.ndarray, mimicry_scores: np.ndarray, fpr: float) -> float:
@@ -211,7 +224,10 @@ def main(args: argparse.Namespace) -> dict:
         sc = calibrate(lg, a, b)
         human_thr.append(sc[yy == 0])
         mimicry_thr.append(sc[yy == 1])
-    thr = max_margin_threshold(np.concatenate(human_thr), np.concatenate(mimicry_thr), args.max_fpr)
+    if args.threshold_at == "gap-top":
+        thr = gap_top_threshold(np.concatenate(human_thr), mimicry_val, args.max_fpr)
+    else:
+        thr = max_margin_threshold(np.concatenate(human_thr), np.concatenate(mimicry_thr), args.max_fpr)
     # The mirror rule on the other side: at most max_fnr of the val mimicry scores below human_below.
     human_below = min(thr, args.human_max_score,
                       1.0 - max_margin_threshold(1.0 - mimicry_val, 1.0 - human_val, args.max_fnr))
@@ -237,12 +253,16 @@ def main(args: argparse.Namespace) -> dict:
             "ai_mimicry": thr,
             "human_below": human_below,
             "fpr_bound_holds_on": ["clean val"] + [f"val under {n}" for n in args.threshold_under],
+            "placed_at": args.threshold_at,
             "how_chosen": (f"ai_mimicry: at most {args.max_fpr:.0%} of the {int((val_y == 0).sum())} held-out (val) "
                            "human works are flagged"
                            + (f", counting each one clean and under {', '.join(args.threshold_under)} "
                               f"({len(np.concatenate(human_thr))} in all)" if args.threshold_under else "")
-                           + "; among the thresholds that flag the same val images, the "
-                           "midpoint (in logit) of the gap to the next mimicry score. human_below: the mirror rule, at "
+                           + "; among the thresholds that flag the same val images, "
+                           + ("the top of the gap: the lowest clean val mimicry score above them"
+                              if args.threshold_at == "gap-top" else
+                              "the midpoint (in logit) of the gap to the next mimicry score")
+                           + ". human_below: the mirror rule, at "
                            f"most {args.max_fnr:.0%} of the {int((val_y == 1).sum())} val mimicry images score below "
                            f"it, and never above a calibrated {args.human_max_score}. Between the two the verdict is "
                            "'uncertain'"),

@@ -35,3 +35,24 @@ def test_bundled_model_on_the_bundled_examples(bundled):
         expected = "ai-mimicry" if c["label"] == "ai-mimicry" else "human"
         assert v.label == expected, (c["file"], v.score)
         assert "not a detector of real Stable Diffusion mimicry" in v.evidence["model_trained_on"]
+
+
+def test_bundled_card_records_the_robustness_choice_and_its_threshold_rule(bundled):
+    card = bundled.bundle.card
+    assert card["training"]["settings"]["augment"] == "robust"
+    assert "robust" in card["robustness"]["augment"] and card["robustness"]["report"] == "docs/EVALUATION.md"
+    assert card["thresholds"]["placed_at"] == "gap-top"
+    assert "val under centre_crop50" in card["thresholds"]["fpr_bound_holds_on"]
+    assert card["metrics"]["test"]["auroc"] >= 0.99 and card["metrics"]["test"]["fpr_at_threshold"] == 0.0
+
+
+def test_evaluation_report_is_of_the_bundled_model():
+    """docs/EVALUATION.md must describe the model that ships: same model file, same test figures."""
+    card = json.loads((ROOT / "models" / "default" / "model.json").read_text())
+    report = (ROOT / "docs" / "EVALUATION.md").read_text()
+    assert card["onnx_sha256"] in report
+    metrics = json.loads((ROOT / "docs" / "eval" / "metrics.json").read_text())["models/default"]
+    assert abs(metrics["test/clean"]["auroc"] - card["metrics"]["test"]["auroc"]) < 1e-3
+    assert metrics["test/clean"]["fpr_at_threshold"] == card["metrics"]["test"]["fpr_at_threshold"]
+    for png in ("roc.png", "reliability.png", "score_histograms.png"):
+        assert f"](eval/{png})" in report and (ROOT / "docs" / "eval" / png).is_file()

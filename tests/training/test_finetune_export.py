@@ -220,3 +220,12 @@ def test_perturbations_do_what_they_say():
     assert a.size == im.size and np.array_equal(np.asarray(a), np.asarray(b))  # seeded per image
     assert not np.array_equal(np.asarray(a), np.asarray(p["purify_lanczos"](im, 4)))
     assert 2 < np.abs(np.asarray(a, float) - np.asarray(im, float)).mean() < 120
+
+
+def test_gap_top_threshold_flags_held_out_mimicry_and_leaves_the_whole_gap_to_humans():
+    human = np.array([0.01, 0.02, 0.03, 0.10])
+    mimicry = np.array([0.05, 0.90, 0.95, 0.99])
+    t = export.gap_top_threshold(human, mimicry, 0.01)
+    assert t == 0.90 and (human >= t).sum() == 0 and (mimicry >= t).sum() == 3
+    assert t > export.max_margin_threshold(human, mimicry, 0.01)
+    assert export.gap_top_threshold(human, np.array([0.01]), 0.01) == export.threshold_at_fpr(human, 0.01)
