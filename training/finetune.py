@@ -334,6 +334,7 @@ def main(args: argparse.Namespace) -> dict:
             raise ValueError(f"{args.out} holds a run with other settings ({', '.join(changed)}); use another --out")
     cfg = preprocess_config(args)
     settings["preprocess"] = cfg.to_dict()
+    settings["processes"] = accelerator.num_processes  # the effective batch is processes x batch_size
     accelerator.wait_for_everyone()  # every process has read settings.json before it is rewritten
     if main_process:
         settings_file.write_text(json.dumps(settings, indent=2))
