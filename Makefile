@@ -86,8 +86,14 @@ style-encoder: venv openclipart
 	$(PY) -m training.style_encoder --out models/style-encoder
 	$(PY) -m training.attribution_eval --encoder models/style-encoder --out docs/ATTRIBUTION.md
 
+# The benchmarks of BENCHMARKS.md; the int8/fp16 variants are calibrated on the demo dataset's val split.
 bench: venv
 	$(PY) bench/scan_benchmark.py --model $(MODEL) --n 300 --memory 10000
+	$(PY) -m training.quantize --model $(MODEL) --manifest $(DEMO)/manifest.jsonl --out runs/quant
+	$(PY) bench/model_benchmark.py --model $(MODEL) --variants runs/quant --manifest $(DEMO)/manifest.jsonl \
+	    --profile --json runs/bench_model.json
+	$(PY) bench/e2e_benchmark.py --model $(MODEL) --models runs/quant/fp32-static-pad runs/quant/int8-qdq-pc \
+	    --json runs/bench_e2e.json
 
 test: venv sysdeps
 	$(PY) -m pytest -q
