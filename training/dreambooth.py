@@ -193,8 +193,13 @@ def lora_state(module) -> dict:
     return {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(module).items()}
 
 
-def save_checkpoint(out: Path, step: int, unet, text_encoder, optimizer, args, losses: list[float]) -> Path:
-    """``out/checkpoint-<step>/``: trainable weights (safetensors), optimizer state, RNG, losses."""
+def save_checkpoint(out: Path, step: int, unet, text_encoder, optimizer, args, losses: list[float],
+                    other_rng: list[dict] = ()) -> Path:
+    """``out/checkpoint-<step>/``: trainable weights (safetensors), optimizer state, RNG, losses.
+
+    ``rng.pt`` is this process's RNG; ``other_rng`` (from processes 1, 2, ... of a multi-process run)
+    go to ``rng-1.pt``, ``rng-2.pt``, ..., so every process resumes its own streams.
+    """
     import torch
     from safetensors.torch import save_file
 
@@ -207,10 +212,9 @@ def save_checkpoint(out: Path, step: int, unet, text_encoder, optimizer, args, l
     if args.train_text_encoder:
         save_file(get(text_encoder), str(ckpt / "text_encoder.safetensors"))
     torch.save(optimizer.state_dict(), ckpt / "optimizer.pt")  # tensors and numbers only: weights_only loads it
-    rng = {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": json.dumps(random.getstate())}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["cuda"] = torch.cuda.get_rng_state_all()  # noise and timesteps are drawn on the GPU there
-    torch.save(rng, ckpt / "rng.pt")
+    torch.save(rng_state(), ckpt / "rng.pt")
+    for i, other in enumerate(other_rng, start=1):
+        torch.save(other, ckpt / f"rng-{i}.pt")
     (ckpt / "state.json").write_text(json.dumps({"step": step, "losses": losses}))
     final = out / f"checkpoint-{step:06d}"
     if final.exists():
@@ -219,6 +223,16 @@ def save_checkpoint(out: Path, step: int, unet, text_encoder, optimizer, args, l
     for old in sorted(out.glob("checkpoint-[0-9]*"))[: -args.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def rng_state() -> dict:
+    """This process's torch, CUDA, numpy and Python RNG state, in a form ``torch.load(weights_only=True)`` reads."""
+    import torch
+
+    rng = {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": json.dumps(random.getstate())}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()  # noise and timesteps are drawn on the GPU there
+    return rng
 
 
 def _np_state():
@@ -233,7 +247,8 @@ def latest_checkpoint(out: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(ckpt: Path, unet, text_encoder, optimizer, args) -> tuple[int, list[float]]:
+def load_checkpoint(ckpt: Path, unet, text_encoder, optimizer, args, process_index: int = 0) -> tuple[int, list[float]]:
+    """Restore weights, optimizer and process ``process_index``'s RNG; return the step and the loss history."""
     import torch
     from safetensors.torch import load_file
 
@@ -252,7 +267,16 @@ def load_checkpoint(ckpt: Path, unet, text_encoder, optimizer, args) -> tuple[in
     if args.train_text_encoder:
         put(text_encoder, ckpt / "text_encoder.safetensors")
     optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-    rng = torch.load(ckpt / "rng.pt", weights_only=True)
+    state = json.loads((ckpt / "state.json").read_text())
+    rng_file = ckpt / ("rng.pt" if process_index == 0 else f"rng-{process_index}.pt")
+    if not rng_file.is_file():  # saved by a run with fewer processes: this one starts fresh streams
+        from accelerate.utils import set_seed
+
+        print(f"note: {ckpt.name} holds no RNG state for process {process_index}; its noise draws will differ "
+              "from an uninterrupted run", file=sys.stderr)
+        set_seed(args.seed * 1_000_003 + int(state["step"]) + process_index)
+        return int(state["step"]), list(state["losses"])
+    rng = torch.load(rng_file, weights_only=True)
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng:
         if not torch.cuda.is_available():
@@ -265,7 +289,6 @@ def load_checkpoint(ckpt: Path, unet, text_encoder, optimizer, args) -> tuple[in
     st = rng["numpy"]
     np.random.set_state(("MT19937", st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"], st["cached"]))
     random.setstate(_tuplify(json.loads(rng["python"])))
-    state = json.loads((ckpt / "state.json").read_text())
     return int(state["step"]), list(state["losses"])
 
 
@@ -322,7 +345,7 @@ def main(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import gather_object, set_seed
     from diffusers import DDPMScheduler
 
     cuda = torch.cuda.is_available() and args.device in ("auto", "cuda")
@@ -396,9 +419,7 @@ def main(args: argparse.Namespace) -> dict:
     ckpt = latest_checkpoint(args.out)
     if ckpt is not None:
         step, losses = load_checkpoint(ckpt, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder),
-                                       optimizer, args)
-        if rank > 0:  # the checkpoint holds the main process's RNG; the others take their own again
-            set_seed(args.seed * 1_000_003 + step + rank)
+                                       optimizer, args, rank)
         if main_process:
             print(f"resuming {record['run_id']} from {ckpt.name} (step {step})", file=sys.stderr)
 
@@ -406,6 +427,13 @@ def main(args: argparse.Namespace) -> dict:
         ids = tokenizer(prompts, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
                         return_tensors="pt").input_ids.to(accelerator.device)
         return text_encoder(ids)[0]
+
+    def checkpoint(at: int) -> None:
+        """Every process hands its RNG state to the main process, which writes the checkpoint."""
+        others = gather_object([rng_state()])[1:] if accelerator.num_processes > 1 else []
+        if main_process:
+            save_checkpoint(args.out, at, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder),
+                            optimizer, args, losses, others)
 
     unet.train()
     if args.train_text_encoder:
@@ -453,9 +481,8 @@ def main(args: argparse.Namespace) -> dict:
             rate = (time.time() - t0) / max(1, step - first_step)
             print(f"[{record['run_id']}] step {step}/{args.max_steps} loss {np.mean(losses[-25:]):.4f} "
                   f"({rate:.2f} s/step)", file=sys.stderr, flush=True)
-        if main_process and step % args.checkpoint_every == 0 and step < args.max_steps:
-            save_checkpoint(args.out, step, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder),
-                            optimizer, args, losses)
+        if step % args.checkpoint_every == 0 and step < args.max_steps:
+            checkpoint(step)
 
     unet = accelerator.unwrap_model(unet)
     text_encoder = accelerator.unwrap_model(text_encoder)
@@ -464,8 +491,8 @@ def main(args: argparse.Namespace) -> dict:
                    "instance_images": len(instance), "class_images": len(klass),
                    "generator_dir": str(args.out / "generator"), "torch": torch.__version__,
                    "processes": accelerator.num_processes})
+    checkpoint(step)
     if main_process:
-        save_checkpoint(args.out, step, unet, text_encoder, optimizer, args, losses)
         export_generator(args, pipe, unet, text_encoder)
         (args.out / "run.json").write_text(json.dumps(record, indent=2))
     accelerator.wait_for_everyone()

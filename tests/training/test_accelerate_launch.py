@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -107,11 +108,11 @@ def test_dreambooth_one_process_launch_trains_what_python_m_trains(tiny_base, ar
     assert (tmp_path / "launched" / "generator" / "pytorch_lora_weights.safetensors").is_file()
 
 
-def test_dreambooth_two_processes_make_class_images_once_and_write_one_run(tiny_base, artist_dir, tmp_path):
+def test_dreambooth_two_processes_make_class_images_once_write_one_run_and_resume_exactly(tiny_base, artist_dir,
+                                                                                          tmp_path):
     out, class_dir = tmp_path / "run", tmp_path / "class"
-    done = launch(tmp_path, 2, "training.dreambooth",
-                  db_args(tiny_base, artist_dir, out, "--lora", "--with-prior-preservation", "--class-dir",
-                          str(class_dir), steps=2))
+    argv = db_args(tiny_base, artist_dir, out, "--lora", "--with-prior-preservation", "--class-dir", str(class_dir))
+    done = launch(tmp_path, 2, "training.dreambooth", argv)
 
     assert len(summary_lines(done.stdout)) == 1
     # The main process made the class images; the other waited and made none.
@@ -119,6 +120,16 @@ def test_dreambooth_two_processes_make_class_images_once_and_write_one_run(tiny_
     assert len((class_dir / "metadata.jsonl").read_text().splitlines()) == 3
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "done" and record["processes"] == 2 and record["class_images_generated"] == 3
-    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-000002"]
-    assert np.isfinite(json.loads((out / "checkpoint-000002" / "state.json").read_text())["losses"]).all()
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-000002", "checkpoint-000003"]
+    assert sorted(p.name for p in (out / "checkpoint-000002").glob("rng*.pt")) == ["rng-1.pt", "rng.pt"]
     assert (out / "generator" / "pytorch_lora_weights.safetensors").is_file()
+    straight = json.loads((out / "checkpoint-000003" / "state.json").read_text())["losses"]
+    assert len(straight) == 3 and np.isfinite(straight).all()
+
+    # Interrupted after step 2: both processes resume their own RNG streams, so step 3 is the same.
+    shutil.rmtree(out / "checkpoint-000003")
+    shutil.rmtree(out / "generator")
+    done = launch(tmp_path, 2, "training.dreambooth", argv)
+    assert "resuming" in done.stderr and "holds no RNG state" not in done.stderr
+    assert json.loads((out / "checkpoint-000003" / "state.json").read_text())["losses"] == straight
+    assert json.loads((out / "run.json").read_text())["class_images_generated"] == 0
