@@ -81,6 +81,7 @@ class State:
         self.decode_pool: ThreadPoolExecutor | None = None
         self.keys: KeyStore | None = None
         self.explaining = 0  # explain requests in progress (each is a batch of grid**2 + 1 images)
+        self.decoding = 0  # uploads being decoded: images on their way to the batcher
         self.style: StyleEncoder | None = None
         self.style_batcher: MicroBatcher | None = None
         self.registry: Registry | None = None
@@ -133,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.keys = KeyStore(settings.keys_db)
         batcher = MicroBatcher(det.predict_arrays, max_size=settings.batch_max_size,
                                max_wait_ms=settings.batch_max_wait_ms, max_queue=settings.queue_max,
-                               on_batch=metrics.observe_batch)
+                               on_batch=metrics.observe_batch, pending=lambda: state.decoding)
         await batcher.start()
         if settings.style_encoder_dir is not None and str(settings.style_encoder_dir):
             try:
@@ -208,11 +209,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loop = asyncio.get_running_loop()
         if settings.keep_uploads_dir is not None:
             await loop.run_in_executor(state.decode_pool, _keep, settings.keep_uploads_dir, upload.data)
+        state.decoding += 1
         try:
             loaded = await loop.run_in_executor(state.decode_pool, det.load, upload.data)
         except DecodeError as exc:
             metrics.images.labels(exc.code).inc()
             return det.error_verdict(name, exc.code, exc.message)
+        finally:
+            state.decoding -= 1
         try:
             logit = float(await state.batcher.submit(loaded.x))
         except Overloaded as exc:

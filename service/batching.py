@@ -1,8 +1,10 @@
 """Dynamic micro-batching: concurrent requests share one onnxruntime call.
 
 Each request puts its preprocessed image on a bounded queue and awaits a future. One worker task
-takes the first waiting image, then whatever else is already queued, then waits at most
-``max_wait_ms`` for more, up to ``max_size`` images; it runs the model on the stack in a thread (so
+takes the first waiting image, then whatever else is already queued, then, while other requests
+are still being decoded (``pending()``, when given, counts them) and at most ``max_wait_ms``, waits
+for more, up to ``max_size`` images. With nothing else on its way it runs at once, so a lone
+request never pays the wait; it runs the model on the stack in a thread (so
 the event loop keeps accepting requests while the model works) and resolves each future with its
 row. When ``max_queue`` images are already waiting, :meth:`MicroBatcher.submit` refuses at once
 (:class:`Overloaded`) so the service can answer 503 instead of queueing without bound.
@@ -26,7 +28,8 @@ class MicroBatcher:
     """Gathers single inputs into batches for ``run_batch(stacked) -> per-row outputs``."""
 
     def __init__(self, run_batch: Callable[[np.ndarray], np.ndarray], *, max_size: int, max_wait_ms: float,
-                 max_queue: int, on_batch: Callable[[int, float], None] | None = None):
+                 max_queue: int, on_batch: Callable[[int, float], None] | None = None,
+                 pending: Callable[[], int] | None = None):
         if max_size < 1 or max_queue < max_size:
             raise ValueError(f"need 1 <= max_size <= max_queue, got max_size={max_size}, max_queue={max_queue}")
         self.run_batch = run_batch
@@ -34,6 +37,7 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
         self.on_batch = on_batch
+        self.pending = pending
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         # One thread: onnxruntime already uses every core inside a call.
@@ -87,7 +91,7 @@ class MicroBatcher:
                     batch.append(self._queue.get_nowait())
                     continue
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or (self.pending is not None and self.pending() <= 0):
                     break
                 try:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))

@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline; past it the answer is 504.")
 
     # Micro-batching
-    batch_max_size: int = Field(16, ge=1, description="Most images per onnxruntime call (1 turns batching off).")
+    batch_max_size: int = Field(4, ge=1, description="Most images per onnxruntime call (1 turns batching off). "
+                                                      "4 was best on a 2-core CPU (BENCHMARKS.md); raise it on a GPU.")
     batch_max_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits to fill once it has one image.")
     queue_max: int = Field(256, ge=1, description="Images waiting for the model; beyond it the answer is 503.")
     decode_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1,

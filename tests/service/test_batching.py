@@ -138,3 +138,40 @@ def test_bad_sizes_are_refused():
         MicroBatcher(lambda x: x, max_size=0, max_wait_ms=1, max_queue=4)
     with pytest.raises(ValueError):
         MicroBatcher(lambda x: x, max_size=8, max_wait_ms=1, max_queue=4)
+
+
+def test_a_lone_request_does_not_wait_for_company():
+    import time
+
+    async def main():
+        b = MicroBatcher(lambda x: x[:, 0], max_size=16, max_wait_ms=500, max_queue=16, pending=lambda: 0)
+        await b.start()
+        try:
+            t0 = time.perf_counter()
+            await b.submit(np.ones(1, np.float32))
+            return time.perf_counter() - t0
+        finally:
+            await b.stop()
+
+    assert run(main()) < 0.25  # far below the 500 ms max wait: nothing else was on its way
+
+
+def test_waits_while_others_are_on_their_way():
+    calls = []
+    on_the_way = {"n": 1}
+
+    async def main():
+        b = MicroBatcher(lambda x: calls.append(len(x)) or x[:, 0], max_size=16, max_wait_ms=2000,
+                         max_queue=16, pending=lambda: on_the_way["n"])
+        await b.start()
+        try:
+            first = asyncio.create_task(b.submit(np.ones(1, np.float32)))
+            await asyncio.sleep(0.1)  # the first waits: one more is being decoded
+            on_the_way["n"] = 0
+            await b.submit(np.ones(1, np.float32))
+            await first
+        finally:
+            await b.stop()
+
+    run(main())
+    assert calls == [2]
