@@ -55,7 +55,7 @@ THRESHOLD_UNDER := jpeg95 jpeg75 jpeg50 resize0.5 resize0.25 centre_crop50 blur1
 # The bundled detector, from the demo dataset: fine-tune, then export + calibrate (~10 min).
 detector: dataset
 	$(PY) -m training.finetune --manifest $(DEMO)/manifest.jsonl --out runs/finetune/default --augment robust
-	$(PY) -m training.export --run runs/finetune/default --out $(MODEL) --name mimicry-demo-clipart --version 0.2.0 \
+	$(PY) -m training.export --run runs/finetune/default --out $(MODEL) --name mimicry-demo-clipart --version 0.2.1 \
 	    --trained-on "$$(cat docs/TRAINED_ON.txt)" --card-extra docs/input_policy.json docs/eval/robustness.json \
 	    --threshold-at gap-top --threshold-under $(THRESHOLD_UNDER)
 

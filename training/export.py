@@ -67,6 +67,12 @@ def export_onnx(model, size: int, path: Path) -> None:
     torch.onnx.export(model, (dummy,), str(path), input_names=["input"], output_names=["logit"],
                       dynamic_axes={"input": {0: "batch"}, "logit": {0: "batch"}}, opset_version=OPSET,
                       dynamo=False, do_constant_folding=True)
+    # The TF-style "SAME" padding is exported as run-time arithmetic that onnxruntime cannot fuse
+    # into the convolutions (15-25% of CPU per image, BENCHMARKS.md); the input size is fixed, so
+    # the pads become constants. Outputs are unchanged (the parity check below covers the file).
+    from training.quantize import fold_static_padding
+
+    onnx.save(fold_static_padding(onnx.load(str(path)), size), str(path))
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
