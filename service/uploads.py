@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from .errors import APIError
 
@@ -37,10 +37,14 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         if n > max_bytes:
             raise APIError("too_large", f"request body of {n} bytes exceeds the limit of {max_bytes} bytes")
     buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
-        if len(buf) > max_bytes:
-            raise APIError("too_large", f"request body exceeds the limit of {max_bytes} bytes")
+    try:
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > max_bytes:
+                raise APIError("too_large", f"request body exceeds the limit of {max_bytes} bytes")
+    except ClientDisconnect:
+        # Nobody is left to answer; a 400 (never sent) keeps it out of the error log as a bug.
+        raise APIError("bad_request", "the client disconnected before sending the whole body") from None
     return bytes(buf)
 
 
