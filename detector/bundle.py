@@ -13,11 +13,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from .calibration import Calibration, Thresholds
 from .preprocess import PreprocessConfig
+
+T = TypeVar("T")
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
@@ -57,23 +60,7 @@ class ModelBundle:
         if either is missing, the card is invalid or incomplete, or the ONNX file's sha256 differs
         from the card's ``onnx_sha256``."""
         path = Path(path)
-        if not path.is_dir():
-            raise ModelError(f"model directory not found: {path}")
-        card_path, onnx_path = path / CARD_FILE, path / ONNX_FILE
-        for f in (card_path, onnx_path):
-            if not f.is_file():
-                raise ModelError(f"{f.name} missing from model directory {path}")
-        try:
-            card = json.loads(card_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{card_path} is not valid JSON: {exc}") from None
-        preprocess, calibration, thresholds = parse_card(card, where=str(card_path))
-        actual = file_sha256(onnx_path)
-        if actual != card["onnx_sha256"]:
-            raise ModelError(
-                f"{onnx_path} does not match its model.json: the file's sha256 is {actual}, "
-                f"model.json says {card['onnx_sha256']} (was model.onnx replaced or changed after export?)"
-            )
+        card, (preprocess, calibration, thresholds) = read_checked_card(path, parse_card)
         return cls(path, card, preprocess, calibration, thresholds)
 
     @property
@@ -100,6 +87,31 @@ class ModelBundle:
     def trained_on(self) -> str:
         """The card's one-sentence account of the training data, repeated in every verdict."""
         return str(self.card["training_data"]["trained_on"])
+
+
+def read_checked_card(path: Path, parse: Callable[[object, str], T], what: str = "model") -> tuple[dict, T]:
+    """Read ``path/model.json``, check it with ``parse(card, where)`` and check that
+    ``path/model.onnx`` is the file it was written for (sha256); returns the card and what
+    ``parse`` returned. Every problem is a :class:`ModelError` naming the file. ``what`` names
+    the kind of directory in messages ("model", "style encoder")."""
+    if not path.is_dir():
+        raise ModelError(f"{what} directory not found: {path}")
+    card_path, onnx_path = path / CARD_FILE, path / ONNX_FILE
+    for f in (card_path, onnx_path):
+        if not f.is_file():
+            raise ModelError(f"{f.name} missing from {what} directory {path}")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{card_path} is not valid JSON: {exc}") from None
+    parsed = parse(card, str(card_path))
+    actual = file_sha256(onnx_path)
+    if actual != card["onnx_sha256"]:
+        raise ModelError(
+            f"{onnx_path} does not match its model.json: the file's sha256 is {actual}, "
+            f"model.json says {card['onnx_sha256']} (was model.onnx replaced or changed after export?)"
+        )
+    return card, parsed
 
 
 def parse_card(card: object, where: str = CARD_FILE) -> tuple[PreprocessConfig, Calibration, Thresholds]:

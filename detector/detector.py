@@ -40,6 +40,23 @@ def default_providers() -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def open_session(onnx_path, *, providers: list[str] | None = None,
+                 intra_op_threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime session configured as every model here runs: full graph optimisation,
+    ``intra_op_threads`` (default: the cores), idle threads not spinning; ``providers`` default
+    to :func:`default_providers`. Raises :class:`~detector.bundle.ModelError`."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
+    # Idle onnxruntime threads would otherwise spin and take the cores that decode threads need
+    # (measured: 124 -> 131 images/s scanning 1-MP JPEGs on 2 cores, BENCHMARKS.md).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers or default_providers())
+    except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+        raise ModelError(f"onnxruntime cannot load {onnx_path}: {exc}") from None
+
+
 class Loaded(NamedTuple):
     """One decoded source: the model's input ``(3, size, size)`` and its provenance signals
     (None when provenance is not read)."""
@@ -70,17 +87,7 @@ class Detector:
         ``intra_op_threads`` to ``os.cpu_count()``; ``provenance=False`` leaves metadata unread
         (verdicts then have no ``evidence["provenance"]``). Raises :class:`~detector.bundle.ModelError`."""
         bundle = ModelBundle.from_dir(path)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
-        # Idle onnxruntime threads would otherwise spin and take the cores that decode threads need
-        # (measured: 124 -> 131 images/s scanning 1-MP JPEGs on 2 cores, BENCHMARKS.md).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(str(bundle.onnx_path), sess_options=opts,
-                                           providers=providers or default_providers())
-        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
-            raise ModelError(f"onnxruntime cannot load {bundle.onnx_path}: {exc}") from None
+        session = open_session(bundle.onnx_path, providers=providers, intra_op_threads=intra_op_threads)
         return cls(bundle, session, max_bytes=max_bytes, max_pixels=max_pixels, provenance=provenance)
 
     @property

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .bundle import ModelError, _has, file_sha256
+from .bundle import ModelError, _has, file_sha256, read_checked_card
 from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeError, Source, decode_image
 from .preprocess import PreprocessConfig, preprocess
 
@@ -133,35 +133,11 @@ class StyleEncoder:
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> StyleEncoder:
         """Load and check ``path/model.json`` and ``path/model.onnx``; :class:`ModelError` if either
         is missing or invalid, or the ONNX file is not the one the card was written for."""
-        import onnxruntime as ort
-
-        from .detector import default_providers
+        from .detector import open_session
 
         path = Path(path)
-        card_path, onnx_path = path / CARD_FILE, path / ONNX_FILE
-        if not path.is_dir():
-            raise ModelError(f"style encoder directory not found: {path}")
-        for f in (card_path, onnx_path):
-            if not f.is_file():
-                raise ModelError(f"{f.name} missing from style encoder directory {path}")
-        try:
-            card = json.loads(card_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{card_path} is not valid JSON: {exc}") from None
-        parse_style_card(card, where=str(card_path))
-        actual = file_sha256(onnx_path)
-        if actual != card["onnx_sha256"]:
-            raise ModelError(f"{onnx_path} does not match its model.json: the file's sha256 is {actual}, "
-                             f"model.json says {card['onnx_sha256']}")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(str(onnx_path), sess_options=opts,
-                                           providers=providers or default_providers())
-        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
-            raise ModelError(f"onnxruntime cannot load {onnx_path}: {exc}") from None
+        card, _ = read_checked_card(path, parse_style_card, what="style encoder")
+        session = open_session(path / ONNX_FILE, providers=providers, intra_op_threads=intra_op_threads)
         return cls(path, card, session, max_bytes=max_bytes, max_pixels=max_pixels)
 
     # ------------------------------------------------------------------------- card
