@@ -66,6 +66,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    """Poll /readyz until the server answers 200; fail with its output if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.2)
+
+
 def test_mimicry_serve_starts_and_answers(tmp_path, example_bytes):
     port = _free_port()
     env = {**os.environ, "MIMICRY_KEYS_DB": str(tmp_path / "keys.sqlite3"), "MIMICRY_INTRA_OP_THREADS": "1"}
@@ -73,16 +87,7 @@ def test_mimicry_serve_starts_and_answers(tmp_path, example_bytes):
                              "--log-level", "warning"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+        _wait_ready(url, proc, timeout=60)
         name, data = example_bytes[0]
         r = httpx.post(url + "/v1/detect", files={"file": (name, data)})
         assert r.status_code == 200 and r.json()["source"] == name
@@ -130,16 +135,7 @@ def test_mimicry_serve_with_several_workers(tmp_path, example_bytes):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+        _wait_ready(url, proc, timeout=90)
         bodies = [d for _, d in example_bytes] * 4
         responses = asyncio.run(_fire_png(url, bodies, concurrency=8))
         assert {r.status_code for r in responses} == {200}
