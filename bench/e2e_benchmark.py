@@ -15,12 +15,12 @@ images of ``bench/scan_benchmark.make_jpegs`` saved as JPEG q90, PNG and WebP q9
   of ``--workers-sweep``; then, with the best pool size, with inference run on slices of each batch
   (``--inference-slices``: decode batches stay ``--batch-size``, onnxruntime sees fewer images at a
   time, which keeps activations in the core's cache);
-* **resize** alone: ``detector.preprocess`` against the same resize in two steps (Pillow's
+* **resize** alone: ``mimicry.detector.preprocess`` against the same resize in two steps (Pillow's
   ``reducing_gap``), with how far the model's input moves;
 * the **shares** of decode and inference in one image's CPU time, and the end-to-end ceiling they
   allow on this many cores when both overlap perfectly.
 
-``--models`` adds more model directories (for example the variants of ``training.quantize``): each
+``--models`` adds more model directories (for example the variants of ``mimicry.training.quantize``): each
 is timed end to end and model-only on the same files, so its gain shows against the same baseline.
 
 ``python bench/e2e_benchmark.py --model models/default --n 200``
@@ -43,9 +43,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from detector import Detector  # noqa: E402
-from detector.decode import decode_image  # noqa: E402
-from detector.preprocess import INTERPOLATIONS, preprocess  # noqa: E402
+from mimicry.detector import Detector  # noqa: E402
+from mimicry.detector.decode import decode_image  # noqa: E402
+from mimicry.detector.preprocess import INTERPOLATIONS, preprocess  # noqa: E402
 from scan_benchmark import bench_baseline, bench_model_only, make_jpegs  # noqa: E402
 
 FORMATS = {"jpeg": ("jpg", {"quality": 90}), "png": ("png", {}), "webp": ("webp", {"quality": 90})}
@@ -83,7 +83,7 @@ def time_decode_serial(det: Detector, paths: list[Path]) -> dict:
 
 
 def resize_costs(det: Detector, paths: list[Path]) -> dict:
-    """CPU ms per image of ``detector.preprocess`` on decoded images, against the same resize done
+    """CPU ms per image of ``mimicry.detector.preprocess`` on decoded images, against the same resize done
     in two steps (Pillow's ``reducing_gap=2.0``: an integer box reduction, then bicubic), and how
     far the model's input moves (in units of one 8-bit level)."""
     cfg = det.config

@@ -4,7 +4,7 @@ Pictures are pasted together from the bundled examples (real works and mimicry o
 bundled model never saw): three of one kind and one of the other in a 2 x 2 mosaic, and a
 quarter-size mimicry patch pasted into a real work, in every position. A hit is the odd region
 getting the most heat (mimicry) or the least (a real work among mimicry). Both methods of
-``detector.explain`` run on the same pictures with the same settings; seconds per explanation are
+``mimicry.detector.explain`` run on the same pictures with the same settings; seconds per explanation are
 the median over the pictures, on whatever else the machine is doing.
 
 ``python bench/explain_benchmark.py --model models/default``
@@ -26,8 +26,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detector import Detector  # noqa: E402
-from detector.explain import METHODS, explain  # noqa: E402
+from mimicry.detector import Detector  # noqa: E402
+from mimicry.detector.explain import METHODS, explain  # noqa: E402
 
 
 def png(image: Image.Image) -> bytes:

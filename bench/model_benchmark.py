@@ -6,14 +6,14 @@ Measured in one run, on preprocessed batches already in memory:
   for five CPU session set-ups: as ``detector.Detector`` makes it (``ORT_ENABLE_ALL``, one intra-op
   thread per core, idle threads not spinning), the same with spinning, the graph optimised once and
   saved (loaded back with optimisation off), the graph with its "SAME" padding folded to
-  constants (``training.quantize.fold_static_padding``), and that graph in one single-threaded
+  constants (``mimicry.training.quantize.fold_static_padding``), and that graph in one single-threaded
   session per core, each scoring its own batch at the same time;
 * **FLOPs** of the model, counted from the ONNX graph (Conv, Gemm, MatMul; shapes from
   ``onnx.shape_inference``), and the CPU's fp32 peak: cores x clock x FLOP per cycle (FMA units x
   SIMD lanes x 2), from ``/proc/cpuinfo``; the fraction of the peak each set-up reaches;
 * **where the time goes** (``--profile``): onnxruntime's profiler, time per operator type and per
   kind of convolution (depthwise, pointwise, full), with the FLOP/s each kind reaches;
-* **variants** (``--variants DIR``, made by ``python -m training.quantize``): each loaded by
+* **variants** (``--variants DIR``, made by ``python -m mimicry.training.quantize``): each loaded by
   ``Detector.from_dir``, its images/s, and its accuracy against the fp32 model on real images
   (``--manifest``, ``--split test``): AUROC of both, labels that agree at the card's threshold,
   largest logit difference;
@@ -44,8 +44,8 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detector import Detector  # noqa: E402
-from detector.bundle import ModelBundle  # noqa: E402
+from mimicry.detector import Detector  # noqa: E402
+from mimicry.detector.bundle import ModelBundle  # noqa: E402
 
 CPU = ["CPUExecutionProvider"]
 
@@ -334,7 +334,7 @@ def profile(path: Path, model_flops: dict[str, int], size: int, batch: int, thre
 
 def test_split_inputs(manifest: Path, split: str, bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessed images of ``split`` (as ``Detector.load_input`` makes them) and their 0/1 labels."""
-    from training.quantize import load_inputs
+    from mimicry.training.quantize import load_inputs
 
     rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if r["split"] == split]
@@ -459,7 +459,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per measurement")
     p.add_argument("--profile", action="store_true", help="per-operator time from onnxruntime's profiler")
     p.add_argument("--profile-batch", type=int, default=16)
-    p.add_argument("--variants", type=Path, default=None, help="directory of variants from training.quantize")
+    p.add_argument("--variants", type=Path, default=None, help="directory of variants from mimicry.training.quantize")
     p.add_argument("--variant-batch-sizes", type=int, nargs="+", default=[1, 16])
     p.add_argument("--manifest", type=Path, default=Path("data/demo/manifest.jsonl"),
                    help="real images for the accuracy of variants (paths relative to its directory)")
@@ -477,7 +477,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> dict:
     import onnx
 
-    from training.quantize import fold_static_padding
+    from mimicry.training.quantize import fold_static_padding
 
     bundle = ModelBundle.from_dir(args.model)
     size = bundle.preprocess.size

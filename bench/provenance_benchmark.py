@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scan_benchmark import make_jpegs  # noqa: E402
 
-from detector import Detector  # noqa: E402
-from detector.decode import decode_with_metadata  # noqa: E402
-from detector.preprocess import preprocess  # noqa: E402
-from detector.provenance import read_provenance  # noqa: E402
+from mimicry.detector import Detector  # noqa: E402
+from mimicry.detector.decode import decode_with_metadata  # noqa: E402
+from mimicry.detector.preprocess import preprocess  # noqa: E402
+from mimicry.detector.provenance import read_provenance  # noqa: E402
 
 XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
        '<rdf:Description rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '

@@ -1,7 +1,7 @@
 """Benchmark: ``mimicry scan --engine ray`` against the local engine on one node.
 
 Measured in one run, on the same files and the same machine, both engines writing JSONL:
-* **local engine** (the baseline): ``detector.scan.run``, as ``mimicry scan DIR -o rows.jsonl``,
+* **local engine** (the baseline): ``mimicry.detector.scan.run``, as ``mimicry scan DIR -o rows.jsonl``,
   measured before and after the Ray runs (the mean is the baseline: on a shared machine the load
   drifts, and the spread shows by how much);
 * **ray engine, end to end**: ``mimicry.ray_scan.run`` on a local Ray cluster already started,
@@ -38,7 +38,7 @@ import ray  # noqa: E402
 from rich.console import Console  # noqa: E402
 from scan_benchmark import make_jpegs  # noqa: E402
 
-from detector import scan as scan_lib  # noqa: E402
+from mimicry.detector import scan as scan_lib  # noqa: E402
 from mimicry import ray_scan  # noqa: E402
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detector.registry import Registry  # noqa: E402
+from mimicry.detector.registry import Registry  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

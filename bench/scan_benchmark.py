@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detector import Detector  # noqa: E402
+from mimicry.detector import Detector  # noqa: E402
 
 
 def make_jpegs(folder: Path, n: int, side: int = 1024, seed: int = 0) -> list[Path]:

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from scan_benchmark import make_jpegs  # noqa: E402
 
-from detector import Detector  # noqa: E402
+from mimicry.detector import Detector  # noqa: E402
 
 
 def model_only(model: Path, bodies: list[bytes], batches=(1, 4, 16), seconds: float = 4.0) -> dict[int, float]:

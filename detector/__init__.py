@@ -1,9 +1,9 @@
 """Inference library: decode safely, preprocess, run the ONNX model, return calibrated verdicts.
 
 numpy + Pillow + onnxruntime only; never torch. Names are imported lazily, so
-``from detector.decode import decode_image`` (as training does) does not load onnxruntime::
+``from mimicry.detector.decode import decode_image`` (as training does) does not load onnxruntime::
 
-    from detector import Detector
+    from mimicry.detector import Detector
 
     det = Detector.from_dir("models/default")   # load once
     for v in det.predict(["a.png", "b.jpg"]):    # predict many times
@@ -15,25 +15,25 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Detector": "detector.detector",
-    "ModelBundle": "detector.bundle",
-    "ModelError": "detector.bundle",
-    "write_model_json": "detector.bundle",
-    "DecodeError": "detector.decode",
-    "decode_image": "detector.decode",
-    "decode_with_metadata": "detector.decode",
-    "read_provenance": "detector.provenance",
-    "Signal": "detector.provenance",
-    "explain": "detector.explain",
-    "Explanation": "detector.explain",
-    "StyleEncoder": "detector.style",
-    "Registry": "detector.registry",
-    "PreprocessConfig": "detector.preprocess",
-    "preprocess": "detector.preprocess",
-    "preprocess_batch": "detector.preprocess",
-    "Calibration": "detector.calibration",
-    "Thresholds": "detector.calibration",
-    "Verdict": "detector.verdict",
+    "Detector": "mimicry.detector.detector",
+    "ModelBundle": "mimicry.detector.bundle",
+    "ModelError": "mimicry.detector.bundle",
+    "write_model_json": "mimicry.detector.bundle",
+    "DecodeError": "mimicry.detector.decode",
+    "decode_image": "mimicry.detector.decode",
+    "decode_with_metadata": "mimicry.detector.decode",
+    "read_provenance": "mimicry.detector.provenance",
+    "Signal": "mimicry.detector.provenance",
+    "explain": "mimicry.detector.explain",
+    "Explanation": "mimicry.detector.explain",
+    "StyleEncoder": "mimicry.detector.style",
+    "Registry": "mimicry.detector.registry",
+    "PreprocessConfig": "mimicry.detector.preprocess",
+    "preprocess": "mimicry.detector.preprocess",
+    "preprocess_batch": "mimicry.detector.preprocess",
+    "Calibration": "mimicry.detector.calibration",
+    "Thresholds": "mimicry.detector.calibration",
+    "Verdict": "mimicry.detector.verdict",
 }
 
 __all__ = sorted(_EXPORTS)

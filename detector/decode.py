@@ -6,12 +6,12 @@ plugins may parse the bytes, and the pixel count in the header is checked before
 decoded. Every failure is a :class:`DecodeError` with a stable ``code`` that callers can count and
 report, never a Pillow exception of whichever type the plugin happened to raise.
 
-The colour handling matches ``training.corpus.normalize_artwork`` (EXIF orientation applied,
+The colour handling matches ``mimicry.training.corpus.normalize_artwork`` (EXIF orientation applied,
 16-bit greyscale scaled to 8 bits, transparency composited onto white), so a detector sees uploads
 exactly as its training data was made. That function also pads and resizes; decoding does not.
 
 :func:`decode_with_metadata` also hands back what Pillow already read from the file's headers (text
-chunks, the XMP packet, EXIF) as :class:`ImageMetadata`, for ``detector.provenance``; nothing more
+chunks, the XMP packet, EXIF) as :class:`ImageMetadata`, for ``mimicry.detector.provenance``; nothing more
 is parsed to get it.
 """
 
@@ -49,7 +49,7 @@ class ImageMetadata:
     lazily parsed EXIF (IFD0; sub-IFDs on request). An array or a plain in-memory image has none.
     ``c2pa_box`` says whether the file holds a C2PA (JUMBF) box, where Pillow has read the place the
     format keeps it already (a JPEG's APP11 segments, a TIFF's tag 52545; a BMP cannot hold one);
-    None means "not known from the headers" (``detector.provenance`` looks in the file).
+    None means "not known from the headers" (``mimicry.detector.provenance`` looks in the file).
     """
 
     format: str | None = None
@@ -125,7 +125,7 @@ def decode_with_metadata(
 def to_rgb(image: Image.Image) -> Image.Image:
     """Bring a loaded image of any mode to 8-bit RGB with transparency composited onto white.
 
-    The same rules as ``training.corpus.normalize_artwork``: 16-bit greyscale is scaled by 1/257
+    The same rules as ``mimicry.training.corpus.normalize_artwork``: 16-bit greyscale is scaled by 1/257
     (not clipped, which would turn most of it white), everything else goes through RGBA.
     """
     if image.mode == "RGB" and "transparency" not in image.info:

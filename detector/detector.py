@@ -5,7 +5,7 @@ Load once with :meth:`Detector.from_dir`, then call :meth:`Detector.predict` (or
 onnxruntime session and no global state; ``session.run`` is thread-safe, so one instance can serve
 several threads.
 
-Every verdict also carries the file's provenance signals (``detector.provenance``): a file that
+Every verdict also carries the file's provenance signals (``mimicry.detector.provenance``): a file that
 declares itself AI-made is labelled ``ai-mimicry`` whatever its score, with
 ``evidence["label_reason"] == "declared-ai-by-metadata"``; nothing in metadata ever lowers a label.
 """

@@ -16,8 +16,8 @@ one batch. Two ways to use a window:
   together from real works and mimicry it put the most heat on the odd one out in 10, windows in
   all 18 (``bench/explain_benchmark.py``, 8 x 8 windows of a quarter side).
 
-    from detector import Detector
-    from detector.explain import explain
+    from mimicry.detector import Detector
+    from mimicry.detector.explain import explain
 
     ex = explain(Detector.from_dir("models/default"), "suspect.png")
     ex.verdict.label, ex.heat.shape          # the verdict (the same as Detector.predict gives) and HxW heat
@@ -90,7 +90,7 @@ def explain(detector: Detector, source: Source, *, method: str = "window", grid:
     (``grid * window >= 1``). All ``grid**2`` copies run in one ``session.run`` of up to
     ``batch_size`` (more are split). ``name`` is the verdict's source (default: the path, or
     ``"<bytes #0>"``). The verdict is the one :meth:`Detector.predict` gives for ``source``.
-    Raises ``detector.decode.DecodeError`` for an unreadable image and ValueError for bad settings.
+    Raises ``mimicry.detector.decode.DecodeError`` for an unreadable image and ValueError for bad settings.
     """
     _check_settings(method, grid, window, max_side, batch_size)
     cfg = detector.config

@@ -1,6 +1,6 @@
 """The one preprocessing source: an RGB image becomes the model's input array.
 
-Training (``training.finetune`` wraps the result with ``torch.from_numpy``), ONNX export parity and
+Training (``mimicry.training.finetune`` wraps the result with ``torch.from_numpy``), ONNX export parity and
 serving all call :func:`preprocess`, so they cannot drift apart. Pure numpy and Pillow, no
 randomness: the same image and config always give the same array.
 """
@@ -74,7 +74,7 @@ class PreprocessConfig:
 
 def preprocess(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     """Resize an 8-bit RGB image as ``cfg`` says and return ``(x/255 - mean)/std`` as float32
-    CHW of shape ``(3, cfg.size, cfg.size)``. Decode with ``detector.decode.decode_image`` first."""
+    CHW of shape ``(3, cfg.size, cfg.size)``. Decode with ``mimicry.detector.decode.decode_image`` first."""
     if image.mode != "RGB":
         raise ValueError(f"preprocess needs an 8-bit RGB image (decode_image gives one), got mode {image.mode}")
     resample = INTERPOLATIONS[cfg.interpolation]

@@ -16,7 +16,7 @@ How the detector uses them (``Detector.verdict``):
   metadata is trivially forged, and even a valid C2PA signature only says who signed. It is reported.
 
 Only the metadata that Pillow has already read while decoding is looked at
-(``detector.decode.decode_with_metadata``), plus one byte search for a C2PA (JUMBF) box; c2pa-python
+(``mimicry.detector.decode.decode_with_metadata``), plus one byte search for a C2PA (JUMBF) box; c2pa-python
 runs only for files that carry one, so a scan of ordinary files pays almost nothing.
 """
 
@@ -104,7 +104,7 @@ class Signal:
 def read_provenance(metadata: ImageMetadata, source: Source | None = None, *, c2pa: bool = True) -> list[Signal]:
     """The provenance signals of one decoded file, C2PA first; an empty list when it says nothing.
 
-    ``metadata`` comes from ``detector.decode.decode_with_metadata``. ``source`` (a path or the
+    ``metadata`` comes from ``mimicry.detector.decode.decode_with_metadata``. ``source`` (a path or the
     encoded bytes) is needed only for C2PA, which is read when ``c2pa`` is set and the file holds a
     C2PA box (``metadata.c2pa_box``, else :func:`has_c2pa_marker`). Never raises for a file's
     content: a manifest or packet that cannot be read becomes a ``*.unreadable`` signal.

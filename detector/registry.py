@@ -2,10 +2,10 @@
 
 An embedded SQLite database (stdlib ``sqlite3``) in WAL mode by default, or a PostgreSQL database
 given by URL (``postgresql://user@host/db``, needs the ``postgres`` extra) that several replicas of
-the service share; the SQL that differs between the two lives in :mod:`detector.registry_backends`::
+the service share; the SQL that differs between the two lives in :mod:`mimicry.detector.registry_backends`::
 
-    from detector.registry import Registry
-    from detector.style import StyleEncoder
+    from mimicry.detector.registry import Registry
+    from mimicry.detector.style import StyleEncoder
 
     enc = StyleEncoder.from_dir("models/style-encoder")
     with Registry.open() as reg:  # $MIMICRY_REGISTRY or the per-user default; scores as the encoder's card says
@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from detector.registry_backends import SQLITE, Dialect, dialect_of, is_url, postgres, redact
+from mimicry.detector.registry_backends import SQLITE, Dialect, dialect_of, is_url, postgres, redact
 
 ENV_VAR = "MIMICRY_REGISTRY"
 DB_FILE = "registry.sqlite3"
@@ -126,7 +126,7 @@ class ArtistMatch:
 @dataclasses.dataclass
 class EnrolReport:
     """What an enrolment did: works added, and the sources skipped with a code and a message
-    (codes: the decode errors of ``detector.decode``, and ``duplicate``)."""
+    (codes: the decode errors of ``mimicry.detector.decode``, and ``duplicate``)."""
 
     artist: str
     added: int = 0

@@ -44,7 +44,7 @@ _INPUT_TENSOR_KEYS = ("name", "layout", "dtype", "pad_to_square")
 
 
 def pad_to_square(image: Image.Image) -> Image.Image:
-    """Pad an RGB image with white to a centred square, as ``training.corpus.normalize_artwork``
+    """Pad an RGB image with white to a centred square, as ``mimicry.training.corpus.normalize_artwork``
     does, so that style statistics never see a squashed drawing."""
     w, h = image.size
     if w == h:
@@ -161,7 +161,7 @@ class StyleEncoder:
 
     @property
     def aggregate(self) -> str:
-        """How work similarities become an artist's similarity (``detector.registry.artist_scores``)."""
+        """How work similarities become an artist's similarity (``mimicry.detector.registry.artist_scores``)."""
         return str(self.card["similarity"]["aggregate"])
 
     def identity(self) -> dict:

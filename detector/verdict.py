@@ -14,10 +14,10 @@ class Verdict:
     ``score`` is the calibrated probability of AI mimicry and ``label`` its band (one of
     ``"human"``, ``"uncertain"``, ``"ai-mimicry"``); ``threshold`` is the score at which the model
     says "ai-mimicry". An image that could not be read is data too: ``score`` and ``label`` are
-    None and ``error``/``error_code`` say why (codes from ``detector.decode.ERROR_CODES``).
+    None and ``error``/``error_code`` say why (codes from ``mimicry.detector.decode.ERROR_CODES``).
 
     ``evidence`` of a scored image: ``logit`` (raw model output), ``model_trained_on``,
-    ``provenance`` (the file's metadata signals, ``detector.provenance.Signal.to_dict()`` each;
+    ``provenance`` (the file's metadata signals, ``mimicry.detector.provenance.Signal.to_dict()`` each;
     absent when they were not read), ``model_label`` (the band of ``score`` alone) and
     ``label_reason``: ``"model-score"``, or ``"declared-ai-by-metadata"`` when the file declares
     itself AI-made and that, not the score, makes the label ``ai-mimicry``.

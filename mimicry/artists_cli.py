@@ -2,7 +2,7 @@
 
 Heavy imports (onnxruntime, the registry) happen inside the commands, so ``mimicry --help`` stays fast.
 The registry is ``--registry``, else ``$MIMICRY_REGISTRY``, else ``registry.sqlite3`` in the per-user
-data directory (``detector.registry.default_path``).
+data directory (``mimicry.detector.registry.default_path``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _open_registry(path: Optional[str], encoder=None):
-    from detector.registry import Registry, RegistryError
+    from mimicry.detector.registry import Registry, RegistryError
 
     try:  # artists are scored the way the encoder's threshold was chosen
         return Registry.open(path, aggregate=encoder.aggregate if encoder is not None else None)
@@ -49,8 +49,8 @@ def _open_registry(path: Optional[str], encoder=None):
 
 
 def _load_encoder(path: Path):
-    from detector.bundle import ModelError
-    from detector.style import StyleEncoder
+    from mimicry.detector.bundle import ModelError
+    from mimicry.detector.style import StyleEncoder
 
     try:
         return StyleEncoder.from_dir(path)
@@ -79,8 +79,8 @@ def add(
     from rich.markup import escape
     from rich.progress import Progress
 
-    from detector.registry import RegistryError
-    from detector.scan import iter_inputs
+    from mimicry.detector.registry import RegistryError
+    from mimicry.detector.scan import iter_inputs
 
     if not directory.is_dir():
         raise _fail(f"not a folder: {directory}")
@@ -141,7 +141,7 @@ def remove(
     registry: RegistryOption = None,
 ) -> None:
     """Remove an artist and everything stored for them (embeddings, thumbnails, originals)."""
-    from detector.registry import RegistryError
+    from mimicry.detector.registry import RegistryError
 
     with _open_registry(registry) as reg:
         try:
@@ -170,10 +170,10 @@ def check(
     """
     from rich.markup import escape
 
-    from detector import Detector
-    from detector.bundle import ModelError
-    from detector.decode import DecodeError
-    from detector.registry import RegistryError
+    from mimicry.detector import Detector
+    from mimicry.detector.bundle import ModelError
+    from mimicry.detector.decode import DecodeError
+    from mimicry.detector.registry import RegistryError
 
     try:
         det = Detector.from_dir(model)

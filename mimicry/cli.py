@@ -2,7 +2,7 @@
 
 Training commands forward their arguments to the module's ``argparse`` parser (``--help`` shows its
 options) and import torch only when run, so ``mimicry --help`` stays fast. ``scan`` forwards its
-options to ``detector.scan.run`` (onnxruntime, never torch).
+options to ``mimicry.detector.scan.run`` (onnxruntime, never torch).
 """
 
 from __future__ import annotations
@@ -33,31 +33,31 @@ def _forward(module: str, ctx: typer.Context, entry: str = "main") -> None:
 @train_app.command("corpus", **FORWARD)
 def corpus(ctx: typer.Context) -> None:
     """Normalise the demo artists' openclipart works into a credited corpus."""
-    _forward("training.corpus", ctx)
+    _forward("mimicry.training.corpus", ctx)
 
 
 @train_app.command("tiny-base", **FORWARD)
 def tiny_base(ctx: typer.Context) -> None:
     """Train the tiny Stable-Diffusion-architecture base model (about 75 CPU minutes)."""
-    _forward("training.tiny_base", ctx)
+    _forward("mimicry.training.tiny_base", ctx)
 
 
 @train_app.command("dreambooth", **FORWARD)
 def dreambooth(ctx: typer.Context) -> None:
     """Fine-tune a base model on one artist's works (DreamBooth, full or LoRA)."""
-    _forward("training.dreambooth", ctx, entry="cli")
+    _forward("mimicry.training.dreambooth", ctx, entry="cli")
 
 
 @train_app.command("generate", **FORWARD)
 def generate(ctx: typer.Context) -> None:
     """Generate mimicry images from a DreamBooth run, with provenance rows."""
-    _forward("training.generate", ctx)
+    _forward("mimicry.training.generate", ctx)
 
 
 @train_app.command("dataset", **FORWARD)
 def dataset(ctx: typer.Context) -> None:
     """Build the whole real-versus-mimicry dataset for given artists."""
-    _forward("training.build_dataset", ctx)
+    _forward("mimicry.training.build_dataset", ctx)
 
 
 class ScanFormat(str, Enum):
@@ -121,7 +121,7 @@ def scan(
     With --engine ray, inputs may also be URIs that pyarrow reads (s3://...),
     and rows come in completion order, not input order.
     """
-    from detector import scan as scan_lib
+    from mimicry.detector import scan as scan_lib
 
     if engine is ScanEngine.ray:
         try:

@@ -31,10 +31,10 @@ def run(image: str, output: Path, *, model: Path = Path("models/default"), metho
         stderr.print(f"[red]error:[/] {escape(msg)}")
         return code
 
-    from detector.bundle import ModelError
-    from detector.decode import DecodeError
-    from detector.detector import Detector
-    from detector.explain import explain
+    from mimicry.detector.bundle import ModelError
+    from mimicry.detector.decode import DecodeError
+    from mimicry.detector.detector import Detector
+    from mimicry.detector.explain import explain
 
     try:
         detector = Detector.from_dir(model)

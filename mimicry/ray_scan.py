@@ -1,12 +1,12 @@
 """``mimicry scan --engine ray``: the local scan's rows, computed on a Ray cluster.
 
 For backlogs one machine cannot get through. The driver lists the inputs (local paths with the
-local engine's own rules, ``detector.scan.iter_inputs``; URIs such as ``s3://`` or ``file://``
+local engine's own rules, ``mimicry.detector.scan.iter_inputs``; URIs such as ``s3://`` or ``file://``
 through ``pyarrow.fs`` with the same suffix rules), and Ray Data hands them in blocks to a pool
 of actors (:class:`Predictor`), each holding one detector: one onnxruntime session, on a GPU with
 ``gpus_per_actor``. An actor turns its sources into rows with the local engine's own code
 (``Detector.stream``: safe decode, preprocessing, batched inference, calibration, provenance; then
-``detector.scan.verdict_row``), decoding in threads while the model runs, so a file that cannot be
+``mimicry.detector.scan.verdict_row``), decoding in threads while the model runs, so a file that cannot be
 read is an error row, never a failed task. One CPU actor per CPU by default; give GPU actors
 several CPUs each (``cpus_per_actor``) for their decode threads. (A separate stateless decode
 stage was tried: with CPU actors Ray Data fuses it into the actors anyway, and it would have to
@@ -42,10 +42,10 @@ import ray
 from rich.console import Console
 from rich.markup import escape as _escape
 
-from detector import scan as scan_lib
-from detector.bundle import ModelError
-from detector.decode import DecodeError
-from detector.verdict import Verdict
+from mimicry.detector import scan as scan_lib
+from mimicry.detector.bundle import ModelError
+from mimicry.detector.decode import DecodeError
+from mimicry.detector.verdict import Verdict
 
 ROW_SCHEMA = pa.schema([
     ("source", pa.string()), ("label", pa.string()), ("score", pa.float64()), ("threshold", pa.float64()),
@@ -153,14 +153,14 @@ class Predictor:
     """One per actor: a :class:`~detector.detector.Detector` over the model shipped from the
     driver, turning a batch of sources into output rows.
 
-    The rows come from ``Detector.stream`` and ``detector.scan.verdict_row``, the local engine's
+    The rows come from ``Detector.stream`` and ``mimicry.detector.scan.verdict_row``, the local engine's
     own code: ``threads`` decode the next images while onnxruntime (``threads`` intra-op threads,
     or the GPU) runs the current batch. A local path is decoded by path, as the local engine does;
     a URI from its bytes, and its row is named by the URI.
     """
 
     def __init__(self, model_files: ray.ObjectRef, *, providers: list[str], threads: int, batch_size: int):
-        from detector.detector import Detector
+        from mimicry.detector.detector import Detector
 
         model_files = ray.get(model_files)  # put once by the driver, fetched once per actor
         self._dir = tempfile.TemporaryDirectory(prefix="mimicry-model-")
@@ -315,7 +315,7 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
         return fail("no input files in " + " ".join(paths))
     todo = [s for s in found if s not in existing.done]
 
-    from detector.detector import Detector
+    from mimicry.detector.detector import Detector
 
     try:  # load on the driver too: a bad model fails here, with exit code 2, not in every actor
         detector = Detector.from_dir(model, providers=["CPUExecutionProvider"], intra_op_threads=1)

@@ -39,8 +39,8 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from service.app import create_app
-    from service.settings import Settings
+    from mimicry.service.app import create_app
+    from mimicry.service.settings import Settings
 
     overrides = {k: v for k, v in {
         "model_dir": model, "host": host, "port": port, "batch_max_size": batch_max_size,
@@ -50,7 +50,7 @@ def serve(
     except ValidationError as exc:
         typer.echo(f"error: bad settings: {exc}", err=True)
         raise typer.Exit(2) from None
-    from detector.bundle import ModelBundle, ModelError
+    from mimicry.detector.bundle import ModelBundle, ModelError
 
     try:  # fail before binding the port, with the reason
         ModelBundle.from_dir(settings.model_dir)
@@ -66,13 +66,13 @@ def serve(
 
     for field, value in overrides.items():
         os.environ[f"MIMICRY_{field.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    uvicorn.run("service.app:create_app", factory=True, host=settings.host, port=settings.port,
+    uvicorn.run("mimicry.service.app:create_app", factory=True, host=settings.host, port=settings.port,
                 workers=workers, log_level=log_level, timeout_keep_alive=5)
 
 
 def _store(db: Path | None):
-    from service.keys import KeyStore
-    from service.settings import Settings
+    from mimicry.service.keys import KeyStore
+    from mimicry.service.settings import Settings
 
     return KeyStore(db or Settings().keys_db)
 

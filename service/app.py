@@ -31,12 +31,12 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from detector.bundle import ModelError
-from detector.decode import DecodeError
-from detector.detector import Detector
-from detector.registry import Registry
-from detector.style import StyleEncoder
-from detector.verdict import Verdict
+from mimicry.detector.bundle import ModelError
+from mimicry.detector.decode import DecodeError
+from mimicry.detector.detector import Detector
+from mimicry.detector.registry import Registry
+from mimicry.detector.style import StyleEncoder
+from mimicry.detector.verdict import Verdict
 
 from . import artists, errors
 from .batching import MicroBatcher, Overloaded
@@ -293,7 +293,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                             "each window covered and the whole image scored"),
                             grid: int = Query(8, ge=2, le=16, description="Windows per side."),
                             format: str = Query("json", pattern="^(json|png)$")):
-        from detector.explain import explain
+        from mimicry.detector.explain import explain
 
         if state.explaining >= settings.max_concurrent_explain:
             metrics.overloaded.inc()

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from detector.registry import ArtistMatch, RegistryError
+from mimicry.detector.registry import ArtistMatch, RegistryError
 
 from .errors import APIError
 from .schemas import ErrorBody

@@ -1,7 +1,7 @@
 """Errors as JSON with a stable code: ``{"error": {"code": "...", "message": "..."}}``.
 
 Codes are part of the API contract and are never renamed. Decode failures keep the detector's
-codes (``detector.decode.ERROR_CODES``) and map to HTTP statuses here.
+codes (``mimicry.detector.decode.ERROR_CODES``) and map to HTTP statuses here.
 """
 
 from __future__ import annotations

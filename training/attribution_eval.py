@@ -1,7 +1,7 @@
 """Measure attribution with the bundled style encoder and write ``docs/ATTRIBUTION.md``.
 
-Every embedding comes from the exported encoder through ``detector.style.StyleEncoder`` (the
-inference path), and artists are scored with the registry's own ``detector.registry.artist_scores``
+Every embedding comes from the exported encoder through ``mimicry.detector.style.StyleEncoder`` (the
+inference path), and artists are scored with the registry's own ``mimicry.detector.registry.artist_scores``
 with the encoder card's aggregate and threshold; one episode per section is also run through a real
 :class:`~detector.registry.Registry` (a temporary SQLite file) to check it ranks the same way.
 
@@ -15,7 +15,7 @@ Sections:
 3. the product's point: the demo's DreamBooth mimicry of each artist, queried against all six demo
    artists enrolled with their 40 real works each.
 
-``python -m training.attribution_eval --encoder models/style-encoder --out docs/ATTRIBUTION.md``
+``python -m mimicry.training.attribution_eval --encoder models/style-encoder --out docs/ATTRIBUTION.md``
 """
 
 from __future__ import annotations
@@ -31,16 +31,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from detector.registry import Registry, artist_scores, group_by_artist
-from detector.style import StyleEncoder
-from training.style_encoder import episodes, load_openclipart, split_authors, threshold_at_far
+from mimicry.detector.registry import Registry, artist_scores, group_by_artist
+from mimicry.detector.style import StyleEncoder
+from mimicry.training.style_encoder import episodes, load_openclipart, split_authors, threshold_at_far
 
 AGGREGATE_MEANING = {
     "max": "the cosine similarity of the nearest enrolled work",
     "top3": "the mean cosine similarity of the three nearest enrolled works",
     "centroid": "the cosine similarity to the mean of the artist's enrolled embeddings",
 }
-COMMAND = "python -m training.attribution_eval --encoder models/style-encoder --out docs/ATTRIBUTION.md"
+COMMAND = "python -m mimicry.training.attribution_eval --encoder models/style-encoder --out docs/ATTRIBUTION.md"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -136,7 +136,7 @@ def demo_rows(dataset: Path, cache: Path) -> tuple[Path, list[dict]]:
     manifest = dataset / "manifest.jsonl"
     if manifest.is_file():
         return dataset, [json.loads(x) for x in manifest.read_text().splitlines() if x.strip()]
-    from training.corpus import DEMO_ARTISTS, build_corpus, scan_catalogue
+    from mimicry.training.corpus import DEMO_ARTISTS, build_corpus, scan_catalogue
 
     root = cache / "demo"
     if not (root / "real_manifest.jsonl").is_file():
@@ -283,7 +283,7 @@ def render(f: dict, card: dict, args: argparse.Namespace) -> str:
         "",
         "## The encoder and the threshold",
         "",
-        f"`models/style-encoder` ({enc['name']} {enc['version']}, built by `python -m training.style_encoder --out "
+        f"`models/style-encoder` ({enc['name']} {enc['version']}, built by `python -m mimicry.training.style_encoder --out "
         f"models/style-encoder`): {card['description']}",
         "",
         f"An image is attributed to an artist when the artist's similarity (aggregate `{enc['aggregate']}`: "

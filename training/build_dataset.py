@@ -1,8 +1,8 @@
 """Build the real-versus-mimicry dataset for given artists, in one command.
 
-For each artist: the normalised real works (``training.corpus``), a DreamBooth run on the base model
-over exactly those works with prior preservation (``training.dreambooth``), then as many mimicry
-images as there are real works (``training.generate``). Finally one manifest, ``manifest.jsonl``,
+For each artist: the normalised real works (``mimicry.training.corpus``), a DreamBooth run on the base model
+over exactly those works with prior preservation (``mimicry.training.dreambooth``), then as many mimicry
+images as there are real works (``mimicry.training.generate``). Finally one manifest, ``manifest.jsonl``,
 with a row per image and its split, and ``dataset.json`` with the counts and the split policy.
 
 Every stage is resumable: a re-run skips finished DreamBooth runs and fills only missing images.
@@ -14,7 +14,7 @@ Split policies (``--split-by``):
   by a hash of their run and index. Test then shares artists and generation runs with train
   (``dataset.json`` says so): a measure of in-distribution performance only.
 
-``python -m training.build_dataset --base models/tiny-sd-clipart --out data/demo``
+``python -m mimicry.training.build_dataset --base models/tiny-sd-clipart --out data/demo``
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from training import dreambooth
-from training.corpus import DEMO_ARTISTS, build_corpus, scan_catalogue, slugify
-from training.generate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE, generate, generation_id, read_manifest
+from mimicry.training import dreambooth
+from mimicry.training.corpus import DEMO_ARTISTS, build_corpus, scan_catalogue, slugify
+from mimicry.training.generate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE, generate, generation_id, read_manifest
 
 SPLITS = ("train", "val", "test")
 

@@ -10,7 +10,7 @@ Every work in the package names its author in a PNG ``Author`` text chunk and it
 * writes the corpus with a manifest that credits every work (:func:`build_corpus`).
 
 The corpus is rebuilt by one command rather than committed: it is deterministic given the Debian
-package, and that keeps the repository small. ``python -m training.corpus --help``.
+package, and that keeps the repository small. ``python -m mimicry.training.corpus --help``.
 """
 
 from __future__ import annotations

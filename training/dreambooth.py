@@ -20,7 +20,7 @@ with the tiny base in ``models/``.
   over processes. One process (``python -m``) trains exactly as before.
 
 It is not a general trainer: one instance concept, one class prompt, SD 1.x/2.x UNet pipelines.
-``python -m training.dreambooth --help``.
+``python -m mimicry.training.dreambooth --help``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.base_model import BaseModelError, check_base, describe_base, load_pipeline
+from mimicry.training.base_model import BaseModelError, check_base, describe_base, load_pipeline
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 # Settings that define the run: resuming with any of these changed would mix two runs' weights.
@@ -500,7 +500,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 def export_generator(args: argparse.Namespace, pipe, unet, text_encoder) -> Path:
-    """Write what :mod:`training.generate` loads: a full pipeline, or LoRA weights over the base."""
+    """Write what :mod:`mimicry.training.generate` loads: a full pipeline, or LoRA weights over the base."""
     out = args.out / "generator"
     if out.exists():
         shutil.rmtree(out)

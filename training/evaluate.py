@@ -5,7 +5,7 @@ AP, TPR at 1% FPR, ECE (10 bins), and the share of human works flagged at the mo
 (and called "uncertain"), on:
 
 * the dataset's test split, clean and under each perturbation of :data:`PERTURBATIONS`;
-* unseen artists (the test artist plus the held-out artists of ``training.heldout``), pooled under
+* unseen artists (the test artist plus the held-out artists of ``mimicry.training.heldout``), pooled under
   each perturbation and one by one clean;
 * unseen generator settings for the test artist (LoRA, other sampler, steps, guidance, DreamBooth
   seed), each set against the test artist's human works, clean.
@@ -14,7 +14,7 @@ With ``--report`` it writes a Markdown report with PNG plots (ROC, reliability d
 histograms) and checks the goals of :data:`GOALS`; with several ``--models`` the report adds a
 comparison table (the first model is the one reported in full).
 
-``python -m training.evaluate --models models/default --manifest data/demo/manifest.jsonl \\
+``python -m mimicry.training.evaluate --models models/default --manifest data/demo/manifest.jsonl \\
     --heldout data/demo/heldout_manifest.jsonl --report docs/EVALUATION.md --plots docs/eval``
 """
 
@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from detector import Detector
-from detector.decode import decode_image
-from training.export import metrics as split_metrics
+from mimicry.detector import Detector
+from mimicry.detector.decode import decode_image
+from mimicry.training.export import metrics as split_metrics
 
 # Noisy-upscaling purification (after Hönig et al. 2024): Gaussian noise of this sigma (on 0-1 pixel
 # values), then a x0.5 downscale and an upscale back; the noise is seeded per image.
@@ -91,7 +91,7 @@ class VaeRoundTrip:
         import torch
 
         if self._vae is None:
-            from training.base_model import load_pipeline
+            from mimicry.training.base_model import load_pipeline
 
             self._vae = load_pipeline(self.base).vae.eval()
         x = _noisy(im, i)
@@ -421,7 +421,7 @@ def write_report(result: dict, models: list[str], detectors: dict[str, Detector]
         f"- Test split: {result['n_test']} images of {', '.join(result['test_artists'])}, an artist the detector "
         "never trained on. Unseen artists: the test artist plus "
         + (", ".join(result["extra_artists"]) if result["extra_artists"] else "none")
-        + " (held-out sets of `python -m training.heldout`; never in any training split).",
+        + " (held-out sets of `python -m mimicry.training.heldout`; never in any training split).",
         "- Columns: AUROC, average precision, TPR at 1% FPR, expected calibration error (10 bins); then at "
         "the model's own thresholds: human works flagged as `ai-mimicry` (count), human works called "
         "`uncertain`, and mimicry flagged. With 40 human works per artist one false positive is 2.5%: a "
@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))
     if args.report:
-        command = "python -m training.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python -m mimicry.training.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
         write_report(result, models, detectors, args.report, args.plots or args.report.parent / "eval",
                      command, args.notes, time.time() - t0)
     for m in models:

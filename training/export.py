@@ -10,7 +10,7 @@
 5. Metrics on the test split (AUROC, AP, TPR at 1% FPR, accuracy and FPR at the threshold, ECE).
 6. ``model.json`` carrying everything inference needs and everything a user should know.
 
-``python -m training.export --run runs/finetune/demo --out models/default``
+``python -m mimicry.training.export --run runs/finetune/demo --out models/default``
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.bundle import write_model_json
-from detector.preprocess import PreprocessConfig
+from mimicry.detector.bundle import write_model_json
+from mimicry.detector.preprocess import PreprocessConfig
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threshold-under", nargs="*", default=[], metavar="PERTURBATION",
                    help="also hold the FPR bound on the val human works under these perturbations "
-                        "(names from training.evaluate, e.g. centre_crop50 resize0.25); clean is always in")
+                        "(names from mimicry.training.evaluate, e.g. centre_crop50 resize0.25); clean is always in")
     p.add_argument("--threshold-at", choices=["midpoint", "gap-top"], default="midpoint",
                    help="where in the gap above the admissible thresholds: its logit midpoint, or its top "
                         "(the lowest clean val mimicry score; the most room for unseen artists' human works)")
@@ -70,7 +70,7 @@ def export_onnx(model, size: int, path: Path) -> None:
     # The TF-style "SAME" padding is exported as run-time arithmetic that onnxruntime cannot fuse
     # into the convolutions (15-25% of CPU per image, BENCHMARKS.md); the input size is fixed, so
     # the pads become constants. Outputs are unchanged (the parity check below covers the file).
-    from training.quantize import fold_static_padding
+    from mimicry.training.quantize import fold_static_padding
 
     onnx.save(fold_static_padding(onnx.load(str(path)), size), str(path))
     proto = onnx.load(str(path))
@@ -162,7 +162,7 @@ def metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
 def split_logits(model, manifest: Path, split: str, cfg: PreprocessConfig, batch_size: int):
     from torch.utils.data import DataLoader
 
-    from training.finetune import ManifestDataset, predict_logits
+    from mimicry.training.finetune import ManifestDataset, predict_logits
 
     ds = ManifestDataset(manifest, split, cfg, augment="none")
     if len(ds) == 0:
@@ -172,13 +172,13 @@ def split_logits(model, manifest: Path, split: str, cfg: PreprocessConfig, batch
 
 def perturbed_logits(model, manifest: Path, split: str, cfg: PreprocessConfig, name: str,
                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of a split with one :mod:`training.evaluate` perturbation applied to every image."""
+    """Logits and labels of a split with one :mod:`mimicry.training.evaluate` perturbation applied to every image."""
     import torch
 
-    from detector.decode import decode_image
-    from detector.preprocess import preprocess
-    from training.evaluate import perturbations
-    from training.finetune import LABELS, read_rows
+    from mimicry.detector.decode import decode_image
+    from mimicry.detector.preprocess import preprocess
+    from mimicry.training.evaluate import perturbations
+    from mimicry.training.finetune import LABELS, read_rows
 
     fn = perturbations(None)[name]
     rows = read_rows(manifest, split)
@@ -196,7 +196,7 @@ def main(args: argparse.Namespace) -> dict:
     import torch
     from safetensors.torch import load_file
 
-    from training.finetune import build_model
+    from mimicry.training.finetune import build_model
 
     settings = json.loads((args.run / "settings.json").read_text())
     cfg = PreprocessConfig.from_dict(settings["preprocess"])

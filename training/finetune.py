@@ -15,11 +15,11 @@ Writes to ``--out``: ``model.safetensors`` (best on the validation split), ``set
 (resolved settings), ``history.json`` (per-epoch metrics) and ``last/`` (the resumable state).
 
 Runs under Hugging Face ``accelerate``: on the CPU (or one GPU) with ``python -m``, and data-parallel
-on several GPUs with ``accelerate launch --multi_gpu --num_processes N -m training.finetune ...``.
+on several GPUs with ``accelerate launch --multi_gpu --num_processes N -m mimicry.training.finetune ...``.
 There each process reads its own shard of every batch (``--batch-size`` is per process), validation
 is gathered so every process stops at the same epoch, and only the main process writes to ``--out``.
 
-``python -m training.finetune --manifest data/demo/manifest.jsonl --out runs/finetune/demo``
+``python -m mimicry.training.finetune --manifest data/demo/manifest.jsonl --out runs/finetune/demo``
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.decode import decode_image
-from detector.preprocess import PreprocessConfig, preprocess
+from mimicry.detector.decode import decode_image
+from mimicry.detector.preprocess import PreprocessConfig, preprocess
 
 LABELS = {"human": 0, "ai-mimicry": 1}
 # Settings that, changed, make a checkpoint in --out belong to another run.

@@ -9,7 +9,7 @@ size, seed, prompts) form a *generation id*: images of one run made with other s
 another set, kept apart in file names and in the skip check. Images go through the same normalisation as the
 real works (:func:`training.corpus.normalize_artwork`): same format, size and colour mode.
 
-``python -m training.generate --run runs/dreambooth/gerald_g --n 40 --out data/demo``
+``python -m mimicry.training.generate --run runs/dreambooth/gerald_g --n 40 --out data/demo``
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from training.base_model import load_pipeline
-from training.corpus import encode_png, normalize_artwork, sha256_bytes
+from mimicry.training.base_model import load_pipeline
+from mimicry.training.corpus import encode_png, normalize_artwork, sha256_bytes
 
 SUBJECTS = (
     "a cat", "a dog", "a bird", "a fish", "a horse", "a butterfly", "a tree", "a flower", "an apple",

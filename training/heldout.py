@@ -18,7 +18,7 @@ Rows go to ``<dataset>/heldout_manifest.jsonl`` (paths relative to the dataset f
 ``condition`` column (``default`` for the dataset's recipe) and a ``heldout_reason``. Resumable: runs
 and images already made are skipped.
 
-``python -m training.heldout --dataset data/demo --base models/tiny-sd-clipart``
+``python -m mimicry.training.heldout --dataset data/demo --base models/tiny-sd-clipart``
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-from training import dreambooth
-from training.build_dataset import write_instance_captions
-from training.corpus import DEMO_ARTISTS, NOT_ILLUSTRATION, build_corpus, choose_artists, scan_catalogue, slugify
-from training.generate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE, generate, generation_id, read_manifest
+from mimicry.training import dreambooth
+from mimicry.training.build_dataset import write_instance_captions
+from mimicry.training.corpus import DEMO_ARTISTS, NOT_ILLUSTRATION, build_corpus, choose_artists, scan_catalogue, slugify
+from mimicry.training.generate import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE, generate, generation_id, read_manifest
 
 # Sampling variants of the dataset's full run: (condition name, scheduler, steps, guidance).
 SAMPLING_VARIANTS = (

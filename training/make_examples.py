@@ -4,7 +4,7 @@ The test split holds artists (and so generation runs) kept out of training and o
 these are fair examples for the README's main command. ``examples/CREDITS.jsonl`` keeps each
 file's provenance: author, title and licence of real works; run, prompt and seed of mimicry.
 
-``python -m training.make_examples --dataset data/demo --out examples --n 6``
+``python -m mimicry.training.make_examples --dataset data/demo --out examples --n 6``
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from training.generate import read_manifest
+from mimicry.training.generate import read_manifest
 
 KEEP = ("label", "artist", "split", "title", "category", "source", "license", "run_id", "method", "prompt", "seed",
         "scheduler", "steps", "guidance", "sha256")

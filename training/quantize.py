@@ -21,7 +21,7 @@ it was made; ``detector.Detector.from_dir`` loads it like any model. Thresholds 
 the source model's; the card's ``metrics`` are the source model's too (``bench/model_benchmark.py``
 measures each variant's own accuracy on the test split).
 
-``python -m training.quantize --model models/default --manifest data/demo/manifest.jsonl --out runs/quant``
+``python -m mimicry.training.quantize --model models/default --manifest data/demo/manifest.jsonl --out runs/quant``
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.bundle import ONNX_FILE, ModelBundle, write_model_json
-from detector.decode import decode_image
-from detector.preprocess import preprocess
+from mimicry.detector.bundle import ONNX_FILE, ModelBundle, write_model_json
+from mimicry.detector.decode import decode_image
+from mimicry.detector.preprocess import preprocess
 
 STATIC_VARIANTS = {
     # name: (format, per_channel, reduce_range)

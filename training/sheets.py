@@ -1,6 +1,6 @@
 """Contact sheets for docs/: the tiny base model's samples, and real works beside mimicry per artist.
 
-``python -m training.sheets --base models/tiny-sd-clipart --dataset data/demo --out docs``
+``python -m mimicry.training.sheets --base models/tiny-sd-clipart --dataset data/demo --out docs``
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.contact_sheet import contact_sheet
-from training.corpus import slugify
-from training.generate import read_manifest
+from mimicry.training.contact_sheet import contact_sheet
+from mimicry.training.corpus import slugify
+from mimicry.training.generate import read_manifest
 
 BASE_PROMPTS = (
     "clip art of a red apple, food fruit",
@@ -29,7 +29,7 @@ def base_sheet(base: Path, out: Path, per_prompt: int = 6, steps: int = 25, guid
     """One row per prompt of :data:`BASE_PROMPTS`, ``per_prompt`` seeds each."""
     import torch
 
-    from training.base_model import load_pipeline
+    from mimicry.training.base_model import load_pipeline
 
     pipe = load_pipeline(base)
     rows = []

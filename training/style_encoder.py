@@ -3,10 +3,10 @@ work is drawn (palette, line, texture) more than what it shows; exported to ONNX
 
 What it does, in order:
 
-1. Data: openclipart works of authors who are *not* demo artists (``training.corpus``), normalised
+1. Data: openclipart works of authors who are *not* demo artists (``mimicry.training.corpus``), normalised
    with ``normalize_artwork`` to 128 px and cached. Authors are split three ways by a stable hash:
    ``fit`` (statistics of the embedding: standardisation and projection), ``calib`` (choosing the
-   candidate and the similarity threshold) and ``test`` (reported by ``training.attribution_eval``
+   candidate and the similarity threshold) and ``test`` (reported by ``mimicry.training.attribution_eval``
    only). No author is in two groups; the demo artists are in none.
 2. Trunk features of every work: per-block channel means and standard deviations (the statistics
    style transfer uses), Gram matrices of the early blocks, and the pooled head features.
@@ -18,7 +18,7 @@ What it does, in order:
    ``--max-false-attribution`` (5%) of works by authors who are not enrolled are attributed.
 6. ``model.json``: preprocessing, output, threshold and how it was chosen, the comparison, versions.
 
-``python -m training.style_encoder --out models/style-encoder``
+``python -m mimicry.training.style_encoder --out models/style-encoder``
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from detector.preprocess import PreprocessConfig, preprocess
-from detector.registry import artist_scores, group_by_artist
-from detector.style import FORMAT_VERSION, ONNX_FILE, pad_to_square, write_style_card
+from mimicry.detector.preprocess import PreprocessConfig, preprocess
+from mimicry.detector.registry import artist_scores, group_by_artist
+from mimicry.detector.style import FORMAT_VERSION, ONNX_FILE, pad_to_square, write_style_card
 
 BACKBONE = "tf_efficientnet_lite0"
 OPSET = 17
@@ -104,7 +104,7 @@ def load_openclipart(cache: Path, cap: int, seed: int, root: Path | None = None)
     The package holds the same drawing more than once (in two categories, or under two authors), so
     works are deduplicated on their normalised pixels, first come first kept: a copy split between
     enrolment and query would be a free hit."""
-    from training.corpus import DEMO_ARTISTS, NOT_ILLUSTRATION, OPENCLIPART_ROOT, is_blank, normalize_artwork, scan_catalogue
+    from mimicry.training.corpus import DEMO_ARTISTS, NOT_ILLUSTRATION, OPENCLIPART_ROOT, is_blank, normalize_artwork, scan_catalogue
 
     path = cache / f"openclipart_{THUMB}_cap{cap}_seed{seed}_dedup.npz"
     if path.is_file():
@@ -157,8 +157,8 @@ def load_demo(dataset: Path) -> tuple[list[dict], np.ndarray]:
 
 
 def build_trunk():
-    """Lite0 with the packaged ImageNet weights (``training.finetune.build_model``), frozen, eval."""
-    from training.finetune import build_model
+    """Lite0 with the packaged ImageNet weights (``mimicry.training.finetune.build_model``), frozen, eval."""
+    from mimicry.training.finetune import build_model
 
     model = build_model(BACKBONE, "packaged")
     model.eval()
@@ -596,7 +596,7 @@ def main(args: argparse.Namespace) -> dict:
         "training_data": {
             "source": "Debian openclipart-png (public domain), normalised with training.corpus.normalize_artwork to 128 px",
             "works": int(len(images)), "authors": len(counts), "author_groups": group_sizes,
-            "groups_by": "training.style_encoder.split_authors (stable sha256 of the author name)",
+            "groups_by": "mimicry.training.style_encoder.split_authors (stable sha256 of the author name)",
             "fit_works": int(fit_mask.sum()),
             "excluded": "the six demo artists and codifiedivining",
         },

@@ -14,7 +14,7 @@ Stages, each checkpointed so that a re-run resumes:
   4. latents of every image, once,
   5. UNet + text encoder on the cached latents, epsilon prediction, min-SNR weighting, EMA.
 
-It is lean on purpose: one file, no distributed training. ``python -m training.tiny_base --help``.
+It is lean on purpose: one file, no distributed training. ``python -m mimicry.training.tiny_base --help``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.corpus import DEMO_ARTISTS, NOT_ILLUSTRATION, normalize_artwork, scan_catalogue
+from mimicry.training.corpus import DEMO_ARTISTS, NOT_ILLUSTRATION, normalize_artwork, scan_catalogue
 
 CAPTION_EXTRAS = ["in the style of", "sks", "style", "illustration", "drawing", "icon", "simple"]
 
@@ -353,7 +353,7 @@ Debian package openclipart-png).
 UNet {p["unet"]:,}; {card["resolution"]} px images, 16x16x4 latents. Stored as fp16 safetensors;
 load with `dtype=torch.float32` on a CPU.
 
-**How it was made.** `python -m training.tiny_base` (see its docstring): BPE tokenizer on the
+**How it was made.** `python -m mimicry.training.tiny_base` (see its docstring): BPE tokenizer on the
 captions; the VAE on random 64-px crops (MSE + 0.5 L1 + 1e-4 KL), {card["vae_steps"]} steps at
 batch {card["settings"]["vae_batch"]}; latents of every image once (scaling factor
 {card["latent_scaling_factor"]:.4f}); then UNet and text encoder together on the cached latents

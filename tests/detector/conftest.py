@@ -15,6 +15,6 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def detector(model_dir):
-    from detector.detector import Detector
+    from mimicry.detector.detector import Detector
 
     return Detector.from_dir(model_dir, intra_op_threads=1)

@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper
 from PIL import Image
 
-from detector.bundle import write_model_json
+from mimicry.detector.bundle import write_model_json
 
 SIZE = 32
 WEIGHT = 2.0

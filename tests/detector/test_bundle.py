@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from detector.bundle import ModelBundle, ModelError, file_sha256, write_model_json
-from detector.calibration import Calibration, Thresholds
+from mimicry.detector.bundle import ModelBundle, ModelError, file_sha256, write_model_json
+from mimicry.detector.calibration import Calibration, Thresholds
 from detector_fixtures import TRAINED_ON, make_model_dir, tiny_card, tiny_onnx
 
 

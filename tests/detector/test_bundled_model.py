@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from detector import Detector
+from mimicry.detector import Detector
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from detector.decode import ERROR_CODES, DecodeError, decode_image
+from mimicry.detector.decode import ERROR_CODES, DecodeError, decode_image
 
 from detector_fixtures import encode, png_bomb_header, raw_png, solid
 

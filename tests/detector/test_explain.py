@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from detector.decode import DecodeError
-from detector.explain import explain, render_overlay
+from mimicry.detector.decode import DecodeError
+from mimicry.detector.explain import explain, render_overlay
 
 from detector_fixtures import encode, make_model_dir, solid, tiny_card
 
@@ -77,7 +77,7 @@ def test_large_images_get_a_heat_no_larger_than_max_side(detector):
 
 
 def test_centre_crop_models_leave_the_margins_at_zero(tmp_path):
-    from detector.detector import Detector
+    from mimicry.detector.detector import Detector
 
     card = tiny_card()
     card["input"]["resize"] = "shorter_then_center_crop"
@@ -91,7 +91,7 @@ def test_centre_crop_models_leave_the_margins_at_zero(tmp_path):
 
 def test_windows_cover_every_pixel_whatever_the_input_size(tmp_path):
     """grid * window >= 1 must cover the input even where window * size is not a whole number."""
-    from detector.detector import Detector
+    from mimicry.detector.detector import Detector
 
     det = Detector.from_dir(make_model_dir(tmp_path / "m37", tiny_card(size=37), size=37), intra_op_threads=1)
     ex = explain(det, encode(black_with_white_box(), "PNG"), method="occlusion", grid=5, window=0.2)
@@ -129,7 +129,7 @@ def test_render_overlay_refuses_a_heat_of_another_size():
 
 @pytest.fixture(scope="module")
 def bundled():
-    from detector.detector import Detector
+    from mimicry.detector.detector import Detector
 
     return Detector.from_dir(ROOT / "models" / "default", intra_op_threads=1)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector.preprocess import PreprocessConfig, preprocess, preprocess_batch
+from mimicry.detector.preprocess import PreprocessConfig, preprocess, preprocess_batch
 
 HALF = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 

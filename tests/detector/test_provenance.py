@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image, PngImagePlugin, TiffImagePlugin
 
-from detector import provenance
-from detector.decode import decode_with_metadata
-from detector.provenance import AI_SOURCE_TYPES, DECLARED_AI, declares_ai, has_c2pa_marker, read_provenance
+from mimicry.detector import provenance
+from mimicry.detector.decode import decode_with_metadata
+from mimicry.detector.provenance import AI_SOURCE_TYPES, DECLARED_AI, declares_ai, has_c2pa_marker, read_provenance
 
 from detector_fixtures import encode, solid
 
@@ -372,7 +372,7 @@ def test_service_path_load_then_verdict_matches_predict(detector):
 
 
 def test_a_detector_can_leave_provenance_unread(model_dir):
-    from detector.detector import Detector
+    from mimicry.detector.detector import Detector
 
     det = Detector.from_dir(model_dir, intra_op_threads=1, provenance=False)
     v = det.predict(png_with_text(solid("black", (32, 32)), parameters=A1111))[0]
@@ -383,7 +383,7 @@ def test_the_bundled_model_flags_a_real_work_that_declares_itself_ai(tmp_path):
     """With the real detector: a real artist's work it calls human, re-saved with A1111 parameters."""
     from pathlib import Path
 
-    from detector.detector import Detector
+    from mimicry.detector.detector import Detector
 
     root = Path(__file__).resolve().parents[2]
     det = Detector.from_dir(root / "models" / "default", intra_op_threads=1)

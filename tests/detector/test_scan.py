@@ -13,7 +13,7 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from detector import scan as scan_lib
+from mimicry.detector import scan as scan_lib
 from detector_fixtures import encode, png_bomb_header, solid
 from mimicry.cli import app
 
@@ -244,7 +244,7 @@ def test_run_with_a_progress_bar_on_a_terminal(folder, model_dir, tmp_path):
 
 
 def test_scan_streams_rows_to_the_sink(folder, model_dir):
-    from detector.detector import Detector
+    from mimicry.detector.detector import Detector
 
     class ListSink:
         def __init__(self):

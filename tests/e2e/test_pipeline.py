@@ -10,8 +10,8 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from mimicry.cli import app
-from training import build_dataset, export, finetune
-from training.corpus import encode_png, normalize_artwork, sha256_bytes
+from mimicry.training import build_dataset, export, finetune
+from mimicry.training.corpus import encode_png, normalize_artwork, sha256_bytes
 
 
 def real_corpus(out, artists, n=6, size=32):

@@ -12,7 +12,7 @@ from registry_fixtures import ENCODER_DIR, STYLES, write_portfolio
 
 @pytest.fixture(scope="session")
 def encoder():
-    from detector.style import StyleEncoder
+    from mimicry.detector.style import StyleEncoder
 
     return StyleEncoder.from_dir(ENCODER_DIR, intra_op_threads=1)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from registry_fixtures import STYLES, write_portfolio
 
-from detector.registry import Registry, artist_scores, group_by_artist, top_k_indices
+from mimicry.detector.registry import Registry, artist_scores, group_by_artist, top_k_indices
 
 OPENCLIPART = Path("/usr/share/openclipart/png")
 
@@ -34,10 +34,10 @@ def test_made_up_styles_are_told_apart(db, encoder, portfolios, tmp_path):
 @pytest.mark.skipif(not OPENCLIPART.is_dir(), reason="needs Debian's openclipart-png (make test installs it)")
 def test_openclipart_authors(db, encoder):
     """Six real authors outside the demo set and outside the authors the bundled encoder was fitted
-    and calibrated on (the ``test`` group of ``training.style_encoder.split_authors``), enrolled from
+    and calibrated on (the ``test`` group of ``mimicry.training.style_encoder.split_authors``), enrolled from
     raw package files (transparent PNGs of any size), queried with their other works. Chance is 1/6;
     ``docs/ATTRIBUTION.md`` has the full measurement."""
-    from training.corpus import scan_catalogue
+    from mimicry.training.corpus import scan_catalogue
 
     works, _ = scan_catalogue(OPENCLIPART)
     authors = ("Jarno Vasamaa", "Lauris Kaplinski", "Linda Kim", "Nathan Eady", "Tobias Jakobs", "Yutaka Kachi")
@@ -83,7 +83,7 @@ def test_top_k_indices():
 
 
 def test_blocked_similarities_equal_the_plain_product():
-    from detector.registry import similarities
+    from mimicry.detector.registry import similarities
 
     rng = np.random.default_rng(2)
     for rows, dim in ((5000, 128), (3, 7), (1025, 256)):

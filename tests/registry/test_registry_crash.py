@@ -10,14 +10,14 @@ import textwrap
 
 from registry_fixtures import ENCODER_DIR, REPO
 
-from detector.registry import Registry
+from mimicry.detector.registry import Registry
 
 # Enrols the files given; at the half-way row of the write stage (rows inserted, transaction open)
 # it says so and waits to be killed.
 CHILD = textwrap.dedent("""
     import sys, time
-    from detector.registry import Registry
-    from detector.style import StyleEncoder
+    from mimicry.detector.registry import Registry
+    from mimicry.detector.style import StyleEncoder
 
     db, encoder_dir, mode, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     enc = StyleEncoder.from_dir(encoder_dir, intra_op_threads=1)

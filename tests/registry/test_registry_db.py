@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector.registry import (SCHEMA_VERSION, Registry, RegistryError, default_path, migrate_to,
+from mimicry.detector.registry import (SCHEMA_VERSION, Registry, RegistryError, default_path, migrate_to,
                                schema_version)
 
 

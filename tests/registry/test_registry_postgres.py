@@ -16,7 +16,7 @@ import pytest
 from registry_fixtures import REPO
 from test_registry_crash import _child
 
-from detector.registry import SCHEMA_VERSION, Registry, RegistryError, migrate_to, schema_version
+from mimicry.detector.registry import SCHEMA_VERSION, Registry, RegistryError, migrate_to, schema_version
 
 # These run here with this module's `db` (a PostgreSQL URL) in place of the conftest's SQLite file.
 from test_registry_db import (  # noqa: F401  (collected again in this module)
@@ -237,9 +237,9 @@ def test_two_services_share_one_registry(db, tmp_path):
     one is named in the other's verdicts, and its removal through the other is seen by the first."""
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
-    from service.keys import KeyStore
-    from service.settings import Settings
+    from mimicry.service.app import create_app
+    from mimicry.service.keys import KeyStore
+    from mimicry.service.settings import Settings
 
     def settings():
         return Settings(model_dir=REPO / "models" / "default", keys_db=tmp_path / "keys.sqlite3", registry=db,

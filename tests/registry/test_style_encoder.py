@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from registry_fixtures import ENCODER_DIR, REPO, draw_work
 
-from detector.bundle import ModelError
-from detector.decode import DecodeError
-from detector.style import StyleEncoder, pad_to_square
+from mimicry.detector.bundle import ModelError
+from mimicry.detector.decode import DecodeError
+from mimicry.detector.style import StyleEncoder, pad_to_square
 
 
 def test_card_and_embeddings(encoder):

@@ -2,7 +2,7 @@
 
 :func:`make_corpus` writes the files into a folder and returns, for each file name, what the
 product must answer: ``"ok"`` (a real image, however odd, gets a verdict) or the decode error code
-(``detector.decode.ERROR_CODES``) it must be refused with. Nothing here is downloaded.
+(``mimicry.detector.decode.ERROR_CODES``) it must be refused with. Nothing here is downloaded.
 """
 
 from __future__ import annotations

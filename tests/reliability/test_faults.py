@@ -86,8 +86,8 @@ def test_service_killed_mid_enrolment_leaves_the_registry_consistent(tmp_path):
     import httpx
     from reliability_fixtures import ServeProcess
 
-    from detector.registry import Registry
-    from service.keys import KeyStore
+    from mimicry.detector.registry import Registry
+    from mimicry.service.keys import KeyStore
 
     registry = tmp_path / "registry.sqlite3"
     key, _ = KeyStore(tmp_path / "keys.sqlite3").create("admin")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from detector.decode import ERROR_CODES, DecodeError, decode_image
+from mimicry.detector.decode import ERROR_CODES, DecodeError, decode_image
 
 PER_IMAGE_BUDGET_S = 2.0
 MAX_PIXELS = 4_000_000

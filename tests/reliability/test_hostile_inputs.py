@@ -12,9 +12,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.errors import DECODE_STATUS
-from service.settings import Settings
+from mimicry.service.app import create_app
+from mimicry.service.errors import DECODE_STATUS
+from mimicry.service.settings import Settings
 
 from reliability_fixtures import MODEL, rss_mb
 

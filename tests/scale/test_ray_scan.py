@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 ray = pytest.importorskip("ray")  # the scale extra; installed in the project's venv
 
-from detector import scan as scan_lib  # noqa: E402
+from mimicry.detector import scan as scan_lib  # noqa: E402
 from mimicry import ray_scan  # noqa: E402
 from mimicry.cli import app  # noqa: E402
 

@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 from service_fixtures import EXAMPLES, MODEL, LiveServer
 
-from service.app import create_app
-from service.settings import Settings
+from mimicry.service.app import create_app
+from mimicry.service.settings import Settings
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from service_fixtures import MODEL, jpeg_bytes
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from detector import Detector
-from service.app import create_app
-from service.keys import KeyStore
+from mimicry.detector import Detector
+from mimicry.service.app import create_app
+from mimicry.service.keys import KeyStore
 
 
 @pytest.fixture(scope="module")

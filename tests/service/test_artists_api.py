@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from service_fixtures import EXAMPLES
 
-from service.app import create_app
-from service.keys import KeyStore
+from mimicry.service.app import create_app
+from mimicry.service.keys import KeyStore
 
 
 @pytest.fixture

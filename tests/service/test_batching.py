@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher, Overloaded
+from mimicry.service.batching import MicroBatcher, Overloaded
 
 
 def run(coro):

@@ -107,7 +107,7 @@ def test_keys_cli_create_list_revoke(tmp_path):
     from typer.testing import CliRunner
 
     from mimicry.cli import app
-    from service.keys import KeyStore
+    from mimicry.service.keys import KeyStore
 
     db = tmp_path / "k.sqlite3"
     runner = CliRunner()

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from service_fixtures import EXAMPLES, MODEL
 
-from detector import Detector
+from mimicry.detector import Detector
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -88,7 +88,7 @@ def test_drop_an_image_and_see_the_verdict(browser, live_server):
 
 
 def test_page_asks_for_a_key_when_the_server_requires_one(browser, live_server, make_settings):
-    from service.keys import KeyStore
+    from mimicry.service.keys import KeyStore
 
     settings = make_settings(require_key_for_detect=True)
     key, _ = KeyStore(settings.keys_db).create("artist")
@@ -107,8 +107,8 @@ def test_page_asks_for_a_key_when_the_server_requires_one(browser, live_server, 
 
 
 def test_page_names_the_closest_enrolled_artists(browser, live_server, make_settings, tmp_path):
-    from detector.registry import Registry
-    from detector.style import StyleEncoder
+    from mimicry.detector.registry import Registry
+    from mimicry.detector.style import StyleEncoder
 
     registry = tmp_path / "registry.sqlite3"
     real = [p for p in EXAMPLES if p.name.startswith("real")]

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from test_dreambooth import run_args as db_args
 from test_finetune_export import make_dataset
 
-from training import dreambooth, finetune
+from mimicry.training import dreambooth, finetune
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCELERATE = Path(sys.executable).with_name("accelerate")
@@ -65,7 +65,7 @@ def ft_argv(manifest: Path, out: Path, *extra: str) -> list[str]:
 def test_finetune_one_process_launch_trains_what_python_m_trains(tmp_path):
     manifest = make_dataset(tmp_path / "ds", n_per_class=4)
     plain = finetune.main(finetune.parse_args(ft_argv(manifest, tmp_path / "plain")))
-    done = launch(tmp_path, 1, "training.finetune", ft_argv(manifest, tmp_path / "launched"))
+    done = launch(tmp_path, 1, "mimicry.training.finetune", ft_argv(manifest, tmp_path / "launched"))
 
     assert summary_lines(done.stdout) == [{"out": str(tmp_path / "launched"), "epochs": 2,
                                            "best_val_loss": plain["best_val_loss"]}]
@@ -80,7 +80,7 @@ def test_finetune_one_process_launch_trains_what_python_m_trains(tmp_path):
 def test_finetune_two_processes_write_one_set_of_outputs(tmp_path):
     manifest = make_dataset(tmp_path / "ds", n_per_class=4)
     out = tmp_path / "run"
-    done = launch(tmp_path, 2, "training.finetune", ft_argv(manifest, out, "--threads", "1"))
+    done = launch(tmp_path, 2, "mimicry.training.finetune", ft_argv(manifest, out, "--threads", "1"))
 
     assert len(summary_lines(done.stdout)) == 1  # one summary: the main process's
     epoch_logs = [x for x in done.stderr.splitlines() if x.startswith('{"epoch"')]
@@ -98,7 +98,7 @@ def test_finetune_two_processes_write_one_set_of_outputs(tmp_path):
 
 def test_dreambooth_one_process_launch_trains_what_python_m_trains(tiny_base, artist_dir, tmp_path):
     plain = dreambooth.main(dreambooth.parse_args(db_args(tiny_base, artist_dir, tmp_path / "plain", "--lora")))
-    done = launch(tmp_path, 1, "training.dreambooth", db_args(tiny_base, artist_dir, tmp_path / "launched", "--lora"))
+    done = launch(tmp_path, 1, "mimicry.training.dreambooth", db_args(tiny_base, artist_dir, tmp_path / "launched", "--lora"))
 
     [summary] = summary_lines(done.stdout)
     assert summary["run_id"] == plain["run_id"] and summary["steps"] == 3
@@ -112,7 +112,7 @@ def test_dreambooth_two_processes_make_class_images_once_write_one_run_and_resum
                                                                                           tmp_path):
     out, class_dir = tmp_path / "run", tmp_path / "class"
     argv = db_args(tiny_base, artist_dir, out, "--lora", "--with-prior-preservation", "--class-dir", str(class_dir))
-    done = launch(tmp_path, 2, "training.dreambooth", argv)
+    done = launch(tmp_path, 2, "mimicry.training.dreambooth", argv)
 
     assert len(summary_lines(done.stdout)) == 1
     # The main process made the class images; the other waited and made none.
@@ -129,7 +129,7 @@ def test_dreambooth_two_processes_make_class_images_once_write_one_run_and_resum
     # Interrupted after step 2: both processes resume their own RNG streams, so step 3 is the same.
     shutil.rmtree(out / "checkpoint-000003")
     shutil.rmtree(out / "generator")
-    done = launch(tmp_path, 2, "training.dreambooth", argv)
+    done = launch(tmp_path, 2, "mimicry.training.dreambooth", argv)
     assert "resuming" in done.stderr and "holds no RNG state" not in done.stderr
     assert json.loads((out / "checkpoint-000003" / "state.json").read_text())["losses"] == straight
     assert json.loads((out / "run.json").read_text())["class_images_generated"] == 0

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import build_dataset
-from training.corpus import encode_png, normalize_artwork, sha256_bytes
-from training.generate import read_manifest
+from mimicry.training import build_dataset
+from mimicry.training.corpus import encode_png, normalize_artwork, sha256_bytes
+from mimicry.training.generate import read_manifest
 
 
 @pytest.fixture()

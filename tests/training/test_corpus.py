@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from training.corpus import (OPENCLIPART_ROOT, build_corpus, caption_for, encode_png, is_blank,
+from mimicry.training.corpus import (OPENCLIPART_ROOT, build_corpus, caption_for, encode_png, is_blank,
                              normalize_artwork, scan_catalogue, slugify)
 
 
@@ -131,7 +131,7 @@ def test_build_corpus_writes_credited_rows_and_skips_blank_pages(tmp_path):
 
 @pytest.mark.skipif(not OPENCLIPART_ROOT.is_dir(), reason="Debian package openclipart-png not installed")
 def test_the_demo_artists_have_enough_works_in_the_package():
-    from training.corpus import DEMO_ARTISTS
+    from mimicry.training.corpus import DEMO_ARTISTS
 
     works, skipped = scan_catalogue()
     counts = {a: sum(w.author == a for w in works) for a in DEMO_ARTISTS}

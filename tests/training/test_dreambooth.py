@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from training import dreambooth
-from training.base_model import BaseModelError, load_pipeline
-from training.generate import load_generator
+from mimicry.training import dreambooth
+from mimicry.training.base_model import BaseModelError, load_pipeline
+from mimicry.training.generate import load_generator
 
 
 def run_args(base: Path, instance: Path, out: Path, *extra: str, steps: int = 3) -> list[str]:

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image, ImageDraw
 
-from training import export, finetune
+from mimicry.training import export, finetune
 
 
 def make_dataset(root, n_per_class=8, size=48):
@@ -141,7 +141,7 @@ def test_max_margin_threshold_keeps_the_fpr_and_sits_mid_gap():
 
 
 def test_threshold_under_perturbations_bounds_the_val_fpr_there_too(trained, tmp_path):
-    from training import evaluate
+    from mimicry.training import evaluate
 
     manifest, run, _ = trained
     out = tmp_path / "model"
@@ -169,7 +169,7 @@ def test_threshold_under_perturbations_bounds_the_val_fpr_there_too(trained, tmp
 
 
 def test_evaluation_report_with_heldout_sets_and_plots(trained, tmp_path):
-    from training import evaluate
+    from mimicry.training import evaluate
 
     manifest, run, _ = trained
     export.main(export.parse_args(["--run", str(run), "--out", str(tmp_path / "a"), "--name", "a"]))
@@ -208,7 +208,7 @@ def test_evaluation_report_with_heldout_sets_and_plots(trained, tmp_path):
 
 
 def test_perturbations_do_what_they_say():
-    from training import evaluate
+    from mimicry.training import evaluate
 
     im = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8))
     p = evaluate.PERTURBATIONS

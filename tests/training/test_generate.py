@@ -8,8 +8,8 @@ import json
 import pytest
 from PIL import Image
 
-from training import dreambooth
-from training.generate import COMPOSITIONS, SUBJECTS, generate, prompt_bank, read_manifest
+from mimicry.training import dreambooth
+from mimicry.training.generate import COMPOSITIONS, SUBJECTS, generate, prompt_bank, read_manifest
 
 PROVENANCE = ("artist", "run_id", "base_model", "method", "prompt", "negative_prompt", "seed", "steps", "guidance",
               "scheduler", "sha256")

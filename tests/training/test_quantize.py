@@ -1,4 +1,4 @@
-"""training.quantize on the bundled detector: folded padding changes nothing, variants load and agree."""
+"""mimicry.training.quantize on the bundled detector: folded padding changes nothing, variants load and agree."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from detector import Detector
-from detector.bundle import ModelBundle
-from training import quantize
+from mimicry.detector import Detector
+from mimicry.detector.bundle import ModelBundle
+from mimicry.training import quantize
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "default"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training import tiny_base
+from mimicry.training import tiny_base
 
 
 def test_tokenizer_and_components_make_a_working_pipeline(tmp_path):

@@ -1,0 +1,146 @@
+"""Provenance files for human art shipped in Debian packages, for ``mimicry.training.external``.
+
+Each catalogue entry names a package, the folders of drawn or painted art inside it and how its works are
+grouped (a group never straddles two splits). Rows carry the package, its installed version (the
+``commit`` field) and its licence line from ``/usr/share/doc/<package>/copyright``, so every derived image
+traces back to a file of a versioned package. Every work predates text-to-image models (the packages'
+art was drawn for them by people, most of it years before 2022).
+
+``python -m mimicry.training.debian_art --out data/debian_art.jsonl`` (packages not installed are listed
+and skipped; ``apt-get install openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from mimicry.training.corpus import _fix_mojibake
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    source: str  # the manifest's source name
+    package: str
+    root: str
+    patterns: tuple[str, ...]
+    kind: str  # what the art is, for the card
+    group_depth: int = 1  # group = the first N folders under root (openclipart: the Author chunk instead)
+    min_bytes: int = 20_000  # icons and tiles are not artworks
+    one_per_group: bool = False  # the same work at several resolutions: keep the largest file only
+
+
+CATALOGUE = (
+    Entry("openclipart", "openclipart-png", "/usr/share/openclipart/png", ("**/*.png",), "clip art (vector drawings)",
+          min_bytes=30_000),
+    Entry("wesnoth-portraits", "wesnoth-1.16-data", "/usr/share/games/wesnoth/1.16/data",
+          ("core/images/portraits/**/*.png", "core/images/portraits/**/*.webp",
+           "campaigns/*/images/portraits/**/*.png", "campaigns/*/images/portraits/**/*.webp"),
+          "painted game portraits", group_depth=4),
+    Entry("wesnoth-story", "wesnoth-1.16-data", "/usr/share/games/wesnoth/1.16/data",
+          ("core/images/story/*.*", "campaigns/*/images/story/*.*", "core/images/maps/*.*"),
+          "painted game story art and maps", group_depth=2),
+    Entry("flare", "flare-game", "/usr/share/games/flare/mods",
+          ("*/images/portraits/**/*.png", "*/images/cutscenes/**/*.png", "*/images/menus/backgrounds/*.png",
+           "*/images/parallax/*.png"), "game portraits, cut-scene and background paintings", group_depth=3),
+    Entry("plasma-wallpapers", "plasma-workspace-wallpapers", "/usr/share/wallpapers",
+          ("*/contents/images/*.*",), "digital wallpapers (abstract and painted)", group_depth=1,
+          min_bytes=50_000, one_per_group=True),
+)
+
+
+def package_version(package: str) -> str | None:
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def licence_line(package: str) -> str:
+    """The package's licence short names from its machine-readable copyright file."""
+    path = Path("/usr/share/doc") / package / "copyright"
+    if not path.is_file():
+        return f"see the {package} package's copyright file"
+    names = []
+    for m in re.finditer(r"^License:\s*(\S.*)$", path.read_text(errors="replace"), re.M):
+        if m.group(1).strip() not in names:
+            names.append(m.group(1).strip())
+    return ", ".join(names[:4]) or f"see /usr/share/doc/{package}/copyright"
+
+
+def openclipart_author(path: Path) -> str:
+    try:
+        with Image.open(path) as im:
+            return _fix_mojibake(str(im.info.get("Author", "")).strip())
+    except Exception:  # a broken file is skipped later by the dataset builder, with its reason
+        return ""
+
+
+def rows_for(entry: Entry) -> list[dict]:
+    version = package_version(entry.package)
+    root = Path(entry.root)
+    if version is None or not root.is_dir():
+        return []
+    licence = licence_line(entry.package)
+    seen, rows = set(), []
+    for pattern in entry.patterns:
+        for path in sorted(root.glob(pattern)):
+            if path in seen or not path.is_file() or path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp"}:
+                continue
+            seen.add(path)
+            if path.stat().st_size < entry.min_bytes:
+                continue
+            rel = path.relative_to(root)
+            if entry.source == "openclipart":
+                artist = openclipart_author(path)
+                group = "author:" + artist if artist else "folder:" + str(rel.parent)
+            else:
+                artist = ""
+                group = "/".join(rel.parts[: min(entry.group_depth, len(rel.parts) - 1)]) or rel.stem
+            rows.append({
+                "file": str(path), "label": "human", "source": entry.source, "group": group,
+                "repo": f"debian:{entry.package}", "commit": version, "path_in_repo": str(path),
+                "blob": hashlib.sha1(path.read_bytes()).hexdigest(), "licence": licence, "generator": "",
+                "artist": artist, "note": f"{entry.kind}, from the Debian package {entry.package} {version}",
+            })
+    if entry.one_per_group:
+        largest = {}
+        for row in rows:
+            size = Path(row["file"]).stat().st_size
+            if row["group"] not in largest or size > largest[row["group"]][0]:
+                largest[row["group"]] = (size, row)
+        rows = [r for _, r in largest.values()]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--sources", nargs="*", default=None, help="catalogue sources to include (default: all)")
+    args = p.parse_args(argv)
+    chosen = [e for e in CATALOGUE if args.sources is None or e.source in args.sources]
+    rows, missing = [], []
+    for entry in chosen:
+        got = rows_for(entry)
+        if not got:
+            missing.append(entry.package)
+        rows.extend(got)
+        print(f"{entry.source}: {len(got)} works", file=sys.stderr)
+    if missing:
+        print(f"not installed or empty (skipped): {', '.join(sorted(set(missing)))}", file=sys.stderr)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return 0 if rows else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

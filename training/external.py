@@ -1,0 +1,320 @@
+"""Build a real-versus-AI dataset from external sources: folders of images plus a provenance file.
+
+A provenance file is JSONL, one row per file, in the schema of ``../shared/realworld/sources.jsonl``:
+``file`` (path relative to the provenance file's folder, or absolute), ``label`` (``ai`` / ``human``),
+``artist`` (the artist imitated for AI, the maker for human works), ``generator``, ``licence``, ``repo``,
+``commit``, ``path_in_repo``, ``note``; optionally ``source`` and ``group``. ``mimicry.training.debian_art``
+writes such files for human art shipped in Debian packages.
+
+Every image, of either class, goes through one normalisation (:func:`normalise`): decoded by the detector's
+own decoder (8-bit RGB, transparency onto white), cut into its cells when its source is a declared contact
+sheet (``--sheet SOURCE=COLSxROWS``), cut into the squares that cover it along its longer side, each resized
+to ``--size`` (384) with Lanczos (never upscaled: works whose shorter side is smaller are skipped and counted),
+and stored as metadata-free PNG. The stored files therefore share format, shape, size and one resampling, so
+nothing but the pixels' content tells the classes apart; the training augmentations (``mimicry.training.finetune --augment
+realworld``) then re-encode both classes alike.
+
+Splits never share a group between train, val and test. Groups: the imitated artist for AI images (the same
+artist in two generators' sources is one group), the ``group`` field when a row has one (a picture book, a
+Debian package's folder), else the artist, else the file. ``--holdout-source NAME`` puts a whole source in
+test and nothing of it in train or val (leave-one-source-out); ``--holdout-group`` does the same for groups.
+
+``python -m mimicry.training.external --provenance ../shared/realworld/sources.jsonl --sheet
+sd15-artist-prompts=2x2 --sheet flux1dev-style-of=2x2 --provenance data/debian_art.jsonl --out data/realworld``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+from mimicry.detector.decode import DecodeError, decode_image
+
+LABELS = {"ai": "ai-mimicry", "ai-mimicry": "ai-mimicry", "human": "human"}
+SPLITS = ("train", "val", "test")
+MAX_SOURCE_PIXELS = 90_000_000  # museum scans and wallpapers reach ~40 MP; the decoder's own cap is raised to this
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--provenance", type=Path, action="append", required=True,
+                   help="a provenance JSONL file (repeatable); `file` paths are relative to its folder")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder: images/, manifest.jsonl, dataset.json")
+    p.add_argument("--sheet", action="append", default=[], metavar="SOURCE=COLSxROWS",
+                   help="the files of SOURCE are contact sheets of COLS x ROWS equal cells")
+    p.add_argument("--size", type=int, default=384,
+                   help="side of the stored squares; works whose shorter side is smaller are skipped")
+    p.add_argument("--val", type=float, default=0.15, help="share of groups in val")
+    p.add_argument("--test", type=float, default=0.2, help="share of groups in test")
+    p.add_argument("--holdout-source", action="append", default=[], help="a source wholly in test (repeatable)")
+    p.add_argument("--holdout-group", action="append", default=[], help="a group wholly in test (repeatable)")
+    p.add_argument("--limit", action="append", default=[], metavar="SOURCE=N",
+                   help="use at most N files of SOURCE, chosen by a stable hash")
+    p.add_argument("--seed", default="0", help="salt of the group hash that assigns splits")
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args(argv)
+    try:
+        args.sheet = dict(_parse_sheet(s) for s in args.sheet)
+        args.limit = {k: int(v) for k, v in (s.split("=", 1) for s in args.limit)}
+    except ValueError as exc:
+        p.error(str(exc))
+    if not 0 <= args.val + args.test < 1:
+        p.error("--val + --test must be in [0, 1)")
+    if args.size < 32:
+        p.error("--size must be at least 32")
+    return args
+
+
+def _parse_sheet(text: str) -> tuple[str, tuple[int, int]]:
+    source, _, layout = text.partition("=")
+    cols, _, rows = layout.lower().partition("x")
+    if not (source and cols.isdigit() and rows.isdigit() and int(cols) > 0 and int(rows) > 0):
+        raise ValueError(f"--sheet wants SOURCE=COLSxROWS (for example sd15=2x2), got {text!r}")
+    return source, (int(cols), int(rows))
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def read_provenance(path: Path) -> list[dict]:
+    """Rows of a provenance file with ``file`` resolved, ``label`` normalised and ``source`` filled in.
+
+    ``source`` defaults to the first folder of ``file`` (``sd15-artist-prompts/x.webp`` ->
+    ``sd15-artist-prompts``). A row without a known label or a file is refused, naming its line.
+    """
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("label") not in LABELS or not row.get("file"):
+            raise ValueError(f"{path}:{n}: needs `file` and a `label` in {sorted(LABELS)}, got {row.get('label')!r}")
+        rel = Path(row["file"])
+        row["source"] = row.get("source") or (rel.parts[0] if len(rel.parts) > 1 else path.stem)
+        row["abs_path"] = str(rel if rel.is_absolute() else (path.parent / rel))
+        row["label"] = LABELS[row["label"]]
+        row["provenance_file"] = str(path)
+        rows.append(row)
+    return rows
+
+
+def norm_name(name: str) -> str:
+    """Artist names as one key: NFKC, case-folded, spaces/hyphens/underscores unified."""
+    text = unicodedata.normalize("NFKC", name).casefold()
+    return " ".join(text.replace("_", " ").replace("-", " ").split())
+
+
+def group_of(row: dict) -> str:
+    """The unit that never straddles two splits (see the module docstring)."""
+    if row["label"] == "ai-mimicry" and row.get("artist"):
+        return "artist:" + norm_name(row["artist"])
+    if row.get("group"):
+        return f"{row['source']}:{row['group']}"
+    if row["source"] == "bookdash":  # the artist field is the credit line; the book is the folder
+        return "book:" + Path(row["file"]).parts[1]
+    if row.get("artist"):
+        return "artist:" + norm_name(row["artist"])
+    return "file:" + row["file"]
+
+
+def unit_hash(key: str, salt: str) -> float:
+    return int(hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()[:12], 16) / float(1 << 48)
+
+
+def assign_splits(rows: list[dict], val: float, test: float, holdout_sources=(), holdout_groups=(),
+                  salt: str = "0") -> None:
+    """Set ``row['split']`` and ``row['group']`` in place; a group's rows all land in one split.
+
+    Held-out sources and groups go wholly to test; a group they share with other sources (an artist imitated
+    by two generators) goes to test too, so nothing of a held-out source's groups is trained on.
+    """
+    held = set(holdout_groups)
+    for row in rows:
+        row["group"] = group_of(row)
+        if row["source"] in holdout_sources:
+            held.add(row["group"])
+    unknown = set(holdout_sources) - {r["source"] for r in rows}
+    if unknown:
+        raise ValueError(f"--holdout-source names no source in the provenance: {sorted(unknown)}")
+    for row in rows:
+        if row["group"] in held:
+            row["split"] = "test"
+            continue
+        u = unit_hash(row["group"], salt)
+        row["split"] = "test" if u < test else ("val" if u < test + val else "train")
+
+
+def apply_limits(rows: list[dict], limits: dict[str, int], salt: str) -> list[dict]:
+    """At most ``limits[source]`` files of a source, chosen by a stable hash of the file."""
+    out, by_source = [], {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row)
+    for source, items in by_source.items():
+        if source in limits:
+            items = sorted(items, key=lambda r: unit_hash(r["file"], salt))[: limits[source]]
+        out.extend(items)
+    return out
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+def cells(image: Image.Image, layout: tuple[int, int] | None) -> Iterator[tuple[tuple[int, int] | None, Image.Image]]:
+    """The image's cells, left to right then top to bottom; the whole image when ``layout`` is None.
+
+    A sheet whose size is not a whole multiple of its layout is refused: a cut across two pictures would put
+    a seam in every cell.
+    """
+    if layout is None:
+        yield None, image
+        return
+    cols, rows = layout
+    w, h = image.size
+    if w % cols or h % rows:
+        raise ValueError(f"a {w}x{h} sheet does not divide into {cols}x{rows} equal cells")
+    cw, ch = w // cols, h // rows
+    for r in range(rows):
+        for c in range(cols):
+            yield (c, r), image.crop((c * cw, r * ch, (c + 1) * cw, (r + 1) * ch))
+
+
+def square_tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Boxes of the squares, of side ``min(width, height)``, that cover the image along its longer side.
+
+    ``round(long / short)`` squares (at least one), spread evenly from one end to the other: a 2:1 picture-book
+    spread gives its two pages, a square image itself. The detector's ``tiles`` input policy scores the same boxes.
+    """
+    side = min(width, height)
+    n = max(1, round(max(width, height) / side))
+    span = max(width, height) - side
+    offsets = [round(i * span / (n - 1)) for i in range(n)] if n > 1 else [span // 2]
+    if width >= height:
+        return [(o, 0, o + side, side) for o in offsets]
+    return [(0, o, side, o + side) for o in offsets]
+
+
+def normalise(image: Image.Image, size: int) -> list[Image.Image]:
+    """The one stored form of every training image, human or AI: ``size`` x ``size`` RGB squares.
+
+    8-bit RGB in (the detector's decoder gives that); the squares of :func:`square_tiles`, each resized to
+    ``size`` with Lanczos. Every stored image, of either class, has been resampled once and has the same shape,
+    so neither the aspect ratio nor the source's pixel grid tells the classes apart. ``ValueError`` when the
+    shorter side is below ``size``: an upscaled work would look unlike anything in the other class.
+    """
+    if image.mode != "RGB":
+        raise ValueError(f"normalise needs 8-bit RGB, got {image.mode}")
+    w, h = image.size
+    if min(w, h) < size:
+        raise ValueError(f"{w}x{h}: shorter side under {size} px")
+    return [image.resize((size, size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+            for box in square_tiles(w, h)]
+
+
+def _process(task: tuple[dict, tuple[int, int] | None, str, int, int]) -> list[dict]:
+    """Decode one provenance row, cut and normalise it, write its PNGs; rows for the manifest (or a skip)."""
+    row, layout, out_dir, size = task
+    out = Path(out_dir)
+    base = {k: row.get(k, "") for k in ("source", "label", "artist", "generator", "licence", "repo", "commit",
+                                         "path_in_repo", "blob", "note", "group", "split")}
+    base["origin"] = row["file"]
+    try:
+        image = decode_image(Path(row["abs_path"]), max_pixels=MAX_SOURCE_PIXELS, max_bytes=1 << 30)
+        results = []
+        for cell, part in cells(image, layout):
+            try:
+                squares = normalise(part, size)
+            except ValueError as exc:
+                results.append({**base, "cell": cell, "skipped": str(exc)})
+                continue
+            for k, square in enumerate(squares):
+                stem = hashlib.sha256(f"{row['source']}/{row['file']}/{cell}/{k}".encode()).hexdigest()[:20]
+                rel = Path("images") / row["source"] / f"{stem}.png"
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                tmp = out / rel.with_suffix(".tmp")
+                square.save(tmp, format="PNG", compress_level=3)
+                tmp.replace(out / rel)
+                results.append({**base, "cell": cell, "tile": k, "path": str(rel), "size": size,
+                                "orig_width": part.width, "orig_height": part.height,
+                                "sha256": hashlib.sha256((out / rel).read_bytes()).hexdigest()})
+        return results
+    except (DecodeError, ValueError, OSError) as exc:
+        return [{**base, "cell": None, "skipped": f"unreadable: {exc}"}]
+
+
+def build(args: argparse.Namespace) -> dict:
+    rows = [r for p in args.provenance for r in read_provenance(p)]
+    rows = apply_limits(rows, args.limit, args.seed)
+    unknown_sheets = set(args.sheet) - {r["source"] for r in rows}
+    if unknown_sheets:
+        raise ValueError(f"--sheet names no source in the provenance: {sorted(unknown_sheets)}")
+    assign_splits(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tasks = [(r, args.sheet.get(r["source"]), str(args.out), args.size) for r in rows]
+    t0 = time.time()
+    manifest, skipped = [], []
+    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+        for i, results in enumerate(pool.map(_process, tasks, chunksize=8)):
+            for res in results:
+                (skipped if "skipped" in res else manifest).append(res)
+            if (i + 1) % 500 == 0:
+                print(f"{i + 1}/{len(tasks)} files, {len(manifest)} images, {time.time() - t0:.0f} s", file=sys.stderr)
+    manifest.sort(key=lambda r: r["path"])
+    tmp = args.out / "manifest.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in manifest))
+    tmp.replace(args.out / "manifest.jsonl")
+    (args.out / "skipped.jsonl").write_text("".join(json.dumps(r) + "\n" for r in skipped))
+    summary = describe(manifest, skipped, args)
+    (args.out / "dataset.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def describe(manifest: list[dict], skipped: list[dict], args: argparse.Namespace) -> dict:
+    """``dataset.json``: counts by split/label and source, the groups of each split, and how it was made."""
+    by_split_label = Counter(f"{r['split']}/{r['label']}" for r in manifest)
+    by_source = Counter(f"{r['source']}/{r['split']}/{r['label']}" for r in manifest)
+    groups = {s: sorted({r["group"] for r in manifest if r["split"] == s}) for s in SPLITS}
+    return {
+        "kind": "external",
+        "split_by": "group (imitated artist for AI; book, folder or maker for human works)",
+        "holdout_sources": list(args.holdout_source),
+        "holdout_groups": list(args.holdout_group),
+        "by_split_and_label": dict(sorted(by_split_label.items())),
+        "by_source": dict(sorted(by_source.items())),
+        "licences": dict(Counter(f"{r['source']}: {r['licence']}" for r in manifest)),
+        "generators": sorted({r["generator"] for r in manifest if r["label"] == "ai-mimicry"}),
+        "groups_by_split": {s: len(g) for s, g in groups.items()},
+        "artists_by_split": groups,
+        "skipped": dict(Counter(r["skipped"].split(":")[0] if r["skipped"].startswith("unreadable")
+                                else "too small" for r in skipped)),
+        "normalisation": {"size": args.size, "tiles": "round(long/short) squares of the shorter side, evenly spread",
+                          "resample": "Lanczos", "stored_as": "PNG, 8-bit RGB, no metadata",
+                          "sheets": {k: list(v) for k, v in args.sheet.items()}},
+        "provenance_files": [str(p) for p in args.provenance],
+        "base_model": None,
+        "methods": ["external"],
+    }
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        summary = build(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: summary[k] for k in ("by_split_and_label", "groups_by_split", "skipped")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
