@@ -101,7 +101,7 @@ def read_provenance(path: Path) -> list[dict]:
             raise ValueError(f"{path}:{n}: needs `file` and a `label` in {sorted(LABELS)}, got {row.get('label')!r}")
         rel = Path(row["file"])
         row["source"] = row.get("source") or (rel.parts[0] if len(rel.parts) > 1 else path.stem)
-        row["abs_path"] = str(rel if rel.is_absolute() else (path.parent / rel))
+        row["abs_path"] = str(rel if rel.is_absolute() else (path.parent / rel).resolve())
         row["label"] = LABELS[row["label"]]
         row["provenance_file"] = str(path)
         rows.append(row)
@@ -227,6 +227,7 @@ def _process(task: tuple[dict, tuple[int, int] | None, str, int, int]) -> list[d
     base = {k: row.get(k, "") for k in ("source", "label", "artist", "generator", "licence", "repo", "commit",
                                          "path_in_repo", "blob", "note", "group", "split")}
     base["origin"] = row["file"]
+    base["origin_path"] = row["abs_path"]
     try:
         image = decode_image(Path(row["abs_path"]), max_pixels=MAX_SOURCE_PIXELS, max_bytes=1 << 30)
         results = []

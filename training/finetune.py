@@ -60,7 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--augment", choices=AUGMENTS, default="robust",
-                   help="robust (v2 default): wider crops and rescales, pixel noise; platform: v1's")
+                   help="realworld: one regime for both classes of an external dataset (re-encoding, crops, "
+                        "downscales, colour jitter); robust (v2 default): wider crops and rescales, pixel noise; "
+                        "platform: v1's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -173,7 +175,10 @@ class ManifestDataset:
         self.rows = read_rows(manifest, split)
         self.cfg, self.augment, self.seed = cfg, augment, seed
         self.epoch = 0
-        self._aug = platform_augmentations(cfg.size, augment) if augment != "none" else None
+        if augment == "realworld":
+            self._aug = realworld_augmentations(cfg.size)
+        else:
+            self._aug = platform_augmentations(cfg.size, augment) if augment != "none" else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -195,7 +200,7 @@ class ManifestDataset:
         return np.array([LABELS[r["label"]] for r in self.rows])
 
 
-AUGMENTS = ("robust", "platform", "none")
+AUGMENTS = ("realworld", "robust", "platform", "none")
 
 
 def platform_augmentations(size: int, strength: str = "platform"):
@@ -237,6 +242,68 @@ def platform_augmentations(size: int, strength: str = "platform"):
         v2.RandomApply([v2.JPEG((30, 100))], p=0.6),
         v2.ToPILImage(),
     ])
+
+
+def _reencode(img, rng: random.Random, low: int = 40, high: int = 95):
+    """JPEG or WebP at a random quality, as publishing and re-posting do; PIL in, PIL out."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fmt = rng.choice(["JPEG", "JPEG", "WEBP"])
+    img.save(buf, format=fmt, quality=rng.randint(low, high))
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def realworld_augmentations(size: int):
+    """One random regime for both classes of a real-world dataset (``mimicry.training.external``).
+
+    On the stored squares (384 px): re-encoding before resizing as published files are (p 0.5), a random
+    crop of 60-100% of the side, a downscale to ``size`` with a random filter (the detector resizes whole
+    images of 400-2,000 px down to ``size``, so the model must read downscaled pixels, not a native
+    grid), colour jitter strong enough that palette is a weak cue (p 0.8: brightness, contrast,
+    saturation +-40%, hue +-0.08) and greyscale (p 0.1), re-encoding after resizing (p 0.3), light blur
+    and noise (p 0.1 each), flips. Applied identically whatever the label, so no step can become a
+    label cue.
+    """
+    from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+    filters = [Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS,
+               Image.Resampling.BOX]
+
+    def aug(img):
+        rng = random.Random(random.getrandbits(64))
+        if rng.random() < 0.5:
+            img = _reencode(img, rng)
+        w, h = img.size
+        side = round(min(w, h) * rng.uniform(0.6, 1.0))
+        x0, y0 = rng.randint(0, w - side), rng.randint(0, h - side)
+        img = img.resize((size, size), rng.choice(filters), box=(x0, y0, x0 + side, y0 + side))
+        if rng.random() < 0.5:
+            img = ImageOps.mirror(img)
+        if rng.random() < 0.8:
+            for enhance in rng.sample([ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color], 3):
+                img = enhance(img).enhance(rng.uniform(0.6, 1.4))
+            shift = rng.uniform(-0.08, 0.08)
+            if abs(shift) > 0.01:
+                hsv = np.asarray(img.convert("HSV")).copy()
+                hsv[..., 0] = (hsv[..., 0].astype(np.int16) + round(shift * 255)) % 256
+                img = Image.fromarray(hsv, "HSV").convert("RGB")
+        if rng.random() < 0.1:
+            img = ImageOps.grayscale(img).convert("RGB")
+        if rng.random() < 0.1:
+            img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+        if rng.random() < 0.1:
+            x = np.asarray(img, dtype=np.float32)
+            x = x + np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(1.0, 6.0), x.shape)
+            img = Image.fromarray(np.clip(x, 0, 255).round().astype(np.uint8))
+        if rng.random() < 0.3:
+            img = _reencode(img, rng, 60, 95)
+        return img
+
+    return aug
 
 
 # ----------------------------------------------------------------------------- loops

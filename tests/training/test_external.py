@@ -1,0 +1,175 @@
+"""External sources -> dataset: provenance ingestion, contact sheets, one normalisation, splits, baselines."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mimicry.training import external
+from mimicry.training.baselines import colour_features, file_facts
+from mimicry.training.finetune import realworld_augmentations
+
+
+def _sheet(colours: list[tuple[int, int, int]], cell: int) -> Image.Image:
+    sheet = Image.new("RGB", (2 * cell, 2 * cell))
+    for k, c in enumerate(colours):
+        sheet.paste(Image.new("RGB", (cell, cell), c), ((k % 2) * cell, (k // 2) * cell))
+    return sheet
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> Path:
+    """Two AI sheet sources sharing artists, two human sources in several formats, one provenance file."""
+    root = tmp_path_factory.mktemp("sources")
+    rng = np.random.default_rng(0)
+    rows = []
+    for gen in ("gen-a", "gen-b"):
+        (root / gen).mkdir()
+        for i in range(8):
+            colours = [tuple(int(v) for v in rng.integers(0, 255, 3)) for _ in range(4)]
+            _sheet(colours, 80).save(root / gen / f"artist{i}.webp", quality=80)
+            rows.append({"file": f"{gen}/artist{i}.webp", "label": "ai", "artist": f"Artist {i}",
+                         "generator": gen, "licence": "MIT", "repo": f"example/{gen}", "commit": "c" * 40,
+                         "path_in_repo": f"img/artist{i}.webp"})
+    (root / "paintings").mkdir()
+    for i in range(6):
+        arr = rng.integers(0, 255, (80 + 4 * i, 200, 3), dtype=np.uint8)  # about 2:1, various sizes
+        Image.fromarray(arr).save(root / "paintings" / f"p{i}.jpg", quality=85)
+        rows.append({"file": f"paintings/p{i}.jpg", "label": "human", "artist": f"Painter {i % 3}",
+                     "licence": "CC0", "repo": "example/museum", "commit": "d" * 40, "path_in_repo": f"p{i}.jpg"})
+    (root / "clipart").mkdir()
+    for i in range(6):
+        im = Image.new("RGBA", (70, 140), (0, 0, 0, 0))  # portrait, transparent
+        im.paste(Image.new("RGBA", (30, 30), (200, 10 * i, 40, 255)), (20, 50))
+        im.save(root / "clipart" / f"c{i}.png")
+        rows.append({"file": f"clipart/c{i}.png", "label": "human", "group": f"folder{i % 2}",
+                     "licence": "public domain", "repo": "debian:clipart", "commit": "1.0",
+                     "path_in_repo": f"/usr/share/clipart/c{i}.png"})
+    (root / "clipart" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rows.append({"file": "clipart/broken.png", "label": "human", "group": "folder0", "licence": "x"})
+    (root / "clipart" / "tiny.png").write_bytes(_png(Image.new("RGB", (20, 20), "red")))
+    rows.append({"file": "clipart/tiny.png", "label": "human", "group": "folder1", "licence": "x"})
+    (root / "sources.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _build(sources: Path, out: Path, *extra: str) -> list[dict]:
+    args = external.parse_args(["--provenance", str(sources / "sources.jsonl"), "--out", str(out), "--size", "64",
+                                "--sheet", "gen-a=2x2", "--sheet", "gen-b=2x2", "--workers", "1",
+                                "--val", "0.25", "--test", "0.25", *extra])
+    external.build(args)
+    return [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_cells_cut_a_sheet_into_its_pictures():
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    got = list(external.cells(_sheet(colours, 16), (2, 2)))
+    assert [c for c, _ in got] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    for (_, im), colour in zip(got, colours):
+        assert im.size == (16, 16) and (np.asarray(im) == colour).all()
+    with pytest.raises(ValueError, match="equal cells"):
+        list(external.cells(Image.new("RGB", (33, 32)), (2, 2)))
+    assert [c for c, _ in external.cells(Image.new("RGB", (5, 7)), None)] == [None]
+
+
+@pytest.mark.parametrize("size,expected", [
+    ((100, 100), [(0, 0, 100, 100)]),
+    ((200, 100), [(0, 0, 100, 100), (100, 0, 200, 100)]),
+    ((100, 260), [(0, 0, 100, 100), (0, 80, 100, 180), (0, 160, 100, 260)]),
+    ((130, 100), [(15, 0, 115, 100)]),
+])
+def test_square_tiles_cover_the_longer_side(size, expected):
+    assert external.square_tiles(*size) == expected
+
+
+def test_one_normalisation_whatever_the_input(sources, tmp_path):
+    """Every stored image is a metadata-free RGB PNG of the same size, whatever its format, mode, shape."""
+    rows = _build(sources, tmp_path / "ds")
+    labels = {r["label"] for r in rows}
+    assert labels == {"ai-mimicry", "human"}
+    for r in rows:
+        with Image.open(tmp_path / "ds" / r["path"]) as im:
+            assert (im.format, im.mode, im.size) == ("PNG", "RGB", (64, 64))
+            assert not {k for k in im.info if k not in ("dpi",)}, im.info
+    # The transparent clip art was composited onto white, not black.
+    clip = next(r for r in rows if r["source"] == "clipart")
+    assert Image.open(tmp_path / "ds" / clip["path"]).getpixel((0, 0)) == (255, 255, 255)
+    # A 2x2 sheet gives four cells; a 2:1 painting two tiles; a 1:2 clip art two tiles.
+    assert sum(r["source"] == "gen-a" for r in rows) == 8 * 4
+    assert sum(r["source"] == "paintings" for r in rows) == 6 * 2
+    skipped = [json.loads(x) for x in (tmp_path / "ds" / "skipped.jsonl").read_text().splitlines()]
+    reasons = sorted(s["skipped"].split(":")[0] for s in skipped)
+    assert reasons == ["20x20", "unreadable"]
+
+
+def test_rows_carry_provenance(sources, tmp_path):
+    rows = _build(sources, tmp_path / "ds")
+    ai = next(r for r in rows if r["source"] == "gen-b")
+    assert ai["label"] == "ai-mimicry" and ai["generator"] == "gen-b" and ai["artist"].startswith("Artist ")
+    assert ai["repo"] == "example/gen-b" and ai["commit"] == "c" * 40 and ai["path_in_repo"].startswith("img/")
+    assert ai["cell"] in ([0, 0], [1, 0], [0, 1], [1, 1]) and len(ai["sha256"]) == 64
+    assert Path(ai["origin_path"]).is_file()
+    data = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert sum(data["by_split_and_label"].values()) == len(rows)
+    assert data["generators"] == ["gen-a", "gen-b"]
+
+
+def test_splits_never_share_a_group(sources, tmp_path):
+    rows = _build(sources, tmp_path / "ds")
+    split_of = {}
+    for r in rows:
+        assert split_of.setdefault(r["group"], r["split"]) == r["split"], r["group"]
+    # The same imitated artist under two generators is one group.
+    a = {r["split"] for r in rows if r["artist"] == "Artist 3"}
+    assert len(a) == 1 and {r["source"] for r in rows if r["artist"] == "Artist 3"} == {"gen-a", "gen-b"}
+    assert "train" in {r["split"] for r in rows} and len({r["split"] for r in rows}) >= 2
+
+
+def test_leave_one_source_out(sources, tmp_path):
+    rows = _build(sources, tmp_path / "ds", "--holdout-source", "gen-b")
+    assert {r["split"] for r in rows if r["source"] == "gen-b"} == {"test"}
+    # gen-a shares its artists with gen-b: none of them may be trained on either.
+    assert {r["split"] for r in rows if r["source"] == "gen-a"} == {"test"}
+    assert any(r["split"] == "train" for r in rows if r["label"] == "human")
+    with pytest.raises(ValueError, match="no source"):
+        _build(sources, tmp_path / "ds2", "--holdout-source", "nope")
+
+
+def test_provenance_rows_are_checked(tmp_path):
+    (tmp_path / "p.jsonl").write_text(json.dumps({"file": "x.png", "label": "maybe"}) + "\n")
+    with pytest.raises(ValueError, match="p.jsonl:1"):
+        external.read_provenance(tmp_path / "p.jsonl")
+
+
+def test_realworld_augmentation_is_label_blind_and_shapes_every_input():
+    aug = realworld_augmentations(48)
+    for mode, size in [("RGB", (64, 64)), ("RGB", (300, 120)), ("L", (80, 90))]:
+        im = Image.new(mode, size, 128).convert("RGB")
+        random.seed(1)
+        a = aug(im)
+        random.seed(1)
+        b = aug(im)
+        assert a.size == (48, 48) and a.mode == "RGB"
+        assert np.array_equal(np.asarray(a), np.asarray(b))  # seeded per item: reproducible
+
+
+def test_file_facts_and_colour_features():
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 20), (10, 200, 30)).save(buf, format="JPEG", quality=50)
+    facts = file_facts(buf.getvalue())
+    assert facts[1] == 1.0 and facts[6] == 40 and facts[7] == 20 and facts[-1] > 0  # JPEG, size, quantisation
+    grey = colour_features(Image.new("RGB", (50, 50), (128, 128, 128)))
+    red = colour_features(Image.new("RGB", (50, 50), (255, 0, 0)))
+    assert grey.shape == red.shape and not np.allclose(grey, red)
