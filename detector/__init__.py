@@ -5,7 +5,7 @@ numpy + Pillow + onnxruntime only; never torch. Names are imported lazily, so
 
     from mimicry.detector import Detector
 
-    det = Detector.from_dir("models/default")   # load once
+    det = Detector.default()                    # load once: the bundled model; or Detector.from_dir(PATH)
     for v in det.predict(["a.png", "b.jpg"]):    # predict many times
         print(v.source, v.label, v.score, v.error)
 """
@@ -19,6 +19,9 @@ _EXPORTS = {
     "ModelBundle": "mimicry.detector.bundle",
     "ModelError": "mimicry.detector.bundle",
     "write_model_json": "mimicry.detector.bundle",
+    "resolve_model_dir": "mimicry.detector.locations",
+    "bundled_models": "mimicry.detector.locations",
+    "data_dir": "mimicry.detector.locations",
     "DecodeError": "mimicry.detector.decode",
     "decode_image": "mimicry.detector.decode",
     "decode_with_metadata": "mimicry.detector.decode",

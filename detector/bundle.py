@@ -58,8 +58,13 @@ class ModelBundle:
     def from_dir(cls, path: str | os.PathLike) -> ModelBundle:
         """Load and check ``path/model.json`` and ``path/model.onnx``; raise :class:`ModelError`
         if either is missing, the card is invalid or incomplete, or the ONNX file's sha256 differs
-        from the card's ``onnx_sha256``."""
-        path = Path(path)
+        from the card's ``onnx_sha256``. ``path`` may also be a bare name (``"default"``), found by
+        :func:`mimicry.detector.locations.resolve_model_dir`: ``$MIMICRY_MODELS/<name>``, then the
+        bundled copy."""
+        from .locations import resolve_model_dir
+
+        path = resolve_model_dir(path)
+        disable_onnxruntime_telemetry()  # a session over this model is usually next
         card, (preprocess, calibration, thresholds) = read_checked_card(path, parse_card)
         return cls(path, card, preprocess, calibration, thresholds)
 
@@ -178,6 +183,21 @@ def write_model_json(model_dir: str | os.PathLike, card: Mapping) -> dict:
         Path(tmp).unlink(missing_ok=True)
         raise
     return full
+
+
+_telemetry_off = False
+
+
+def disable_onnxruntime_telemetry() -> None:
+    """Turn off onnxruntime's telemetry events for this process (once; cheap after that). Called
+    wherever a model directory is opened for a session, before the session is made."""
+    global _telemetry_off
+    if _telemetry_off:
+        return
+    import onnxruntime
+
+    onnxruntime.disable_telemetry_events()
+    _telemetry_off = True
 
 
 def file_sha256(path: str | os.PathLike) -> str:

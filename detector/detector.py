@@ -222,6 +222,11 @@ class Detector:
                        model_version=self.version, error=message, error_code=code,
                        evidence={"model_trained_on": self.bundle.trained_on})
 
+    @classmethod
+    def default(cls, **kwargs) -> Detector:
+        """The bundled detector (or ``$MIMICRY_MODELS/default``); ``kwargs`` as :meth:`from_dir`."""
+        return cls.from_dir("default", **kwargs)
+
 
 def describe_source(source: Source, index: int) -> str:
     """A source's name in a verdict: the path as given, a PIL image's file name, or its position."""

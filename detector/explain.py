@@ -19,7 +19,7 @@ one batch. Two ways to use a window:
     from mimicry.detector import Detector
     from mimicry.detector.explain import explain
 
-    ex = explain(Detector.from_dir("models/default"), "suspect.png")
+    ex = explain(Detector.default(), "suspect.png")
     ex.verdict.label, ex.heat.shape          # the verdict (the same as Detector.predict gives) and HxW heat
     open("heat.png", "wb").write(ex.overlay_png)
 

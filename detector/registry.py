@@ -7,7 +7,7 @@ the service share; the SQL that differs between the two lives in :mod:`mimicry.d
     from mimicry.detector.registry import Registry
     from mimicry.detector.style import StyleEncoder
 
-    enc = StyleEncoder.from_dir("models/style-encoder")
+    enc = StyleEncoder.default()  # the bundled encoder; or StyleEncoder.from_dir(PATH)
     with Registry.open() as reg:  # $MIMICRY_REGISTRY or the per-user default; scores as the encoder's card says
         report = reg.enrol("Jane Doe", ["a.png", "b.png"], enc, consent="email of 2026-11-24")
         print(report.added, report.skipped)
@@ -42,7 +42,6 @@ import io
 import json
 import os
 import sqlite3
-import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
@@ -135,20 +134,15 @@ class EnrolReport:
 
 
 def default_path() -> Path:
-    """``$MIMICRY_REGISTRY`` if set, else ``registry.sqlite3`` in the per-user data directory:
-    ``$XDG_DATA_HOME/mimicry-detect`` (default ``~/.local/share/mimicry-detect``) on Linux,
-    ``~/Library/Application Support/mimicry-detect`` on macOS, ``%LOCALAPPDATA%\\mimicry-detect`` on Windows."""
+    """``$MIMICRY_REGISTRY`` if set, else ``registry.sqlite3`` in the per-user data folder
+    (:func:`mimicry.detector.locations.data_dir`: ``$MIMICRY_HOME``, else ``~/.local/share/mimicry``
+    on Linux, ``~/Library/Application Support/mimicry`` on macOS, ``%LOCALAPPDATA%\\mimicry`` on Windows)."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = home / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
-    return base / "mimicry-detect" / DB_FILE
+    from .locations import data_dir
+
+    return data_dir() / DB_FILE
 
 
 def default_location() -> Path | str:

@@ -352,7 +352,7 @@ def scan(detector, sources: Iterable[str], sink, *, batch_size: int = 16, worker
 
 
 def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, output: Path | None = None,
-        resume: bool = False, model: Path = Path("models/default"), batch_size: int = 16,
+        resume: bool = False, model: str | os.PathLike = "default", batch_size: int = 16,
         workers: int = DEFAULT_WORKERS, stdout: Console | None = None, stderr: Console | None = None) -> int:
     """The whole ``mimicry scan`` command; returns its exit code (see the command's help)."""
     stdout = stdout or Console()

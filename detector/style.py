@@ -1,11 +1,11 @@
 """The style encoder: an ONNX graph that maps an image to a unit-length style embedding.
 
-A model directory (``models/style-encoder/``) holds ``model.onnx`` and a ``model.json`` card of
+A model directory (bundled: ``style-encoder``, the repository's ``models/style-encoder/``) holds ``model.onnx`` and a ``model.json`` card of
 kind ``style-encoder``: preprocessing, the embedding's size, and the similarity threshold at which
 the registry attributes an image to an artist, with how it was chosen. As with the detector's
 bundle, the directory loads only when the card is complete and the ONNX file's sha256 matches it::
 
-    enc = StyleEncoder.from_dir("models/style-encoder")
+    enc = StyleEncoder.default()                    # the bundled one; or from_dir(PATH or NAME)
     e = enc.embed_one("suspect.png")                # (dim,) float32, unit length
     rows = enc.embed(["a.png", b"...", "broken.png"])  # arrays, or DecodeError for a bad source
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .bundle import ModelError, _has, file_sha256, read_checked_card
+from .bundle import ModelError, _has, disable_onnxruntime_telemetry, file_sha256, read_checked_card
 from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeError, Source, decode_image
 from .preprocess import PreprocessConfig, preprocess
 
@@ -132,13 +132,23 @@ class StyleEncoder:
                  intra_op_threads: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> StyleEncoder:
         """Load and check ``path/model.json`` and ``path/model.onnx``; :class:`ModelError` if either
-        is missing or invalid, or the ONNX file is not the one the card was written for."""
+        is missing or invalid, or the ONNX file is not the one the card was written for. ``path``
+        may be a bare name, found as :func:`mimicry.detector.locations.resolve_model_dir` says."""
         from .detector import open_session
+        from .locations import resolve_model_dir
 
-        path = Path(path)
+        path = resolve_model_dir(path, what="style encoder")
+        disable_onnxruntime_telemetry()
         card, _ = read_checked_card(path, parse_style_card, what="style encoder")
         session = open_session(path / ONNX_FILE, providers=providers, intra_op_threads=intra_op_threads)
         return cls(path, card, session, max_bytes=max_bytes, max_pixels=max_pixels)
+
+    @classmethod
+    def default(cls, **kwargs) -> StyleEncoder:
+        """The bundled style encoder (or ``$MIMICRY_MODELS/style-encoder``); ``kwargs`` as :meth:`from_dir`."""
+        from .locations import DEFAULT_ENCODER
+
+        return cls.from_dir(DEFAULT_ENCODER, **kwargs)
 
     # ------------------------------------------------------------------------- card
 

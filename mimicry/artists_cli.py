@@ -22,8 +22,10 @@ RegistryOption = Annotated[Optional[str], typer.Option(
     "--registry", show_default=False,
     help="Registry: a SQLite file or a postgresql:// URL "
          "\\[default: $MIMICRY_REGISTRY, else registry.sqlite3 in the user data dir].")]
-EncoderOption = Annotated[Path, typer.Option("--encoder", help="Style encoder directory (model.onnx + model.json).")]
-DEFAULT_ENCODER = Path("models/style-encoder")
+EncoderOption = Annotated[str, typer.Option(
+    "--encoder", help="Style encoder: a directory (model.onnx + model.json), or a name looked up in "
+                      "$MIMICRY_MODELS, then among the bundled models.")]
+DEFAULT_ENCODER = "style-encoder"  # mimicry.detector.locations.DEFAULT_ENCODER (not imported: keeps --help light)
 
 
 def _console(stderr: bool = False):
@@ -48,7 +50,7 @@ def _open_registry(path: Optional[str], encoder=None):
         raise _fail(str(exc)) from None
 
 
-def _load_encoder(path: Path):
+def _load_encoder(path: str):
     from mimicry.detector.bundle import ModelError
     from mimicry.detector.style import StyleEncoder
 
@@ -157,7 +159,8 @@ def check(
         "--artist", show_default=False, help="Compare with this enrolled artist only.")] = None,
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="How many artists to show.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    model: Annotated[Path, typer.Option("--model", help="Detector directory.")] = Path("models/default"),
+    model: Annotated[str, typer.Option("--model", help="Detector: a directory, or a name ($MIMICRY_MODELS, "
+                                                          "then the bundled models).")] = "default",
     registry: RegistryOption = None,
     encoder: EncoderOption = DEFAULT_ENCODER,
 ) -> None:

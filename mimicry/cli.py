@@ -2,7 +2,9 @@
 
 Training commands forward their arguments to the module's ``argparse`` parser (``--help`` shows its
 options) and import torch only when run, so ``mimicry --help`` stays fast. ``scan`` forwards its
-options to ``mimicry.detector.scan.run`` (onnxruntime, never torch).
+options to ``mimicry.detector.scan.run`` (onnxruntime, never torch). A command whose extra is not
+installed (train, serve, keys, ``scan --engine ray``) says which in one line and exits 2
+(:mod:`mimicry.extras`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from mimicry.extras import needs_extra
+
+# The option help of every --model: the one resolver (mimicry.detector.locations) reads it.
+MODEL_HELP = ("Detector: a model directory (model.onnx + model.json), or a name looked up in "
+              "$MIMICRY_MODELS, then among the bundled models.")
+
 app = typer.Typer(help="Detect AI imitations of a human artist's style.", no_args_is_help=True,
                   add_completion=False)
 train_app = typer.Typer(help="Make a detector: corpus, tiny base, DreamBooth, generation, dataset.",
@@ -26,8 +34,26 @@ FORWARD = {"context_settings": {"allow_extra_args": True, "ignore_unknown_option
 
 
 def _forward(module: str, ctx: typer.Context, entry: str = "main") -> None:
-    fn = getattr(importlib.import_module(module), entry)
-    raise typer.Exit(fn(list(ctx.args)) or 0)
+    with needs_extra("train", f"train {ctx.info_name}"):
+        fn = getattr(importlib.import_module(module), entry)
+        code = fn(list(ctx.args)) or 0
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version as v
+
+        typer.echo(f"mimicry-detect {v('mimicry-detect')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Detect AI imitations of a human artist's style."""
 
 
 @train_app.command("corpus", **FORWARD)
@@ -83,8 +109,7 @@ def scan(
         help="Write rows to this file (.csv or .jsonl; .parquet with --engine ray) instead of the terminal.")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Skip sources already in the -o file and append the rest.")] = False,
-    model: Annotated[Path, typer.Option(
-        "--model", help="Model directory (model.onnx + model.json).")] = Path("models/default"),
+    model: Annotated[str, typer.Option("--model", help=MODEL_HELP)] = "default",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per inference batch.")] = 16,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=0, show_default=False,
@@ -124,12 +149,8 @@ def scan(
     from mimicry.detector import scan as scan_lib
 
     if engine is ScanEngine.ray:
-        try:
+        with needs_extra("scale", "scan --engine ray"):
             from mimicry import ray_scan  # imports ray: only here
-        except ImportError as exc:
-            typer.echo(f"error: --engine ray needs the scale extra, pip install 'mimicry-detect[scale]' ({exc})",
-                       err=True)
-            raise typer.Exit(scan_lib.EXIT_USAGE) from None
         raise typer.Exit(ray_scan.run(
             paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume,
             model=model, address=address, options=ray_scan.RayOptions(

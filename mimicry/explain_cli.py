@@ -7,6 +7,7 @@ the plain function :func:`run`. Importing this module loads neither onnxruntime 
 from __future__ import annotations
 
 import json
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +20,7 @@ EXIT_OK, EXIT_FLAGGED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 _LABEL_STYLES = {"human": "green", "uncertain": "yellow", "ai-mimicry": "bold red"}
 
 
-def run(image: str, output: Path, *, model: Path = Path("models/default"), method: str = "window", grid: int = 8,
+def run(image: str, output: Path, *, model: str | os.PathLike = "default", method: str = "window", grid: int = 8,
         window: float = 0.25, as_json: bool = False, stdout: Console | None = None,
         stderr: Console | None = None) -> int:
     """Write the overlay PNG to ``output`` and print the verdict; returns the exit code (0 not
@@ -79,8 +80,9 @@ def explain(
     image: Annotated[str, typer.Argument(help="The image file.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the heatmap overlay (PNG).",
                                          show_default=False)],
-    model: Annotated[Path, typer.Option("--model", help="Model directory (model.onnx + model.json).")] = Path(
-        "models/default"),
+    model: Annotated[str, typer.Option("--model", help="Detector: a model directory (model.onnx + model.json), "
+                                                       "or a name looked up in $MIMICRY_MODELS, then among the "
+                                                       "bundled models.")] = "default",
     method: Annotated[Method, typer.Option(
         "--method", help="window: score each window on its own; occlusion: cover each window and "
                          "score the rest.")] = Method.window,

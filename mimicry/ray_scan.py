@@ -278,7 +278,7 @@ def connect(address: str | None) -> bool:
 
 
 def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, output: Path | None = None,
-        resume: bool = False, model: Path = Path("models/default"), address: str | None = None,
+        resume: bool = False, model: str | os.PathLike = "default", address: str | None = None,
         options: RayOptions = RayOptions(), stdout: Console | None = None,
         stderr: Console | None = None) -> int:
     """``mimicry scan --engine ray``; returns the local engine's exit codes (0, 1, 2, 3, 130)."""
@@ -340,7 +340,7 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             return fail(f"cannot write {output}: {exc.strerror or exc}")
         try:
             if todo:
-                ds = build_dataset(todo, Path(model), options)
+                ds = build_dataset(todo, detector.bundle.path, options)  # the resolved directory
                 write_rows(ds.iter_batches(batch_format="pyarrow", batch_size=None), sink, summary)
         except ray.exceptions.RayError as exc:  # e.g. actors that cannot start, nodes lost beyond retries
             where = f"; rows so far are in {output} (run again with --resume)" if output else ""

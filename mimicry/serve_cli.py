@@ -7,16 +7,22 @@ from typing import Annotated, Optional
 
 import typer
 
+from mimicry.extras import needs_extra
+
 keys_app = typer.Typer(help="Create, list and revoke the service's API keys (stored hashed).",
                        no_args_is_help=True)
 
 KeysDb = Annotated[Optional[Path], typer.Option(
-    "--db", show_default=False, help="Key database \\[default: MIMICRY_KEYS_DB, else ~/.local/share/mimicry/keys.sqlite3].")]
+    "--db", show_default=False,
+    help="Key database \\[default: $MIMICRY_KEYS_DB, else keys.sqlite3 in the data folder: $MIMICRY_HOME, "
+         "else the user data folder (~/.local/share/mimicry on Linux)].")]
 
 
 def serve(
-    model: Annotated[Optional[Path], typer.Option("--model", show_default=False,
-                                                  help="Model directory \\[default: MIMICRY_MODEL_DIR or models/default].")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", show_default=False,
+        help="Detector: a model directory, or a name looked up in $MIMICRY_MODELS, then among the bundled "
+             "models \\[default: $MIMICRY_MODEL_DIR, else default].")] = None,
     host: Annotated[Optional[str], typer.Option("--host", show_default=False, help="\\[default: 127.0.0.1]")] = None,
     port: Annotated[Optional[int], typer.Option("--port", show_default=False, help="\\[default: 8000]")] = None,
     batch_max_size: Annotated[Optional[int], typer.Option(
@@ -36,11 +42,12 @@ def serve(
     (see service/settings.py); options given here win. The model loads at start-up: a model
     directory that fails its checks stops the server with the reason.
     """
-    import uvicorn
-    from pydantic import ValidationError
+    with needs_extra("serve", "serve"):
+        import uvicorn
+        from pydantic import ValidationError
 
-    from mimicry.service.app import create_app
-    from mimicry.service.settings import Settings
+        from mimicry.service.app import create_app
+        from mimicry.service.settings import Settings
 
     overrides = {k: v for k, v in {
         "model_dir": model, "host": host, "port": port, "batch_max_size": batch_max_size,
@@ -71,8 +78,9 @@ def serve(
 
 
 def _store(db: Path | None):
-    from mimicry.service.keys import KeyStore
-    from mimicry.service.settings import Settings
+    with needs_extra("serve", "keys"):
+        from mimicry.service.keys import KeyStore
+        from mimicry.service.settings import Settings
 
     return KeyStore(db or Settings().keys_db)
 

@@ -1,7 +1,10 @@
 """Service settings: environment variables prefixed ``MIMICRY_``, or a ``.env`` file.
 
-Every field can be set as ``MIMICRY_<FIELD>`` (for example ``MIMICRY_MODEL_DIR=models/default``,
-``MIMICRY_BATCH_MAX_SIZE=32``); ``mimicry serve`` options override both.
+Every field can be set as ``MIMICRY_<FIELD>`` (for example ``MIMICRY_MODEL_DIR=/srv/models/v3``,
+``MIMICRY_BATCH_MAX_SIZE=32``); ``mimicry serve`` options override both. Models are given as a
+directory or a name (``default``, ``style-encoder``), found by
+:func:`mimicry.detector.locations.resolve_model_dir`; the key database and the registry default to
+the per-user data folder (:func:`mimicry.detector.locations.data_dir`, ``$MIMICRY_HOME``).
 """
 
 from __future__ import annotations
@@ -12,11 +15,9 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mimicry.detector.locations import DEFAULT_ENCODER, DEFAULT_MODEL, data_dir
 
-def default_data_dir() -> Path:
-    """Where the service keeps its API-key database unless told otherwise."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "mimicry"
+KEYS_FILE = "keys.sqlite3"
 
 
 class Settings(BaseSettings):
@@ -24,7 +25,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MIMICRY_", env_file=".env", extra="ignore")
 
-    model_dir: Path = Field(Path("models/default"), description="Model directory (model.onnx + model.json).")
+    # str as well as Path: a name ("default") is looked up, a path is used as given.
+    model_dir: Path | str = Field(DEFAULT_MODEL, description="Detector: a model directory (model.onnx + model.json), "
+                                                             "or a name ($MIMICRY_MODELS/<name>, else bundled).")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 
@@ -47,13 +50,14 @@ class Settings(BaseSettings):
                                                               "grid**2 + 1 images); more get 503.")
 
     # Auth
-    keys_db: Path = Field(default_factory=lambda: default_data_dir() / "keys.sqlite3",
+    keys_db: Path = Field(default_factory=lambda: data_dir() / KEYS_FILE,
                           description="SQLite file of hashed API keys (created by `mimicry keys create`).")
     require_key_for_detect: bool = Field(False, description="Also require an API key for the detect endpoints.")
 
     # The artist style registry
-    style_encoder_dir: Path | None = Field(Path("models/style-encoder"),
-                                           description="Style encoder directory; empty turns attribution off.")
+    style_encoder_dir: Path | str | None = Field(DEFAULT_ENCODER,
+                                                 description="Style encoder: a directory or a name, as model_dir; "
+                                                             "empty turns attribution off.")
     # str as well as Path: a postgresql:// URL must not go through Path, which would fold its '//'.
     registry: Path | str | None = Field(None, description="Registry: a SQLite file, or a postgresql://user@host/db URL "
                                                           "that several replicas share (default: $MIMICRY_REGISTRY "

@@ -13,6 +13,19 @@ from PIL import Image, ImageDraw
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # any hub access in a test is a bug
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_folder(tmp_path_factory):
+    """Keys and registries that a test leaves to their defaults go to a temporary folder, never
+    to the user's own data folder ($MIMICRY_HOME, inherited by the commands tests start)."""
+    saved = os.environ.get("MIMICRY_HOME")
+    os.environ["MIMICRY_HOME"] = str(tmp_path_factory.mktemp("mimicry-home"))
+    yield
+    if saved is None:
+        os.environ.pop("MIMICRY_HOME", None)
+    else:
+        os.environ["MIMICRY_HOME"] = saved
+
+
 def draw_clipart(rng: np.random.Generator, size: int) -> Image.Image:
     """A random flat-colour shape on white, clip-art-like."""
     im = Image.new("RGB", (size, size), "white")

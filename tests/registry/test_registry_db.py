@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import sys
 import threading
 
 import numpy as np
@@ -148,8 +149,12 @@ def test_default_path_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MIMICRY_REGISTRY", str(tmp_path / "x.sqlite3"))
     assert default_path() == tmp_path / "x.sqlite3"
     monkeypatch.delenv("MIMICRY_REGISTRY")
+    monkeypatch.setenv("MIMICRY_HOME", str(tmp_path / "home"))  # the one per-user data folder
+    assert default_path() == tmp_path / "home" / "registry.sqlite3"
+    monkeypatch.delenv("MIMICRY_HOME")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    assert default_path() == tmp_path / "data" / "mimicry-detect" / "registry.sqlite3"
+    if sys.platform.startswith("linux"):
+        assert default_path() == tmp_path / "data" / "mimicry" / "registry.sqlite3"
 
 
 def test_migrates_from_version_1(db):

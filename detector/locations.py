@@ -1,0 +1,94 @@
+"""Where things are found: model directories by name or path, and the per-user data folder.
+
+**Models.** One resolver serves every door (the CLI's ``--model``/``--encoder``, the service's
+settings, the Python API, the Ray engine). A value is tried, in order, as
+
+1. a path: an existing directory is used as it is;
+2. ``$MIMICRY_MODELS/<name>``, when that variable is set;
+3. the copy bundled with the package (``default``: the detector, ``style-encoder``: the registry's
+   style encoder).
+
+Steps 2 and 3 apply to a bare name (``default``, ``style-encoder``, ``my-model``); a path with a
+folder in it (``models/default``, ``./x``, ``/srv/m``) is used as given, so a mistyped path is an
+error, never silently the bundled model. Nothing is looked up relative to where the package is run
+from except step 1, which is what a user typing a path expects.
+
+The bundled models travel inside the wheel as package data (``mimicry/models/<name>/``, mapped from
+the repository's ``models/`` folder); in a checkout (an editable install) they are that folder. Both
+layouts keep ``models/`` beside this package's folder, which is how :func:`bundled_models_dir` finds
+them.
+
+**Per-user data.** API keys and the style registry live in one folder: ``$MIMICRY_HOME`` if set,
+else the platform's user data folder for ``mimicry`` (platformdirs: ``~/.local/share/mimicry`` or
+``$XDG_DATA_HOME/mimicry`` on Linux, ``~/Library/Application Support/mimicry`` on macOS,
+``%LOCALAPPDATA%\\mimicry`` on Windows).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .bundle import CARD_FILE, ModelError
+
+MODELS_ENV = "MIMICRY_MODELS"
+HOME_ENV = "MIMICRY_HOME"
+DEFAULT_MODEL = "default"
+DEFAULT_ENCODER = "style-encoder"
+APP_NAME = "mimicry"
+
+
+def bundled_models_dir() -> Path:
+    """The folder of bundled model directories (it may lack some, in a trimmed install)."""
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def bundled_models() -> list[str]:
+    """Names of the bundled model directories (those with a ``model.json``)."""
+    root = bundled_models_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / CARD_FILE).is_file())
+
+
+def is_name(spec: str | os.PathLike) -> bool:
+    """True for a bare model name (no folder part), which the lookup may resolve."""
+    s = os.fspath(spec)
+    seps = {os.sep, os.altsep or os.sep, "/"}
+    return bool(s) and s not in (".", "..") and not any(c in s for c in seps) and not s.startswith("~")
+
+
+def resolve_model_dir(spec: str | os.PathLike, what: str = "model") -> Path:
+    """The model directory that ``spec`` (a path or a bare name) stands for, by the order in the
+    module's docstring. A path is returned as given (expanded ``~``) whether or not it exists, so
+    the loader's own message says what is wrong with it; a bare name that none of the three steps
+    finds is a :class:`~mimicry.detector.bundle.ModelError` naming every place tried."""
+    path = Path(os.fspath(spec)).expanduser()
+    if path.is_dir() or not is_name(spec):
+        return path
+    name = os.fspath(spec)
+    tried = [f"{Path.cwd() / name} (no such directory)"]
+    env = os.environ.get(MODELS_ENV)
+    if env:
+        candidate = Path(env).expanduser() / name
+        if candidate.is_dir():
+            return candidate
+        tried.append(f"${MODELS_ENV}/{name} = {candidate} (no such directory)")
+    else:
+        tried.append(f"${MODELS_ENV}/{name} (${MODELS_ENV} is not set)")
+    bundled = bundled_models_dir() / name
+    if bundled.is_dir():
+        return bundled
+    have = bundled_models()
+    tried.append(f"the bundled models ({', '.join(have) if have else 'none in this installation'})")
+    raise ModelError(f"{what} {name!r} not found; tried " + "; ".join(tried))
+
+
+def data_dir() -> Path:
+    """The per-user folder for API keys and the style registry (not created here)."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_NAME, appauthor=False))
