@@ -11,6 +11,10 @@ Routes (versioned under /v1, documented at /docs and /openapi.json):
   the overlay as a PNG data URL, or ``?format=png`` for the PNG itself).
 - ``GET /v1/models``, ``GET /healthz`` (alive), ``GET /readyz`` (model loaded), ``GET /metrics``.
 - ``GET /``: the web page for artists.
+- ``GET /docs`` (Swagger UI) and ``GET /redoc``: the API documentation, served with its scripts from
+  the package (fastapi-offline ships them), so it works without internet. The OpenAPI document
+  declares the API key (``X-API-Key`` header, or ``Authorization: Bearer``) as security schemes,
+  so the docs page has an Authorize button.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
@@ -49,6 +55,12 @@ from .uploads import Upload, read_images
 
 STATIC = Path(__file__).parent / "static"
 API_KEY_HEADER = "X-API-Key"
+DOCS_STATIC = "/docs-static"  # Swagger UI and ReDoc scripts, from the fastapi-offline package
+# The two ways to present a key, declared in the OpenAPI document (either one will do).
+_KEY_SCHEME = APIKeyHeader(name=API_KEY_HEADER, scheme_name="APIKeyHeader", auto_error=False,
+                           description="An API key made by `mimicry keys create`.")
+_BEARER_SCHEME = HTTPBearer(scheme_name="BearerKey", auto_error=False,
+                            description="The same API key, as `Authorization: Bearer <key>`.")
 
 _IMAGE_BODY = {
     "required": True,
@@ -163,7 +175,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.decode_pool.shutdown(wait=False, cancel_futures=True)
             state.keys.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_STATIC,
+        swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would otherwise call an online validator
         title="mimicry-detect",
         summary="Is this image an AI imitation of a human artist's style?",
         description="Calibrated verdicts from an ONNX detector. Every error is JSON: "
@@ -182,16 +196,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise APIError("not_ready", "the model is not loaded yet", headers={"Retry-After": "1"})
         return state.detector
 
-    async def detect_auth(request: Request) -> None:
-        if settings.require_key_for_detect:
-            require_key(request)
-
-    def require_key(request: Request):
-        key = request.headers.get(API_KEY_HEADER)
-        if key is None:
-            auth = request.headers.get("authorization", "")
-            if auth.lower().startswith("bearer "):
-                key = auth[7:].strip()
+    def require_key(key: str | None = Security(_KEY_SCHEME),
+                    bearer: HTTPAuthorizationCredentials | None = Security(_BEARER_SCHEME)):
+        if key is None and bearer is not None:
+            key = bearer.credentials
         if key is None:
             raise APIError("unauthorized", f"this endpoint needs an API key in the {API_KEY_HEADER} header",
                            headers={"WWW-Authenticate": "Bearer"})
@@ -202,6 +210,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return info
 
     app.state.require_key = require_key
+    # The detect routes ask for a key (and say so in the OpenAPI document) only when configured to.
+    detect_auth = [Depends(require_key)] if settings.require_key_for_detect else []
 
     # ------------------------------------------------------------------ the work
 
@@ -251,7 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/v1/detect", response_model=VerdictOut, tags=["detect"],
               summary="Is one image an AI imitation of an artist's style?",
               openapi_extra={"requestBody": _IMAGE_BODY},
-              responses=_errors(400, 401, 413, 415, 422, 503, 504), dependencies=[Depends(detect_auth)])
+              responses=_errors(400, 401, 413, 415, 422, 503, 504), dependencies=detect_auth)
     async def detect(request: Request, det: Detector = Depends(detector)):
         async def work():
             uploads = await read_images(request, settings.max_body_bytes, 1)
@@ -269,7 +279,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/v1/detect/batch", response_model=BatchOut, tags=["detect"],
               summary="Verdicts for several images, with per-item errors",
               openapi_extra={"requestBody": _BATCH_BODY},
-              responses=_errors(400, 401, 413, 415, 503, 504), dependencies=[Depends(detect_auth)])
+              responses=_errors(400, 401, 413, 415, 503, 504), dependencies=detect_auth)
     async def detect_batch(request: Request, det: Detector = Depends(detector)):
         async def work():
             uploads = await read_images(request, settings.max_body_bytes, settings.max_batch_items)
@@ -286,7 +296,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               openapi_extra={"requestBody": _IMAGE_BODY},
               responses={**_errors(400, 401, 413, 415, 422, 503, 504),
                          200: {"content": {"image/png": {}}, "description": "JSON, or the overlay PNG with ?format=png"}},
-              dependencies=[Depends(detect_auth)])
+              dependencies=detect_auth)
     async def explain_route(request: Request, det: Detector = Depends(detector),
                             method: str = Query("window", pattern="^(window|occlusion)$",
                                                 description="window: each window scored on its own; occlusion: "
