@@ -519,7 +519,13 @@ def export_generator(args: argparse.Namespace, pipe, unet, text_encoder) -> Path
             text_encoder_lora_adapter_metadata=(text_encoder.peft_config["default"].to_dict()
                                                 if args.train_text_encoder else None))
     else:
+        import torch
+
         pipe.unet, pipe.text_encoder = unet.to("cpu"), text_encoder.to("cpu")
+        # All of it in fp32, whatever ran in half precision during training (a frozen text encoder
+        # and the VAE under --mixed-precision): loaded with plain from_pretrained, an fp16 text
+        # encoder beside an fp32 UNet fails at the first call.
+        pipe.to(dtype=torch.float32)
         pipe.save_pretrained(out, safe_serialization=True)
     return out
 

@@ -310,8 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     sched = DPMSolverMultistepScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=sched,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    # Stored in fp16 to stay under 30 MB; loaders upcast to fp32 on the CPU (torch_dtype=float32).
-    pipe.to(torch.float16).save_pretrained(args.out, safe_serialization=True)
+    save_base(pipe, args.out)
     card = {
         "what": "tiny Stable-Diffusion-architecture base model trained on openclipart (demo scale)",
         "trained_on": f"{len(images)} openclipart works by authors outside the demo set, captions from title and category",
@@ -324,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "unet_minutes": round(unet_time / 60, 1),
         "total_minutes": round((time.time() - t_all) / 60, 1),
         "latent_scaling_factor": scaling,
-        "storage_dtype": "float16 (load with dtype=torch.float32 on a CPU)",
+        "storage_dtype": STORAGE_DTYPE,
         "settings": {k: str(v) for k, v in vars(args).items()},
         "torch": torch.__version__,
     }
@@ -332,6 +331,25 @@ def main(argv: list[str] | None = None) -> int:
     write_model_card(args.out, card)
     print(json.dumps(card, indent=2))
     return 0
+
+
+STORAGE_DTYPE = ("UNet and VAE float16, text encoder float32; DiffusionPipeline.from_pretrained(path) "
+                 "loads all of it as float32")
+
+
+def save_base(pipe, out: Path) -> Path:
+    """Write the pipeline as a diffusers folder that plain ``DiffusionPipeline.from_pretrained(out)``
+    loads and runs as loaded. UNet and VAE are stored in fp16 (the base stays under 30 MB) and
+    diffusers loads them as fp32; the text encoder is stored in fp32, because transformers loads a
+    model in the dtype it was stored in, and an fp16 text encoder beside an fp32 UNet fails at the
+    first call ("mat1 and mat2 must have the same dtype")."""
+    import torch
+
+    pipe.unet.to(torch.float16)
+    pipe.vae.to(torch.float16)
+    pipe.text_encoder.to(torch.float32)
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
 
 
 def write_model_card(out: Path, card: dict) -> Path:
@@ -350,8 +368,9 @@ polygons). Public domain (Open Clip Art Library,
 Debian package openclipart-png).
 
 **Size.** VAE {p["vae"]:,} parameters (f=8, 4 latent channels), text encoder {p["text_encoder"]:,},
-UNet {p["unet"]:,}; {card["resolution"]} px images, 16x16x4 latents. Stored as fp16 safetensors;
-load with `dtype=torch.float32` on a CPU.
+UNet {p["unet"]:,}; {card["resolution"]} px images, 16x16x4 latents. Stored as safetensors, the
+UNet and VAE in fp16 and the text encoder in fp32; `DiffusionPipeline.from_pretrained(path)` with
+default arguments loads it all as fp32 and generates.
 
 **How it was made.** `python -m mimicry.training.tiny_base` (see its docstring): BPE tokenizer on the
 captions; the VAE on random 64-px crops (MSE + 0.5 L1 + 1e-4 KL), {card["vae_steps"]} steps at

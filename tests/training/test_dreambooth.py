@@ -194,3 +194,21 @@ def test_missing_instance_folder_is_a_clear_error(tiny_base, tmp_path, capsys):
 def test_prior_preservation_needs_a_class_dir(tiny_base, artist_dir, tmp_path):
     with pytest.raises(SystemExit):
         dreambooth.parse_args(run_args(tiny_base, artist_dir, tmp_path / "run", "--with-prior-preservation"))
+
+
+def test_a_full_generator_loads_and_generates_with_defaults_after_half_precision(tiny_base, tmp_path):
+    """Under --mixed-precision the frozen text encoder and the VAE run in fp16; the exported full
+    pipeline is still one that plain DiffusionPipeline.from_pretrained loads and runs."""
+    from argparse import Namespace
+
+    from diffusers import DiffusionPipeline
+
+    pipe = load_pipeline(tiny_base)
+    pipe.text_encoder.to(torch.float16)
+    pipe.vae.to(torch.float16)
+    out = dreambooth.export_generator(Namespace(out=tmp_path, lora=False), pipe, pipe.unet, pipe.text_encoder)
+    loaded = DiffusionPipeline.from_pretrained(out)
+    loaded.set_progress_bar_config(disable=True)
+    assert {loaded.unet.dtype, loaded.vae.dtype, loaded.text_encoder.dtype} == {torch.float32}
+    image = loaded("sks style, clip art of a cat", num_inference_steps=2, height=32, width=32).images[0]
+    assert image.size == (32, 32)
