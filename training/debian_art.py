@@ -101,13 +101,15 @@ def rows_for(entry: Entry) -> list[dict]:
                 continue
             rel = path.relative_to(root)
             if entry.source == "openclipart":
+                # Grouped by author (``artist:<name>``, shared with every other source that names the same
+                # person), or by folder when the author is unknown.
                 artist = openclipart_author(path)
-                group = "author:" + artist if artist else "folder:" + str(rel.parent)
+                group = "" if artist else "folder:" + str(rel.parent)
             else:
                 artist = ""
                 group = "/".join(rel.parts[: min(entry.group_depth, len(rel.parts) - 1)]) or rel.stem
             rows.append({
-                "file": str(path), "label": "human", "source": entry.source, "group": group,
+                "file": str(path), "label": "human", "source": entry.source, **({"group": group} if group else {}),
                 "repo": f"debian:{entry.package}", "commit": version, "path_in_repo": str(path),
                 "blob": hashlib.sha1(path.read_bytes()).hexdigest(), "licence": licence, "generator": "",
                 "artist": artist, "note": f"{entry.kind}, from the Debian package {entry.package} {version}",

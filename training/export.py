@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -191,6 +192,43 @@ def perturbed_logits(model, manifest: Path, split: str, cfg: PreprocessConfig, n
     return np.concatenate(out), np.array([LABELS[r["label"]] for r in rows])
 
 
+def training_data_block(manifest: Path, data: dict, trained_on: str | None) -> dict:
+    """The card's account of the training data, counted from the manifest itself (not from a summary that
+    could be stale): images by split and label, and for datasets of external sources, by source with their
+    generators, licences and repositories, and the groups held out of training."""
+    rows = [json.loads(x) for x in manifest.read_text().splitlines() if x.strip()]
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = f"{r['split']}/{r['label']}"
+        counts[key] = counts.get(key, 0) + 1
+    block = {
+        "trained_on": trained_on or f"dataset {manifest.parent}",
+        "manifest": str(manifest),
+        "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "split_by": data.get("split_by"),
+        "counts": dict(sorted(counts.items())),
+    }
+    if data.get("kind") == "external":
+        sources: dict[str, dict] = {}
+        for r in rows:
+            s = sources.setdefault(r["source"], {"label": r["label"], "counts": {}, "generators": set(),
+                                                 "licences": set(), "repositories": set()})
+            s["counts"][r["split"]] = s["counts"].get(r["split"], 0) + 1
+            if r.get("generator"):
+                s["generators"].add(r["generator"])
+            s["licences"].add(r.get("licence") or "unknown")
+            s["repositories"].add(f"{r.get('repo', '')}@{r.get('commit', '')}")
+        block["sources"] = {k: {**v, "generators": sorted(v["generators"]), "licences": sorted(v["licences"]),
+                                "repositories": sorted(v["repositories"])} for k, v in sorted(sources.items())}
+        block["groups_by_split"] = {s: len({r["group"] for r in rows if r["split"] == s}) for s in ("train", "val", "test")}
+        block["holdout"] = {"sources": data.get("holdout_sources", []), "groups": data.get("holdout_groups", [])}
+        block["normalisation"] = data.get("normalisation")
+    else:
+        block["artists_by_split"] = data.get("artists_by_split")
+        block["generator"] = {"base_model": data.get("base_model"), "methods": data.get("methods")}
+    return block
+
+
 def main(args: argparse.Namespace) -> dict:
     import onnxruntime as ort
     import torch
@@ -275,14 +313,7 @@ def main(args: argparse.Namespace) -> dict:
         },
         "metrics": {"test": metrics(test_scores, test_y, thr), "val": metrics(val_scores, val_y, thr),
                     "onnx_parity_max_abs_logit_diff": parity},
-        "training_data": {
-            "trained_on": args.trained_on or f"dataset {manifest.parent}",
-            "manifest": str(manifest),
-            "split_by": data.get("split_by"),
-            "artists_by_split": data.get("artists_by_split"),
-            "counts": data.get("by_split_and_label"),
-            "generator": {"base_model": data.get("base_model"), "methods": data.get("methods")},
-        },
+        "training_data": training_data_block(manifest, data, args.trained_on),
         "training": {"settings": {k: v for k, v in settings.items() if k != "preprocess"}, "history": history},
         "libraries": {"torch": torch.__version__, "timm": timm.__version__, "onnx": onnx.__version__,
                       "onnxruntime": ort.__version__, "scikit-learn": sklearn.__version__,

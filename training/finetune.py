@@ -315,7 +315,7 @@ def train_one_epoch(model, loader, optimizer, loss_fn, max_batches=None, desc="t
     from tqdm import tqdm
 
     model.train()
-    total, n = 0.0, 0
+    total, n, t0 = 0.0, 0, time.time()
     main = accelerator is None or accelerator.is_main_process
     bar = tqdm(loader, desc=desc, leave=False, disable=not (main and sys.stderr.isatty()))
     for b, (x, y) in enumerate(bar):
@@ -332,6 +332,9 @@ def train_one_epoch(model, loader, optimizer, loss_fn, max_batches=None, desc="t
         total += loss.item() * len(y)
         n += len(y)
         bar.set_postfix(loss=f"{total / n:.4f}")
+        if main and bar.disable and (b + 1) % 25 == 0:  # a log file gets a line now and then instead of a bar
+            print(f"{desc}: batch {b + 1}/{len(loader)}, loss {total / n:.4f}, {time.time() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
     if accelerator is not None and accelerator.num_processes > 1:
         summed = accelerator.reduce(torch.tensor([total, n], dtype=torch.float64, device=accelerator.device), "sum")
         total, n = float(summed[0]), int(summed[1])

@@ -173,3 +173,43 @@ def test_file_facts_and_colour_features():
     grey = colour_features(Image.new("RGB", (50, 50), (128, 128, 128)))
     red = colour_features(Image.new("RGB", (50, 50), (255, 0, 0)))
     assert grey.shape == red.shape and not np.allclose(grey, red)
+
+
+def test_card_training_data_block_matches_the_manifest(sources, tmp_path):
+    from mimicry.training.export import training_data_block
+
+    rows = _build(sources, tmp_path / "ds", "--holdout-source", "paintings")
+    manifest = tmp_path / "ds" / "manifest.jsonl"
+    data = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    block = training_data_block(manifest, data, "test data")
+    assert sum(block["counts"].values()) == len(rows)
+    for source, entry in block["sources"].items():
+        for split, n in entry["counts"].items():
+            assert n == sum(r["source"] == source and r["split"] == split for r in rows)
+    assert block["sources"]["gen-a"]["generators"] == ["gen-a"]
+    assert block["sources"]["gen-a"]["repositories"] == ["example/gen-a@" + "c" * 40]
+    assert block["holdout"]["sources"] == ["paintings"]
+    assert block["sources"]["paintings"]["counts"] == {"test": 12}
+
+
+def test_reconstruction_twins_join_their_originals_split(sources, tmp_path):
+    from tiny_sd import build_tiny_pipeline
+
+    from mimicry.training import twins
+
+    rows = _build(sources, tmp_path / "ds")
+    base = build_tiny_pipeline(tmp_path / "base")
+    twins.main(twins.parse_args(["--dataset", str(tmp_path / "ds"), "--base", str(base),
+                                 "--out", str(tmp_path / "ds-twins"), "--splits", "train", "val", "test"]))
+    out = [json.loads(x) for x in (tmp_path / "ds-twins" / "manifest.jsonl").read_text().splitlines()]
+    made = [r for r in out if r["source"] == "vae-twins"]
+    humans = [r for r in rows if r["label"] == "human"]
+    assert len(out) == len(rows) + len(humans) and len(made) == len(humans)
+    by_path = {r["path"]: r for r in rows}
+    for t in made:
+        original = by_path[t["twin_of"]]
+        assert t["label"] == "ai-mimicry" and (t["split"], t["group"]) == (original["split"], original["group"])
+        with Image.open(tmp_path / "ds-twins" / t["path"]) as im:
+            assert im.size == (64, 64) and im.mode == "RGB"
+    # Every row, old or new, resolves from the new manifest's folder.
+    assert all((tmp_path / "ds-twins" / r["path"]).is_file() for r in out)
