@@ -77,3 +77,13 @@ def test_data_dir_is_mimicry_home_or_the_platform_user_data_folder(monkeypatch, 
     from platformdirs import user_data_dir
 
     assert data_dir() == Path(user_data_dir("mimicry", appauthor=False))
+
+
+def test_detector_and_style_encoder_default_are_the_bundled_ones(monkeypatch, tmp_path):
+    from mimicry.detector import Detector
+    from mimicry.detector.style import StyleEncoder
+
+    monkeypatch.chdir(tmp_path)
+    det = Detector.default(intra_op_threads=1)
+    assert det.bundle.path == REPO / "models" / "default"
+    assert StyleEncoder.default(intra_op_threads=1).path == REPO / "models" / "style-encoder"

@@ -23,6 +23,9 @@ def hide(monkeypatch, *modules: str) -> None:
     for name in list(sys.modules):
         if name.startswith(("mimicry.service", "mimicry.training", "mimicry.ray_scan")):
             monkeypatch.delitem(sys.modules, name)
+            parent, _, child = name.rpartition(".")  # `from mimicry import ray_scan` reads the attribute
+            if parent in sys.modules:
+                monkeypatch.delattr(sys.modules[parent], child, raising=False)
     for m in modules:
         monkeypatch.setitem(sys.modules, m, None)
 
