@@ -19,7 +19,7 @@ import typer
 
 from mimicry.extras import needs_extra
 
-# The option help of every --model: the one resolver (mimicry.detector.locations) reads it.
+# What scan --model accepts: mimicry.detector.locations.resolve_model_dir reads the value.
 MODEL_HELP = ("Detector: a model directory (model.onnx + model.json), or a name looked up in "
               "$MIMICRY_MODELS, then among the bundled models.")
 
