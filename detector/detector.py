@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from .bundle import ModelBundle, ModelError
+from .bundle import ModelBundle, ModelError, disable_onnxruntime_telemetry
 from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeError, Source, decode_image, decode_with_metadata
 from .preprocess import PreprocessConfig, preprocess
 from .provenance import DECLARED_AI, Signal, declares_ai, read_provenance
@@ -45,6 +45,7 @@ def open_session(onnx_path, *, providers: list[str] | None = None,
     """An onnxruntime session configured as every model here runs: full graph optimisation,
     ``intra_op_threads`` (default: the cores), idle threads not spinning; ``providers`` default
     to :func:`default_providers`. Raises :class:`~detector.bundle.ModelError`."""
+    disable_onnxruntime_telemetry()  # every session, however it was reached, opens with telemetry off
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
