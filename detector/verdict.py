@@ -6,6 +6,15 @@ import dataclasses
 
 from .calibration import LABELS
 
+# Why a verdict's label is what it is, as a scan row says it (:func:`label_reason`). The first three
+# are the model's score alone; evidence["label_reason"] values other than "model-score" (such as
+# "declared-ai-by-metadata") pass through unchanged.
+SCORE_AT_OR_ABOVE_THRESHOLD = "score-at-or-above-threshold"
+SCORE_IN_UNCERTAIN_BAND = "score-in-uncertain-band"
+SCORE_BELOW_UNCERTAIN_BAND = "score-below-uncertain-band"
+_BAND_REASONS = {"ai-mimicry": SCORE_AT_OR_ABOVE_THRESHOLD, "uncertain": SCORE_IN_UNCERTAIN_BAND,
+                 "human": SCORE_BELOW_UNCERTAIN_BAND}
+
 
 @dataclasses.dataclass
 class Verdict:
@@ -45,3 +54,28 @@ class Verdict:
     def to_dict(self) -> dict:
         """A JSON-ready dict of every field (``evidence`` copied)."""
         return dataclasses.asdict(self)
+
+
+def label_reason(v: Verdict) -> str | None:
+    """Why ``v`` has its label, in one word; None for an error verdict (it has no label).
+
+    ``evidence["label_reason"]`` says whether the score or something else set the label; when it
+    was the score (``"model-score"``, also assumed when the evidence does not say), this names the
+    band: :data:`SCORE_AT_OR_ABOVE_THRESHOLD` (ai-mimicry), :data:`SCORE_IN_UNCERTAIN_BAND` or
+    :data:`SCORE_BELOW_UNCERTAIN_BAND` (human). Any other reason, such as
+    ``"declared-ai-by-metadata"``, is returned as it is.
+    """
+    if v.label is None:
+        return None
+    reason = v.evidence.get("label_reason") or "model-score"
+    return _BAND_REASONS[v.label] if reason == "model-score" else reason
+
+
+def signal_names(v: Verdict) -> list[str] | None:
+    """The names (``signal``) of the provenance signals in ``v``'s evidence, each once, in the order
+    found: ``[]`` when the file's metadata says nothing, None when it was not read (an error verdict,
+    or a detector made with ``provenance=False``)."""
+    signals = v.evidence.get("provenance")
+    if signals is None:
+        return None
+    return list(dict.fromkeys(s["signal"] if isinstance(s, dict) else s.signal for s in signals))
