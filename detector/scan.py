@@ -3,7 +3,8 @@
 Plain functions; ``mimicry/cli.py`` only forwards its options to :func:`run`. Built for scans of
 any size: paths are streamed from the file system, verdicts are written (and flushed) one row at a
 time, and no image outlives its batch, so memory stays flat. ``--resume`` reads an interrupted
-scan's output, skips the sources already in it and appends the rest.
+scan's output, skips the sources already in it and appends the rest; without ``--resume`` (or
+``--force``) an existing output file is never overwritten.
 """
 
 from __future__ import annotations
@@ -28,10 +29,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from .verdict import Verdict
+from .verdict import Verdict, label_reason, signal_names
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-COLUMNS = ("source", "label", "score", "threshold", "model", "model_version", "error_code", "error")
+# One row per source. ``label_reason``: why the label (mimicry.detector.verdict.label_reason);
+# ``signals``: names of the provenance signals found (a list in JSONL, ";"-joined in CSV).
+COLUMNS = ("source", "label", "label_reason", "score", "threshold", "signals", "model", "model_version",
+           "error_code", "error")
+# The columns of CSV files written before label_reason and signals: --resume appends to them in kind.
+LEGACY_COLUMNS = ("source", "label", "score", "threshold", "model", "model_version", "error_code", "error")
+CSV_LIST_SEPARATOR = ";"
 FORMATS = ("table", "csv", "jsonl")
 SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 EXIT_OK, EXIT_FLAGGED, EXIT_USAGE, EXIT_ERRORS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -49,7 +56,8 @@ class ScanUsageError(Exception):
 
 
 def iter_inputs(paths: Iterable[str], recursive: bool = False,
-                warn: Callable[[str], None] | None = None) -> Iterator[str]:
+                warn: Callable[[str], None] | None = None,
+                ignored: Callable[[str], None] | None = None) -> Iterator[str]:
     """Yield the files to scan, lazily and in a stable order.
 
     A file named explicitly is always yielded, whatever its suffix (and so is a path that does not
@@ -57,7 +65,8 @@ def iter_inputs(paths: Iterable[str], recursive: bool = False,
     (:data:`IMAGE_SUFFIXES`), its subdirectories too with ``recursive``. A path with ``*``, ``?``
     or ``[`` is a glob pattern (``**`` spans directories with ``recursive``) whose matches count as
     named, exactly as if the shell had expanded it. ``warn`` hears of patterns and directories
-    that yield nothing.
+    that yield nothing; ``ignored`` hears of each file a directory holds but does not yield
+    because of its suffix.
     """
     for arg in paths:
         if _GLOB_CHARS.intersection(arg) and not os.path.exists(arg):
@@ -66,16 +75,17 @@ def iter_inputs(paths: Iterable[str], recursive: bool = False,
                 warn(f"no files match {arg}")
             for m in matches:
                 if os.path.isdir(m):
-                    yield from _walk_dir(m, recursive, warn)
+                    yield from _walk_dir(m, recursive, warn, ignored)
                 else:
                     yield m
         elif os.path.isdir(arg):
-            yield from _walk_dir(arg, recursive, warn)
+            yield from _walk_dir(arg, recursive, warn, ignored)
         else:
             yield arg
 
 
-def _walk_dir(directory: str, recursive: bool, warn: Callable[[str], None] | None) -> Iterator[str]:
+def _walk_dir(directory: str, recursive: bool, warn: Callable[[str], None] | None,
+              ignored: Callable[[str], None] | None = None) -> Iterator[str]:
     found = False
     stack = [directory]
     while stack:
@@ -91,9 +101,12 @@ def _walk_dir(directory: str, recursive: bool, warn: Callable[[str], None] | Non
         for e in entries:
             if e.is_dir(follow_symlinks=False):  # symlinked folders could loop forever
                 subdirs.append(e.path)
-            elif _is_image_name(e.name) and e.is_file():
-                found = True
-                yield e.path
+            elif e.is_file():
+                if _is_image_name(e.name):
+                    found = True
+                    yield e.path
+                elif ignored:
+                    ignored(e.path)
         if recursive:
             stack.extend(reversed(subdirs))  # depth first, in name order
     if not found and warn:
@@ -124,29 +137,62 @@ def output_format(output: Path | None, fmt: str | None) -> str:
                              "or give --format csv|jsonl") from None
 
 
+def check_output(output: Path | None, resume: bool, force: bool) -> None:
+    """Refuse (:class:`ScanUsageError`) to overwrite an existing, non-empty output file unless
+    ``resume`` (append to it) or ``force`` (replace it) says so; the two together contradict."""
+    if resume and force:
+        raise ScanUsageError("give --resume (append to the file) or --force (overwrite it), not both")
+    if output is None or resume or force:
+        return
+    try:
+        exists = output.is_file() and output.stat().st_size > 0
+    except OSError:
+        return  # not there to lose; opening it for writing reports any other problem
+    if exists:
+        raise ScanUsageError(f"{output} already exists; give --resume to finish that scan into it, "
+                             "or --force to overwrite it")
+
+
 def verdict_row(v: Verdict) -> dict:
-    """A verdict as one output row with exactly the :data:`COLUMNS`."""
-    row = {c: getattr(v, c) for c in COLUMNS}
+    """A verdict as one output row with exactly the :data:`COLUMNS`: the verdict's fields, why it
+    has its label (:func:`~detector.verdict.label_reason`) and the names of its provenance signals
+    (:func:`~detector.verdict.signal_names`, a list or None)."""
+    row = {c: getattr(v, c, None) for c in COLUMNS}
+    row["label_reason"] = label_reason(v)
+    row["signals"] = signal_names(v)
     if row["error"]:
         row["error"] = " ".join(row["error"].split())  # one row, one line: resume relies on it
     return row
 
 
 class CsvSink:
-    """Rows as CSV, flushed one at a time; the header only when the file starts empty."""
+    """Rows as CSV, flushed one at a time; the header only when the file starts empty.
 
-    def __init__(self, f: IO[str]):
+    A list (``signals``) is one cell, its items joined by :data:`CSV_LIST_SEPARATOR`; None is an
+    empty cell. ``columns`` are the ones written (a file begun with :data:`LEGACY_COLUMNS` keeps
+    them when resumed); row keys outside them are left out.
+    """
+
+    def __init__(self, f: IO[str], columns: tuple[str, ...] = COLUMNS):
         self.f = f
-        self.writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        self.writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
         if not f.seekable() or f.tell() == 0:
             self.writer.writeheader()
 
     def write(self, row: dict) -> None:
-        self.writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        self.writer.writerow({k: _csv_cell(v) for k, v in row.items()})
         self.f.flush()
 
     def close(self) -> None:
         self.f.flush()
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return CSV_LIST_SEPARATOR.join(map(str, value))
+    return value
 
 
 class JsonlSink:
@@ -214,12 +260,14 @@ class _RateColumn(ProgressColumn):
 
 @dataclasses.dataclass
 class Existing:
-    """What an earlier, interrupted scan already wrote."""
+    """What an earlier, interrupted scan already wrote; ``columns`` are a CSV file's (rows appended
+    to it keep them: :data:`LEGACY_COLUMNS` for a file written before label_reason and signals)."""
 
-    done: set[str]
-    labels: Counter
-    errors: Counter
-    dropped_partial_line: bool
+    done: set[str] = dataclasses.field(default_factory=set)
+    labels: Counter = dataclasses.field(default_factory=Counter)
+    errors: Counter = dataclasses.field(default_factory=Counter)
+    dropped_partial_line: bool = False
+    columns: tuple[str, ...] = COLUMNS
 
 
 def read_existing(path: Path, fmt: str) -> Existing:
@@ -228,16 +276,21 @@ def read_existing(path: Path, fmt: str) -> Existing:
     A last line without its newline is what a killed scan leaves; it is cut off the file (so the
     rows appended next start on a line of their own) and its source is scanned again. Any other
     unreadable row is an error: resuming into a file that is not a scan output would corrupt it.
+    Files written before ``label_reason`` and ``signals`` resume too: a CSV with
+    :data:`LEGACY_COLUMNS` (``existing.columns`` says so) and JSONL rows without those keys.
     """
-    existing = Existing(set(), Counter(), Counter(), False)
+    existing = Existing()
     if not path.exists():
         return existing
     existing.dropped_partial_line = _cut_partial_last_line(path)
     with open(path, encoding="utf-8", newline="") as f:
         if fmt == "csv":
             reader = csv.DictReader(f)
-            if reader.fieldnames is not None and tuple(reader.fieldnames) != COLUMNS:
-                raise ScanUsageError(f"{path} is not a scan CSV (header {reader.fieldnames}); cannot resume into it")
+            if reader.fieldnames is not None:
+                if tuple(reader.fieldnames) not in (COLUMNS, LEGACY_COLUMNS):
+                    raise ScanUsageError(f"{path} is not a scan CSV (header {reader.fieldnames}); "
+                                         "cannot resume into it")
+                existing.columns = tuple(reader.fieldnames)
             rows = (r for r in reader)
         elif fmt == "jsonl":
             rows = _jsonl_rows(f, path)
@@ -299,6 +352,7 @@ class ScanSummary:
     found: int = 0
     skipped: int = 0
     scanned: int = 0
+    ignored: Counter = dataclasses.field(default_factory=Counter)  # files left out for their suffix, by suffix
     seconds: float = 0.0
     labels: Counter = dataclasses.field(default_factory=Counter)
     errors: Counter = dataclasses.field(default_factory=Counter)
@@ -306,11 +360,19 @@ class ScanSummary:
     previous_errors: Counter = dataclasses.field(default_factory=Counter)
 
     def add(self, v: Verdict) -> None:
+        self.add_row({"label": v.label, "error_code": v.error_code})
+
+    def add_row(self, row: dict) -> None:
+        """Count one output row (a dict with ``label`` and ``error_code``)."""
         self.scanned += 1
-        if v.error_code:
-            self.errors[v.error_code] += 1
+        if row["error_code"]:
+            self.errors[row["error_code"]] += 1
         else:
-            self.labels[v.label] += 1
+            self.labels[row["label"]] += 1
+
+    def ignore(self, path: str) -> None:
+        """Count a file left out because of its suffix (``iter_inputs(..., ignored=)``)."""
+        self.ignored[os.path.splitext(path)[1].lower() or "no suffix"] += 1
 
     @property
     def exit_code(self) -> int:
@@ -352,37 +414,34 @@ def scan(detector, sources: Iterable[str], sink, *, batch_size: int = 16, worker
 
 
 def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, output: Path | None = None,
-        resume: bool = False, model: str | os.PathLike = "default", batch_size: int = 16,
+        resume: bool = False, force: bool = False, model: str | os.PathLike = "default", batch_size: int = 16,
         workers: int = DEFAULT_WORKERS, stdout: Console | None = None, stderr: Console | None = None) -> int:
-    """The whole ``mimicry scan`` command; returns its exit code (see the command's help)."""
+    """The whole ``mimicry scan`` command; returns its exit code (see the command's help).
+
+    ``output`` is never overwritten unless ``force`` (or appended to, with ``resume``)."""
     stdout = stdout or Console()
     stderr = stderr or Console(stderr=True)
-
-    def warn(msg: str) -> None:
-        stderr.print(f"[yellow]warning:[/] {_escape(msg)}", highlight=False)
-
-    def fail(msg: str) -> int:
-        stderr.print(f"[red]error:[/] {_escape(msg)}", highlight=False)
-        return EXIT_USAGE
+    warn, fail = messages(stderr)
 
     try:
         fmt = output_format(output, fmt)
         if resume and output is None:
             raise ScanUsageError("--resume needs -o/--output: the file of the scan to resume")
+        check_output(output, resume, force)
         if batch_size < 1 or workers < 0:
             raise ScanUsageError("--batch-size must be >= 1 and --workers >= 0")
-        existing = read_existing(output, fmt) if resume else Existing(set(), Counter(), Counter(), False)
+        existing = read_existing(output, fmt) if resume else Existing()
     except ScanUsageError as exc:
         return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot read {output}: {exc.strerror or exc}")
-    if existing.dropped_partial_line:
-        warn(f"dropped an incomplete last row from {output} (left by an interrupted scan); it is scanned again")
+    report_existing(existing, output, warn)
 
-    inputs = iter_inputs(paths, recursive, warn)
+    summary = ScanSummary(previous_labels=existing.labels, previous_errors=existing.errors)
+    inputs = iter_inputs(paths, recursive, warn, ignored=summary.ignore)
     first = next(inputs, None)
     if first is None:
-        return fail("no input files in " + " ".join(paths))
+        return fail(no_inputs_message(paths, summary))
     inputs = itertools.chain([first], inputs)
 
     from .bundle import ModelError  # here, not at the top: keeps `import detector.scan` light
@@ -417,11 +476,10 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
                 stream = out_file
             else:
                 stream = sys.stdout
-            sink = CsvSink(stream) if fmt == "csv" else JsonlSink(stream)
+            sink = CsvSink(stream, existing.columns) if fmt == "csv" else JsonlSink(stream)
     except OSError as exc:
         return fail(f"cannot write {output}: {exc.strerror or exc}")
 
-    summary = ScanSummary(previous_labels=existing.labels, previous_errors=existing.errors)
     try:
         if progress is not None:
             with progress:
@@ -433,7 +491,8 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
                  summary=summary)
     except KeyboardInterrupt:
         where = f"{output}; run again with --resume to finish" if output else "the terminal"
-        stderr.print(f"interrupted after {summary.scanned} images; rows so far are in {where}")
+        stderr.print(f"interrupted after {summary.scanned} images; rows so far are in {_escape(where)}",
+                     highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED
     finally:
         sink.close()
@@ -444,7 +503,37 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
     return summary.exit_code
 
 
+def no_inputs_message(paths: list[str], summary: ScanSummary) -> str:
+    """Why there is nothing to scan, with the files left out for their suffix, if any."""
+    n = sum(summary.ignored.values())
+    left_out = f" ({n} file{'s' if n != 1 else ''} without an image suffix left out)" if n else ""
+    return "no input files in " + " ".join(paths) + left_out
+
+
+def messages(console: Console) -> tuple[Callable[[str], None], Callable[[str], int]]:
+    """``warn(msg)`` and ``fail(msg) -> EXIT_USAGE``, printing one unwrapped line each on ``console``."""
+
+    def warn(msg: str) -> None:
+        console.print(f"[yellow]warning:[/] {_escape(msg)}", highlight=False, soft_wrap=True)
+
+    def fail(msg: str) -> int:
+        console.print(f"[red]error:[/] {_escape(msg)}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+
+    return warn, fail
+
+
+def report_existing(existing: Existing, output: Path | None, warn: Callable[[str], None]) -> None:
+    """Warn of what resuming into ``output`` changed or will keep."""
+    if existing.dropped_partial_line:
+        warn(f"dropped an incomplete last row from {output} (left by an interrupted scan); it is scanned again")
+    if existing.columns != COLUMNS:
+        missing = ", ".join(c for c in COLUMNS if c not in existing.columns)
+        warn(f"{output} was written by an older version without {missing}; the rows appended keep its columns")
+
+
 def _print_summary(console: Console, s: ScanSummary, detector, output: Path | None) -> None:
+    """The summary lines, each one line however narrow the terminal (soft wrap: never broken)."""
     rate = s.scanned / s.seconds if s.seconds > 0 else 0.0
     parts = [f"{s.labels[k]} {k}" for k in ("human", "uncertain", "ai-mimicry")]
     n_err = sum(s.errors.values())
@@ -452,11 +541,17 @@ def _print_summary(console: Console, s: ScanSummary, detector, output: Path | No
     if n_err:
         errors += " (" + ", ".join(f"{n} {code}" for code, n in s.errors.most_common()) + ")"
     console.print(f"scanned {s.scanned} image{'s' if s.scanned != 1 else ''} in {s.seconds:.1f} s "
-                  f"({rate:.1f} images/s): {', '.join(parts)}, {errors}", highlight=False)
+                  f"({rate:.1f} images/s): {', '.join(parts)}, {errors}", highlight=False, soft_wrap=True)
     if s.skipped:
         prev = sum(s.previous_labels.values()) + sum(s.previous_errors.values())
-        console.print(f"skipped {s.skipped} already in {output} ({prev} rows from the earlier run, "
+        console.print(f"skipped {s.skipped} already in {_escape(str(output))} ({prev} rows from the earlier run, "
                       f"{s.previous_labels['ai-mimicry']} ai-mimicry, {sum(s.previous_errors.values())} errors)",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
+    n_ignored = sum(s.ignored.values())
+    if n_ignored:
+        by_count = sorted(s.ignored.items(), key=lambda kv: (-kv[1], kv[0]))
+        kinds = ", ".join(f"{n} {_escape(suffix)}" for suffix, n in by_count)
+        console.print(f"not scanned: {n_ignored} file{'s' if n_ignored != 1 else ''} in the folders without an "
+                      f"image suffix ({kinds}); name a file to try it anyway", highlight=False, soft_wrap=True)
     console.print(f"model {detector.name} {detector.version}, trained on: "
-                  f"{_escape(detector.bundle.trained_on)}", highlight=False)
+                  f"{_escape(detector.bundle.trained_on)}", highlight=False, soft_wrap=True)

@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from mimicry.exits import interruptible
 from mimicry.extras import needs_extra
 
 # What scan --model accepts: mimicry.detector.locations.resolve_model_dir reads the value.
@@ -109,6 +110,8 @@ def scan(
         help="Write rows to this file (.csv or .jsonl; .parquet with --engine ray) instead of the terminal.")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Skip sources already in the -o file and append the rest.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Overwrite an existing -o file (without it, or --resume, the scan refuses).")] = False,
     model: Annotated[str, typer.Option("--model", help=MODEL_HELP)] = "default",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per inference batch.")] = 16,
     workers: Annotated[Optional[int], typer.Option(
@@ -131,10 +134,16 @@ def scan(
     """Say for each image whether it is an AI imitation of an artist's style.
 
     Folders give their .png .jpg .jpeg .webp .gif .bmp .tif .tiff files
-    (top level only, unless -r); files named explicitly are always tried.
+    (top level only, unless -r; the summary counts the other files left out);
+    files named explicitly are always tried.
     A file that cannot be read becomes an error row, not a failed scan.
-    Columns: source, label (human / uncertain / ai-mimicry), score,
-    threshold, model, model_version, error_code, error.
+    Columns: source, label (human / uncertain / ai-mimicry), label_reason,
+    score, threshold, signals, model, model_version, error_code, error.
+    label_reason: score-at-or-above-threshold, score-in-uncertain-band,
+    score-below-uncertain-band, or declared-ai-by-metadata (the file's
+    metadata says a generator made it). signals: the provenance signals
+    found in its metadata (a list in JSONL, ;-joined in CSV).
+    An existing -o file is kept: --resume appends to it, --force overwrites it.
 
     Exit codes (with --resume, over every row in the file):
       0    all files scanned, none flagged
@@ -146,19 +155,23 @@ def scan(
     With --engine ray, inputs may also be URIs that pyarrow reads (s3://...),
     and rows come in completion order, not input order.
     """
-    from mimicry.detector import scan as scan_lib
+    with interruptible():
+        from mimicry.detector import scan as scan_lib
 
-    if engine is ScanEngine.ray:
-        with needs_extra("scale", "scan --engine ray"):
-            from mimicry import ray_scan  # imports ray: only here
-        raise typer.Exit(ray_scan.run(
-            paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume,
-            model=model, address=address, options=ray_scan.RayOptions(
-                actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-                batch_size=batch_size)))
-    raise typer.Exit(scan_lib.run(
-        paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume, model=model,
-        batch_size=batch_size, workers=scan_lib.DEFAULT_WORKERS if workers is None else workers))
+        if engine is ScanEngine.ray:
+            with needs_extra("scale", "scan --engine ray"):
+                from mimicry import ray_scan  # imports ray: only here
+            code = ray_scan.run(
+                paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume,
+                force=force, model=model, address=address, options=ray_scan.RayOptions(
+                    actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
+                    batch_size=batch_size))
+        else:
+            code = scan_lib.run(
+                paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume,
+                force=force, model=model, batch_size=batch_size,
+                workers=scan_lib.DEFAULT_WORKERS if workers is None else workers)
+    raise typer.Exit(code)
 
 
 from mimicry.serve_cli import keys_app, serve  # noqa: E402  (light: imports the service only when run)

@@ -30,7 +30,6 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -45,11 +44,11 @@ from rich.markup import escape as _escape
 from mimicry.detector import scan as scan_lib
 from mimicry.detector.bundle import ModelError
 from mimicry.detector.decode import DecodeError
-from mimicry.detector.verdict import Verdict
 
 ROW_SCHEMA = pa.schema([
-    ("source", pa.string()), ("label", pa.string()), ("score", pa.float64()), ("threshold", pa.float64()),
-    ("model", pa.string()), ("model_version", pa.string()), ("error_code", pa.string()), ("error", pa.string()),
+    ("source", pa.string()), ("label", pa.string()), ("label_reason", pa.string()), ("score", pa.float64()),
+    ("threshold", pa.float64()), ("signals", pa.list_(pa.string())), ("model", pa.string()),
+    ("model_version", pa.string()), ("error_code", pa.string()), ("error", pa.string()),
 ])
 assert tuple(ROW_SCHEMA.names) == scan_lib.COLUMNS  # one row shape for both engines
 SOURCES_PER_BLOCK = 64  # small blocks: work spreads evenly, a retried task redoes little, rows flow early
@@ -67,22 +66,25 @@ def is_uri(path: str) -> bool:
 
 
 def iter_sources(paths: Iterable[str], recursive: bool = False,
-                 warn: Callable[[str], None] | None = None) -> Iterator[str]:
+                 warn: Callable[[str], None] | None = None,
+                 ignored: Callable[[str], None] | None = None) -> Iterator[str]:
     """The local engine's inputs (:func:`detector.scan.iter_inputs`), with URIs as well.
 
     A URI naming a directory yields its files with an image suffix (its subdirectories' too with
     ``recursive``), in path order, as URIs of the same form; any other URI is yielded as named (a
-    missing one gets a ``not_found`` row). Glob patterns are for local paths only. Raises
+    missing one gets a ``not_found`` row). Glob patterns are for local paths only. ``ignored`` hears
+    of each file a directory (local or URI) holds but does not yield because of its suffix. Raises
     :class:`~detector.scan.ScanUsageError` for a URI scheme pyarrow cannot read.
     """
     for arg in paths:
         if is_uri(arg):
-            yield from _iter_uri(arg, recursive, warn)
+            yield from _iter_uri(arg, recursive, warn, ignored)
         else:
-            yield from scan_lib.iter_inputs([arg], recursive, warn)
+            yield from scan_lib.iter_inputs([arg], recursive, warn, ignored)
 
 
-def _iter_uri(uri: str, recursive: bool, warn: Callable[[str], None] | None) -> Iterator[str]:
+def _iter_uri(uri: str, recursive: bool, warn: Callable[[str], None] | None,
+              ignored: Callable[[str], None] | None = None) -> Iterator[str]:
     fs, path = _filesystem(uri)
     try:
         info = fs.get_file_info(path)
@@ -103,6 +105,10 @@ def _iter_uri(uri: str, recursive: bool, warn: Callable[[str], None] | None) -> 
     base, prefix = path.rstrip("/"), uri.rstrip("/")
     files = sorted(i.path for i in infos
                    if i.type == pafs.FileType.File and i.extension.lower() in _SUFFIXES)
+    if ignored:
+        for i in infos:
+            if i.type == pafs.FileType.File and i.extension.lower() not in _SUFFIXES:
+                ignored(prefix + i.path[len(base):])
     if not files and warn:
         warn(f"no image files in {uri}" + ("" if recursive else " (use -r for subfolders)"))
     for p in files:
@@ -278,19 +284,15 @@ def connect(address: str | None) -> bool:
 
 
 def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, output: Path | None = None,
-        resume: bool = False, model: str | os.PathLike = "default", address: str | None = None,
+        resume: bool = False, force: bool = False, model: str | os.PathLike = "default", address: str | None = None,
         options: RayOptions = RayOptions(), stdout: Console | None = None,
         stderr: Console | None = None) -> int:
-    """``mimicry scan --engine ray``; returns the local engine's exit codes (0, 1, 2, 3, 130)."""
+    """``mimicry scan --engine ray``; returns the local engine's exit codes (0, 1, 2, 3, 130).
+    ``output`` is never overwritten unless ``force`` (or appended to, with ``resume``)."""
     stdout = stdout or Console()
     stderr = stderr or Console(stderr=True)
-
-    def warn(msg: str) -> None:
-        stderr.print(f"[yellow]warning:[/] {_escape(msg)}", highlight=False)
-
-    def fail(msg: str) -> int:
-        stderr.print(f"[red]error:[/] {_escape(msg)}", highlight=False)
-        return scan_lib.EXIT_USAGE
+    warn, fail = scan_lib.messages(stderr)
+    summary = scan_lib.ScanSummary()
 
     try:
         fmt = output_format(output, fmt)
@@ -298,21 +300,20 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             raise scan_lib.ScanUsageError("--resume needs -o/--output: the file of the scan to resume")
         if resume and fmt == "parquet":
             raise scan_lib.ScanUsageError("cannot resume into a Parquet file; write .jsonl or .csv to resume")
+        scan_lib.check_output(output, resume, force)
         if (min(options.batch_size, options.cpus_per_actor, options.sources_per_block) < 1
                 or (options.actors is not None and options.actors < 1) or options.gpus_per_actor < 0):
             raise scan_lib.ScanUsageError("--batch-size, --actors, cpus_per_actor and sources_per_block must be "
                                           ">= 1, --gpus-per-actor >= 0")
-        existing = (scan_lib.read_existing(output, fmt) if resume
-                    else scan_lib.Existing(set(), Counter(), Counter(), False))
-        found = list(iter_sources(paths, recursive, warn))
+        existing = scan_lib.read_existing(output, fmt) if resume else scan_lib.Existing()
+        found = list(iter_sources(paths, recursive, warn, ignored=summary.ignore))
     except scan_lib.ScanUsageError as exc:
         return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot read {output}: {exc.strerror or exc}")
-    if existing.dropped_partial_line:
-        warn(f"dropped an incomplete last row from {output} (left by an interrupted scan); it is scanned again")
+    scan_lib.report_existing(existing, output, warn)
     if not found:
-        return fail("no input files in " + " ".join(paths))
+        return fail(scan_lib.no_inputs_message(paths, summary))
     todo = [s for s in found if s not in existing.done]
 
     from mimicry.detector.detector import Detector
@@ -322,8 +323,8 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
     except ModelError as exc:
         return fail(f"cannot load model: {exc}")
 
-    summary = scan_lib.ScanSummary(found=len(found), skipped=len(found) - len(todo),
-                                   previous_labels=existing.labels, previous_errors=existing.errors)
+    summary.found, summary.skipped = len(found), len(found) - len(todo)
+    summary.previous_labels, summary.previous_errors = existing.labels, existing.errors
     started = False
     try:
         if todo:
@@ -335,7 +336,8 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
                 return fail(f"--gpus-per-actor {options.gpus_per_actor:g} but the Ray cluster has {gpus:g} GPUs")
             options = dataclasses.replace(options, actors=options.actors or default_actors(options))
         try:
-            sink, out_file = _open_sink(fmt, output, resume, detector, stdout, options.batch_size)
+            sink, out_file = _open_sink(fmt, output, resume, detector, stdout, options.batch_size,
+                                        existing.columns)
         except OSError as exc:
             return fail(f"cannot write {output}: {exc.strerror or exc}")
         try:
@@ -348,7 +350,8 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             return fail(f"the scan on Ray failed{where}: {reason[-1].strip()}")  # the cause, not Ray's traceback
         except KeyboardInterrupt:
             where = f"{output}; run again with --resume to finish" if output else "the terminal"
-            stderr.print(f"interrupted after {summary.scanned} images; rows so far are in {where}")
+            stderr.print(f"interrupted after {summary.scanned} images; rows so far are in {_escape(where)}",
+                         highlight=False, soft_wrap=True)
             return scan_lib.EXIT_INTERRUPTED
         finally:
             sink.close()
@@ -362,7 +365,8 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
     return summary.exit_code
 
 
-def _open_sink(fmt: str, output: Path | None, resume: bool, detector, stdout: Console, every: int):
+def _open_sink(fmt: str, output: Path | None, resume: bool, detector, stdout: Console, every: int,
+               columns: tuple[str, ...] = scan_lib.COLUMNS):
     if fmt == "table":
         return scan_lib.TableSink(stdout, detector.name, detector.version,
                                   detector.bundle.thresholds.ai_mimicry, every=every), None
@@ -372,7 +376,7 @@ def _open_sink(fmt: str, output: Path | None, resume: bool, detector, stdout: Co
         return ParquetSink(output), None
     out_file = open(output, "a" if resume else "w", encoding="utf-8", newline="") if output else None
     stream = out_file or sys.stdout
-    return (scan_lib.CsvSink(stream) if fmt == "csv" else scan_lib.JsonlSink(stream)), out_file
+    return (scan_lib.CsvSink(stream, columns) if fmt == "csv" else scan_lib.JsonlSink(stream)), out_file
 
 
 def write_rows(batches: Iterable[pa.Table | pa.RecordBatch], sink, summary: scan_lib.ScanSummary) -> None:
@@ -382,6 +386,6 @@ def write_rows(batches: Iterable[pa.Table | pa.RecordBatch], sink, summary: scan
         for batch in batches:
             for row in batch.select(scan_lib.COLUMNS).to_pylist():
                 sink.write(row)
-                summary.add(Verdict(**row))
+                summary.add_row(row)
     finally:
         summary.seconds = time.perf_counter() - start

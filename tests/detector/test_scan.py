@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from rich.console import Console
 from typer.testing import CliRunner
 
 from mimicry.detector import scan as scan_lib
+from mimicry.detector import verdict as verdict_lib
 from detector_fixtures import encode, png_bomb_header, solid
 from mimicry.cli import app
+from mimicry.detector.provenance import DECLARED_AI
 
 runner = CliRunner()
 
@@ -223,8 +226,186 @@ def test_exit_codes(folder, model_dir, tmp_path):
 def test_help_documents_the_exit_codes():
     result = runner.invoke(app, ["scan", "--help"])
     assert result.exit_code == 0
-    for line in ("0    all files scanned", "1    at least one ai-mimicry", "2    usage error", "3    some files had"):
+    for line in ("0    all files scanned", "1    at least one ai-mimicry", "2    usage error", "3    some files had",
+                 "130  interrupted"):
         assert line in result.stdout
+    for word in ("--force", "label_reason", "signals"):
+        assert word in result.stdout
+
+
+# ----------------------------------------------------------------------------- an existing output file
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
+def test_an_existing_output_is_kept_unless_resume_or_force(folder, model_dir, tmp_path, name):
+    out = tmp_path / name
+    assert invoke(folder / "black.jpg", folder / "grey.webp", "--model", model_dir, "-o", out).exit_code == 0
+    before = out.read_bytes()
+    result = invoke(folder / "white.png", "--model", model_dir, "-o", out)
+    assert result.exit_code == 2 and out.read_bytes() == before
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, however long the path
+    assert f"{out} already exists" in lines[0] and "--resume" in lines[0] and "--force" in lines[0]
+    both = invoke(folder / "white.png", "--model", model_dir, "-o", out, "--resume", "--force")
+    assert both.exit_code == 2 and "not both" in both.stderr and out.read_bytes() == before
+
+    assert invoke(folder / "white.png", "--model", model_dir, "-o", out, "--force").exit_code == 1
+    rows = read_csv(out) if name.endswith(".csv") else read_jsonl(out)
+    assert [Path(r["source"]).name for r in rows] == ["white.png"]  # replaced, not appended to
+
+
+def test_an_empty_output_file_or_the_terminal_needs_no_force(folder, model_dir, tmp_path):
+    empty = tmp_path / "made-by-mktemp.csv"
+    empty.touch()
+    assert invoke(folder / "black.jpg", "--model", model_dir, "-o", empty).exit_code == 0
+    assert [r["label"] for r in read_csv(empty)] == ["human"]
+    assert invoke(folder / "black.jpg", "--model", model_dir, "--format", "jsonl", "--force").exit_code == 0
+
+
+# ----------------------------------------------------------------------------- files left out
+
+
+def test_files_left_out_for_their_suffix_are_counted_and_shown(folder, model_dir, tmp_path):
+    (folder / "sub" / "notes.md").write_text("not scanned")
+    (folder / "LICENSE").write_text("not scanned")
+    names = lambda paths: sorted(Path(p).name for p in paths)  # noqa: E731
+    deep, top, named = [], [], []
+    list(scan_lib.iter_inputs([str(folder)], recursive=True, ignored=deep.append))
+    list(scan_lib.iter_inputs([str(folder)], ignored=top.append))
+    list(scan_lib.iter_inputs([str(folder / "readme.txt")], ignored=named.append))
+    assert names(deep) == ["LICENSE", "notes.md", "readme.txt"]
+    assert names(top) == ["LICENSE", "readme.txt"]  # sub/ is not entered without -r
+    assert named == []  # a file named explicitly is tried, not left out
+
+    result = invoke(folder, "-r", "--model", model_dir, "-o", tmp_path / "r.csv")
+    assert result.exit_code == 1, result.stderr
+    line = next(x for x in result.stderr.splitlines() if x.startswith("not scanned:"))
+    assert line.startswith("not scanned: 3 files") and "(1 .md, 1 .txt, 1 no suffix)" in line
+    assert len(read_csv(tmp_path / "r.csv")) == len(GOOD) + len(BAD) + 1  # the images, sub/deep.png too
+    # Nothing left out, nothing said.
+    clean = invoke(folder / "black.jpg", "--model", model_dir, "-o", tmp_path / "clean.csv")
+    assert "not scanned" not in clean.stderr
+
+
+def test_a_folder_of_nothing_but_other_files_says_what_it_left_out(model_dir, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a.txt", "b.txt", "c.psd"):
+        (docs / name).write_text("not scanned")
+    result = invoke(docs, "--model", model_dir)
+    assert result.exit_code == 2
+    assert f"no input files in {docs} (3 files without an image suffix left out)" in result.stderr
+
+
+def test_the_summary_lines_never_wrap(folder, model_dir, tmp_path):
+    """A summary line is one line on any terminal, whatever width the images/s figure takes."""
+    err = Console(file=io.StringIO(), width=30)
+    code = scan_lib.run([str(folder)], model=model_dir, output=tmp_path / "r.csv", workers=1,
+                        stdout=Console(file=io.StringIO(), width=30), stderr=err)
+    assert code == 1
+    lines = err.file.getvalue().splitlines()
+    scanned = next(x for x in lines if x.startswith("scanned 7 images in "))
+    assert "images/s): 1 human, 1 uncertain, 1 ai-mimicry, 4 errors (" in scanned
+    assert any(x.startswith("not scanned: 1 file ") and x.endswith("anyway") for x in lines)
+    assert any(x.startswith("model tiny-test 0.0.1, trained on: ") and x.endswith("in a test") for x in lines)
+
+
+# ----------------------------------------------------------------------------- why a label, and the signals
+
+
+A1111 = "a lighthouse\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 32x32"
+
+
+@pytest.fixture
+def evidence_folder(tmp_path) -> Path:
+    """One image per reason for a label, one with provenance signals, one error."""
+    d = tmp_path / "evidence"
+    d.mkdir()
+    info = PngInfo()
+    info.add_text("parameters", A1111)
+    info.add_text("Software", "ComfyUI")
+    (d / "declared.png").write_bytes(encode(solid("black"), "PNG", pnginfo=info))  # human pixels, AI metadata
+    signed_white = PngInfo()
+    signed_white.add_text("parameters", A1111)
+    (d / "params_white.png").write_bytes(encode(solid("white"), "PNG", pnginfo=signed_white))
+    (d / "white.png").write_bytes(encode(solid("white"), "PNG"))
+    (d / "black.png").write_bytes(encode(solid("black"), "PNG"))
+    (d / "grey.png").write_bytes(encode(solid((128, 128, 128)), "PNG"))
+    (d / "zero.png").write_bytes(b"")
+    return d
+
+
+EVIDENCE = {  # name: label, label_reason, signals
+    "declared.png": ("ai-mimicry", DECLARED_AI, ["png.a1111_parameters", "png.software"]),
+    "params_white.png": ("ai-mimicry", verdict_lib.SCORE_AT_OR_ABOVE_THRESHOLD, ["png.a1111_parameters"]),
+    "white.png": ("ai-mimicry", verdict_lib.SCORE_AT_OR_ABOVE_THRESHOLD, []),
+    "black.png": ("human", verdict_lib.SCORE_BELOW_UNCERTAIN_BAND, []),
+    "grey.png": ("uncertain", verdict_lib.SCORE_IN_UNCERTAIN_BAND, []),
+    "zero.png": (None, None, None),
+}
+
+
+def test_jsonl_rows_say_why_and_list_the_signals(evidence_folder, model_dir, tmp_path):
+    out = tmp_path / "r.jsonl"
+    assert invoke(evidence_folder, "--model", model_dir, "-o", out).exit_code == 1
+    rows = read_jsonl(out)
+    assert all(tuple(r) == scan_lib.COLUMNS for r in rows)
+    got = {Path(r["source"]).name: (r["label"], r["label_reason"], r["signals"]) for r in rows}
+    assert got == EVIDENCE
+    declared = next(r for r in rows if r["source"].endswith("declared.png"))
+    assert declared["score"] < declared["threshold"]  # the metadata, not the score, flagged it: the row says so
+
+
+def test_csv_rows_say_why_and_join_the_signals(evidence_folder, model_dir, tmp_path):
+    out = tmp_path / "r.csv"
+    assert invoke(evidence_folder, "--model", model_dir, "-o", out).exit_code == 1
+    got = {Path(r["source"]).name: (r["label"], r["label_reason"], r["signals"]) for r in read_csv(out)}
+    assert got == {name: (label or "", why or "", scan_lib.CSV_LIST_SEPARATOR.join(signals or []))
+                   for name, (label, why, signals) in EVIDENCE.items()}
+    assert got["declared.png"][2] == "png.a1111_parameters;png.software"
+
+
+def test_the_row_follows_the_verdict(detector, evidence_folder):
+    """verdict_row is the one place a row is made (the Ray engine calls it too)."""
+    sources = [str(evidence_folder / n) for n in EVIDENCE]
+    for v in detector.predict(sources):
+        row = scan_lib.verdict_row(v)
+        assert tuple(row) == scan_lib.COLUMNS
+        assert (row["label_reason"], row["signals"]) == (verdict_lib.label_reason(v), verdict_lib.signal_names(v))
+
+
+# ----------------------------------------------------------------------------- resuming older files
+
+
+def test_resume_into_a_csv_from_before_the_new_columns_keeps_its_columns(folder, model_dir, tmp_path):
+    out = tmp_path / "old.csv"
+    old = ",".join(scan_lib.LEGACY_COLUMNS) + f"\n{folder / 'black.jpg'},human,0.0025,0.9,tiny-test,0.0.1,,\n"
+    out.write_text(old, encoding="utf-8")
+    result = invoke(folder / "black.jpg", folder / "white.png", "--model", model_dir, "-o", out, "--resume")
+    assert result.exit_code == 1, result.stderr
+    assert "written by an older version without label_reason, signals" in result.stderr
+    assert "skipped 1 already in" in result.stderr
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith(old)
+    with open(out, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == scan_lib.LEGACY_COLUMNS
+    assert all(None not in r for r in rows)  # no row has more cells than the header
+    assert [(Path(r["source"]).name, r["label"]) for r in rows] == [("black.jpg", "human"), ("white.png", "ai-mimicry")]
+
+
+def test_resume_into_jsonl_rows_without_the_new_keys(folder, model_dir, tmp_path):
+    out = tmp_path / "old.jsonl"
+    old = {"source": str(folder / "white.png"), "label": "ai-mimicry", "score": 0.9975, "threshold": 0.9,
+           "model": "tiny-test", "model_version": "0.0.1", "error_code": None, "error": None}
+    out.write_text(json.dumps(old) + "\n", encoding="utf-8")
+    result = invoke(folder / "white.png", folder / "black.jpg", "--model", model_dir, "-o", out, "--resume")
+    assert result.exit_code == 1, result.stderr  # the earlier row's flag counts
+    assert "older version" not in result.stderr  # JSONL rows name their keys: nothing to keep in line
+    rows = read_jsonl(out)
+    assert rows[0] == old and tuple(rows[1]) == scan_lib.COLUMNS and len(rows) == 2
+    assert rows[1]["label_reason"] == verdict_lib.SCORE_BELOW_UNCERTAIN_BAND and rows[1]["signals"] == []
 
 
 # ----------------------------------------------------------------------------- library level

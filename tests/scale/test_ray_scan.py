@@ -3,6 +3,7 @@ format, URIs through pyarrow.fs, resume, usage errors and the CLI."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -17,8 +18,10 @@ from typer.testing import CliRunner
 ray = pytest.importorskip("ray")  # the scale extra; installed in the project's venv
 
 from mimicry.detector import scan as scan_lib  # noqa: E402
+from mimicry.detector import verdict as verdict_lib  # noqa: E402
 from mimicry import ray_scan  # noqa: E402
 from mimicry.cli import app  # noqa: E402
+from mimicry.detector.provenance import DECLARED_AI  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "default"
@@ -106,6 +109,12 @@ def test_uri_listing_follows_the_local_rules(folder, tmp_path):
     assert uri + "/sub/deep.png" in deep and len(deep) == len(listed) + 1
     named = [uri + "/readme.txt", uri + "/missing.png"]
     assert list(ray_scan.iter_sources(named)) == named  # named files are always tried
+    ignored = []
+    list(ray_scan.iter_sources([uri], ignored=ignored.append))
+    assert ignored == [uri + "/readme.txt"]  # counted for the summary, as the local listing does
+    local_ignored = []
+    list(ray_scan.iter_sources([str(folder)], ignored=local_ignored.append))
+    assert local_ignored == [str(folder / "readme.txt")]
     warnings = []
     assert list(ray_scan.iter_sources([(folder / "sub").as_uri()], warn=warnings.append)) == [uri + "/sub/deep.png"]
     assert list(ray_scan.iter_sources([tmp_path.as_uri()], warn=warnings.append)) == []
@@ -120,9 +129,14 @@ def test_usage_errors_exit_2_before_starting_ray(folder, tmp_path):
     assert ray_scan.run([str(tmp_path)], model=MODEL, stderr=err) == scan_lib.EXIT_USAGE
     assert ray_scan.run(["nosuchscheme://x/y.png"], model=MODEL, stderr=err) == scan_lib.EXIT_USAGE
     assert ray_scan.run([str(folder)], model=tmp_path, stderr=err) == scan_lib.EXIT_USAGE
+    for name in ("kept.parquet", "kept.jsonl"):
+        (tmp_path / name).write_bytes(b"earlier results")
+        assert ray_scan.run([str(folder)], output=tmp_path / name, model=MODEL, stderr=err) == scan_lib.EXIT_USAGE
+        assert (tmp_path / name).read_bytes() == b"earlier results"
     text = err.export_text()
     for expected in ("needs -o/--output FILE.parquet", "cannot resume into a Parquet file", "no input files",
-                     "nosuchscheme://x/y.png", "cannot load model"):
+                     "nosuchscheme://x/y.png", "cannot load model", "kept.parquet already exists",
+                     "kept.jsonl already exists; give --resume"):
         assert expected in text
     assert not ray.is_initialized()
 
@@ -143,6 +157,10 @@ def test_ray_rows_equal_local_rows_and_errors_are_rows(cluster, folder, local_ro
     labels = {Path(s).name: r["label"] for s, r in rows.items()}
     assert labels["real_00.png"] == "human" and labels["mimicry_00.png"] == "ai-mimicry"
     assert labels["declared.png"] == "ai-mimicry"
+    declared = rows[str(folder / "declared.png")]
+    assert declared["signals"] == ["png.a1111_parameters"]  # the same evidence columns as the local engine's
+    assert declared["label_reason"] in (DECLARED_AI, verdict_lib.SCORE_AT_OR_ABOVE_THRESHOLD)
+    assert all(r["label_reason"] is None and r["signals"] is None for r in rows.values() if r["error_code"])
 
 
 def test_parquet_from_a_uri_has_the_same_rows(cluster, folder, local_rows, tmp_path):
@@ -169,6 +187,29 @@ def test_resume_scans_only_the_rest(cluster, folder, local_rows, tmp_path):
     rows = _jsonl(out)
     assert [r["source"] for r in rows[:5]] == done
     _assert_same_rows(_by_source(rows), local_rows)
+
+
+def test_resume_into_an_older_csv_keeps_its_columns_and_the_summary_counts_files_left_out(
+        cluster, folder, local_rows, tmp_path):
+    out = tmp_path / "old.csv"
+    first = local_rows[str(folder / "real_00.png")]
+    with open(out, "w", newline="", encoding="utf-8") as f:  # as a version before label_reason and signals wrote it
+        writer = csv.DictWriter(f, scan_lib.LEGACY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerow({k: "" if v is None else v for k, v in first.items()})
+    before = out.read_text(encoding="utf-8")
+    err = Console(stderr=True, record=True, width=60)
+    code = ray_scan.run([str(folder)], output=out, resume=True, model=MODEL, stderr=err)
+    assert code in (scan_lib.EXIT_FLAGGED, scan_lib.EXIT_ERRORS)  # the folder holds bad files
+    text = err.export_text()
+    assert "written by an older version without label_reason, signals" in text
+    assert "not scanned: 1 file in the folders without an image suffix (1 .txt)" in text
+    assert out.read_text(encoding="utf-8").startswith(before)
+    with open(out, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == scan_lib.LEGACY_COLUMNS and all(None not in r for r in rows)
+    assert sorted(r["source"] for r in rows) == sorted(local_rows)
 
 
 def test_cli_engine_ray_with_exit_codes(cluster, folder, local_rows, tmp_path):
