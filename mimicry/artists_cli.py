@@ -13,11 +13,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from mimicry.exits import EXIT_ERRORS, EXIT_USAGE, for_label, interruptible
+
 artists_app = typer.Typer(help="Enrol artists' portfolios in the style registry, list and remove them.",
                           no_args_is_help=True)
 
-EXIT_USAGE = 2
-EXIT_SKIPPED = 3
+EXIT_SKIPPED = EXIT_ERRORS  # artists add: some files were skipped
 RegistryOption = Annotated[Optional[str], typer.Option(
     "--registry", show_default=False,
     help="Registry: a SQLite file or a postgresql:// URL "
@@ -34,11 +35,11 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)  # long paths stay on one line
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     from rich.markup import escape
 
     _console(stderr=True).print(f"[red]error:[/] {escape(message)}")
-    return typer.Exit(EXIT_USAGE)
+    return typer.Exit(code)
 
 
 def _open_registry(path: Optional[str], encoder=None):
@@ -166,11 +167,22 @@ def check(
 ) -> None:
     """Is IMAGE an AI imitation, and of whose style?
 
-    The detector's verdict, then the enrolled artists whose style is closest (similarity, whether it reaches the encoder's threshold, and
-    the nearest enrolled works). With --artist, the similarity to that artist only.
+    The detector's verdict, then the enrolled artists whose style is closest (similarity, whether it reaches the encoder's threshold, and the nearest enrolled works). With --artist, the similarity to that artist only.
 
-    Exit codes: 0 checked, 2 usage error (unreadable image, unknown artist, bad model or registry).
-    """
+    Exit codes, as for scan and explain:
+      0    not flagged
+      1    ai-mimicry
+      2    usage error (unknown artist, bad model, encoder or registry)
+      3    the image cannot be read
+      130  interrupted
+    """  # noqa: E501  (one line per paragraph: the help text keeps line breaks)
+    with interruptible():
+        raise typer.Exit(_check(image, artist, k, as_json, model, registry, encoder))
+
+
+def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str, registry: Optional[str],
+           encoder: str) -> int:
+    """``mimicry check``; returns the exit code (raises typer.Exit for a usage error)."""
     from rich.markup import escape
 
     from mimicry.detector import Detector
@@ -185,11 +197,11 @@ def check(
     enc = _load_encoder(encoder)
     verdict = det.predict([str(image)])[0]
     if verdict.error:
-        raise _fail(f"{image}: {verdict.error_code}: {verdict.error}")
+        raise _fail(f"{image}: {verdict.error_code}: {verdict.error}", EXIT_ERRORS)
     try:
         embedding = enc.embed_one(str(image))
     except DecodeError as exc:
-        raise _fail(f"{image}: {exc.code}: {exc.message}") from None
+        raise _fail(f"{image}: {exc.code}: {exc.message}", EXIT_ERRORS) from None
     with _open_registry(registry, enc) as reg:
         try:
             matches = ([reg.similarity_to(embedding, artist, threshold=enc.threshold)] if artist
@@ -207,16 +219,17 @@ def check(
     }
     if as_json:
         typer.echo(json.dumps(result))
-        return
+        return for_label(verdict.label)
     out = _console()
     out.print(f"{escape(str(image))}: [bold]{verdict.label}[/] (P(mimicry) {verdict.score:.3f}, "
               f"threshold {verdict.threshold:.3f}, model {escape(verdict.model)})")
     if not n_artists:
         out.print("no artists enrolled: add some with `mimicry artists add NAME DIR`")
-        return
+        return for_label(verdict.label)
     heading = f"similarity to {escape(artist)}" if artist else f"closest enrolled styles (of {n_artists})"
     out.print(f"{heading}; attributed at >= {enc.threshold:.3f}:")
     for m in matches:
         mark = "[bold red]match[/]" if m.passes else "no match"
         near = ", ".join(f"{escape(Path(w.source).name)} {w.similarity:.3f}" for w in m.nearest_works)
         out.print(f"  {escape(m.artist)}: {m.similarity:.3f} {mark}   nearest: {near}")
+    return for_label(verdict.label)

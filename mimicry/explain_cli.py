@@ -2,10 +2,12 @@
 
 :func:`explain` is the typer command (``mimicry/cli.py`` registers it); it forwards its options to
 the plain function :func:`run`. Importing this module loads neither onnxruntime nor the model.
+The overlay is written in the format its file's suffix names (:data:`OVERLAY_FORMATS`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from enum import Enum
@@ -16,21 +18,51 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-EXIT_OK, EXIT_FLAGGED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+from mimicry.exits import EXIT_ERRORS, EXIT_USAGE, for_label, interruptible
+
 _LABEL_STYLES = {"human": "green", "uncertain": "yellow", "ai-mimicry": "bold red"}
+OVERLAY_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def overlay_format(output: Path) -> str:
+    """The Pillow format ``output``'s suffix names; ValueError for any other suffix."""
+    try:
+        return OVERLAY_FORMATS[output.suffix.lower()]
+    except KeyError:
+        raise ValueError(f"cannot tell the image format from {output.name!r}; "
+                         "name it .png, .jpg, .jpeg or .webp") from None
+
+
+def encode_overlay(overlay_png: bytes, fmt: str) -> bytes:
+    """The overlay (PNG bytes, as ``explain`` makes it) in Pillow format ``fmt``."""
+    if fmt == "PNG":
+        return overlay_png
+    from PIL import Image
+
+    with Image.open(io.BytesIO(overlay_png)) as im:
+        buf = io.BytesIO()
+        # The overlay is RGB already; quality 90 keeps the heat's colour edges clean.
+        im.convert("RGB").save(buf, fmt, quality=90)
+    return buf.getvalue()
 
 
 def run(image: str, output: Path, *, model: str | os.PathLike = "default", method: str = "window", grid: int = 8,
         window: float = 0.25, as_json: bool = False, stdout: Console | None = None,
         stderr: Console | None = None) -> int:
-    """Write the overlay PNG to ``output`` and print the verdict; returns the exit code (0 not
-    flagged, 1 ai-mimicry, 2 usage error or unusable model, 3 the image cannot be read)."""
+    """Write the overlay to ``output`` (PNG, JPEG or WebP, as its suffix says) and print the
+    verdict; returns the exit code (:mod:`mimicry.exits`: 0 not flagged, 1 ai-mimicry, 2 usage
+    error or unusable model, 3 the image cannot be read)."""
     stdout = stdout or Console(highlight=False)
     stderr = stderr or Console(stderr=True, highlight=False)
 
     def fail(msg: str, code: int) -> int:
-        stderr.print(f"[red]error:[/] {escape(msg)}")
+        stderr.print(f"[red]error:[/] {escape(msg)}", soft_wrap=True)
         return code
+
+    try:
+        fmt = overlay_format(output)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_USAGE)
 
     from mimicry.detector.bundle import ModelError
     from mimicry.detector.decode import DecodeError
@@ -46,9 +78,9 @@ def run(image: str, output: Path, *, model: str | os.PathLike = "default", metho
     except ValueError as exc:
         return fail(str(exc), EXIT_USAGE)
     except DecodeError as exc:
-        return fail(f"{image}: {exc.code}: {exc.message}", EXIT_ERROR)
+        return fail(f"{image}: {exc.code}: {exc.message}", EXIT_ERRORS)
     try:
-        output.write_bytes(ex.overlay_png)
+        output.write_bytes(encode_overlay(ex.overlay_png, fmt))
     except OSError as exc:
         return fail(f"cannot write {output}: {exc.strerror or exc}", EXIT_USAGE)
 
@@ -68,7 +100,7 @@ def run(image: str, output: Path, *, model: str | os.PathLike = "default", metho
             value = value if len(value) <= 80 else value[:77] + "..."
             stdout.print(f"  {escape(s['signal'])} = {escape(value)} ({claim}{signed}; {escape(s['source'])})")
         stdout.print(f"  heatmap ({ex.method}, {ex.grid}x{ex.grid}) written to {escape(str(output))}")
-    return EXIT_FLAGGED if v.label == "ai-mimicry" else EXIT_OK
+    return for_label(v.label)
 
 
 class Method(str, Enum):
@@ -78,8 +110,9 @@ class Method(str, Enum):
 
 def explain(
     image: Annotated[str, typer.Argument(help="The image file.", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the heatmap overlay (PNG).",
-                                         show_default=False)],
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", show_default=False,
+        help="Where to write the heatmap overlay; the suffix names the format: .png, .jpg/.jpeg or .webp.")],
     model: Annotated[str, typer.Option("--model", help="Detector: a model directory (model.onnx + model.json), "
                                                        "or a name looked up in $MIMICRY_MODELS, then among the "
                                                        "bundled models.")] = "default",
@@ -94,7 +127,13 @@ def explain(
 
     Prints the verdict (with any provenance signals in the file's metadata) and writes the image with a heatmap over it: red where the evidence is for AI mimicry, blue where it is for human.
 
-    Exit codes: 0 not flagged, 1 ai-mimicry, 2 usage error or unusable model, 3 the image cannot be read.
+    Exit codes, as for scan and check:
+      0    not flagged
+      1    ai-mimicry
+      2    usage error (such as an -o suffix that names no image format) or unusable model
+      3    the image cannot be read
+      130  interrupted
     """  # noqa: E501  (one line per paragraph: the help text keeps line breaks)
-    raise typer.Exit(run(image, output, model=model, method=method.value, grid=grid, window=window,
-                         as_json=as_json))
+    with interruptible():
+        code = run(image, output, model=model, method=method.value, grid=grid, window=window, as_json=as_json)
+    raise typer.Exit(code)

@@ -198,3 +198,29 @@ def test_cli_explain_exit_codes(model_dir, tmp_path):
     assert run(str(white), "-o", str(tmp_path / "h3.png"), "--grid", "1").exit_code == 2
     assert CliRunner().invoke(app, ["explain", str(white), "-o", str(tmp_path / "h4.png"),
                                     "--model", str(tmp_path / "nomodel")]).exit_code == 2
+
+
+@pytest.mark.parametrize("name, fmt", [("heat.png", "PNG"), ("heat.jpg", "JPEG"), ("heat.JPEG", "JPEG"),
+                                       ("heat.webp", "WEBP")])
+def test_cli_explain_writes_the_format_its_suffix_names(model_dir, tmp_path, name, fmt):
+    from mimicry.cli import app
+
+    src = tmp_path / "suspect.png"
+    src.write_bytes(encode(black_with_white_box(), "PNG"))
+    out = tmp_path / name
+    result = CliRunner().invoke(app, ["explain", str(src), "-o", str(out), "--model", str(model_dir), "--grid", "4",
+                                      "--window", "0.5"])
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as im:
+        assert im.format == fmt and im.mode == "RGB" and im.size[1] == 64 + 40  # the image and its legend
+
+
+@pytest.mark.parametrize("name", ["heat.gif", "heat", "heat.png.txt"])
+def test_cli_explain_refuses_a_suffix_that_names_no_format_it_writes(model_dir, tmp_path, name):
+    from mimicry.cli import app
+
+    src = tmp_path / "suspect.png"
+    src.write_bytes(encode(black_with_white_box(), "PNG"))
+    result = CliRunner().invoke(app, ["explain", str(src), "-o", str(tmp_path / name), "--model", str(model_dir)])
+    assert result.exit_code == 2 and "cannot tell the image format" in result.output
+    assert ".png, .jpg, .jpeg or .webp" in result.output and not (tmp_path / name).exists()

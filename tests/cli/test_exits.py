@@ -1,0 +1,71 @@
+"""One meaning per exit code in ``mimicry scan``, ``check`` and ``explain`` (``mimicry/exits.py``):
+0 nothing flagged, 1 ai-mimicry, 2 usage error or unusable model, 3 a file had errors, 130 interrupted."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from mimicry import exits
+from mimicry.cli import app
+from mimicry.detector import scan as scan_lib
+from mimicry.detector.detector import Detector
+
+COMMANDS = ("scan", "check", "explain")
+
+
+def run(command: str, image, model_dir, tmp_path, *extra: str):
+    """``command`` on one image; explain writes its overlay into ``tmp_path``; check uses an empty registry."""
+    args = {"scan": ["scan", str(image)],
+            "check": ["check", str(image)],
+            "explain": ["explain", str(image), "-o", str(tmp_path / "heat.png")]}[command]
+    return CliRunner().invoke(app, [*args, "--model", str(model_dir), *extra],
+                              env={"MIMICRY_REGISTRY": str(tmp_path / "registry.sqlite3")})
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("outcome, code", [("flagged", exits.EXIT_FLAGGED), ("clean", exits.EXIT_OK),
+                                           ("broken", exits.EXIT_ERRORS)])
+def test_the_same_image_gives_the_same_code_in_every_command(command, outcome, code, images, model_dir, tmp_path):
+    result = run(command, images[outcome], model_dir, tmp_path)
+    assert result.exit_code == code, (command, result.output)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unusable_model_is_a_usage_error_everywhere(command, images, tmp_path):
+    result = run(command, images["clean"], tmp_path / "no-such-model", tmp_path)
+    assert result.exit_code == exits.EXIT_USAGE, result.output
+
+
+def test_check_json_exits_as_check_does(images, model_dir, tmp_path):
+    assert run("check", images["flagged"], model_dir, tmp_path, "--json").exit_code == exits.EXIT_FLAGGED
+    assert run("check", images["clean"], model_dir, tmp_path, "--json").exit_code == exits.EXIT_OK
+    unknown = run("check", images["clean"], model_dir, tmp_path, "--artist", "Nobody")
+    assert unknown.exit_code == exits.EXIT_USAGE, unknown.output  # a usage error, not a file's error
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_ctrl_c_is_130_everywhere(command, images, model_dir, tmp_path, monkeypatch):
+    """Interrupted while the model loads (before scan's own handler is reached): 130, not click's 1."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Detector, "from_dir", interrupted)
+    result = run(command, images["clean"], model_dir, tmp_path)
+    assert result.exit_code == exits.EXIT_INTERRUPTED and "interrupted" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_documents_the_same_codes(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    for code in ("0 ", "1 ", "2 ", "3 ", "130 "):
+        assert any(line.strip(" │").startswith(code) for line in result.output.splitlines()), (command, code)
+    assert "ai-mimicry" in result.output and "interrupted" in result.output
+
+
+def test_the_library_returns_the_same_codes():
+    """mimicry.detector.scan.run cannot import the command line; its codes must not drift from it."""
+    assert (scan_lib.EXIT_OK, scan_lib.EXIT_FLAGGED, scan_lib.EXIT_USAGE, scan_lib.EXIT_ERRORS,
+            scan_lib.EXIT_INTERRUPTED) == (exits.EXIT_OK, exits.EXIT_FLAGGED, exits.EXIT_USAGE,
+                                           exits.EXIT_ERRORS, exits.EXIT_INTERRUPTED)
