@@ -55,7 +55,7 @@ def linked_folder(files: list[Path], n: int, folder: Path) -> Path:
 def bench_local(folder: Path, model: Path, out: Path, batch: int, workers: int) -> tuple[float, int]:
     """Images/s and exit code of the local engine, end to end (model load included)."""
     t0 = time.perf_counter()
-    code = scan_lib.run([str(folder)], output=out, model=model, batch_size=batch, workers=workers,
+    code = scan_lib.run([str(folder)], output=out, force=True, model=model, batch_size=batch, workers=workers,
                         stderr=Console(stderr=True, quiet=True))
     n = sum(1 for _ in open(out, encoding="utf-8"))
     return n / (time.perf_counter() - t0), code
@@ -64,7 +64,7 @@ def bench_local(folder: Path, model: Path, out: Path, batch: int, workers: int) 
 def bench_ray(folder: Path, model: Path, out: Path, opts: ray_scan.RayOptions) -> tuple[float, int]:
     """Images/s and exit code of the ray engine, end to end on a running cluster."""
     t0 = time.perf_counter()
-    code = ray_scan.run([str(folder)], output=out, model=model, options=opts,
+    code = ray_scan.run([str(folder)], output=out, force=True, model=model, options=opts,
                         stderr=Console(stderr=True, quiet=True))
     n = sum(1 for _ in open(out, encoding="utf-8"))
     return n / (time.perf_counter() - t0), code
