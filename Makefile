@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate
+.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval
 
 venv: $(VENV)/.installed
 
@@ -49,26 +49,57 @@ sysdeps: .sysdeps-installed
 dataset: venv openclipart
 	$(PY) -m mimicry.training.build_dataset --base $(BASE) --out $(DEMO)
 
-# The 1% false-positive bound of the bundled detector holds on the val human works under these too.
+# The demo clip-art detector (models/demo-clipart, v0.2.1; the default before 1.0) from the demo dataset.
 THRESHOLD_UNDER := jpeg95 jpeg75 jpeg50 resize0.5 resize0.25 centre_crop50 blur1 webp purify_lanczos
+DEMO_MODEL ?= models/demo-clipart
 
-# The bundled detector, from the demo dataset: fine-tune, then export + calibrate (~10 min).
-detector: dataset
-	$(PY) -m mimicry.training.finetune --manifest $(DEMO)/manifest.jsonl --out runs/finetune/default --augment robust
-	$(PY) -m mimicry.training.export --run runs/finetune/default --out $(MODEL) --name mimicry-demo-clipart --version 0.2.1 \
-	    --trained-on "$$(cat docs/TRAINED_ON.txt)" --card-extra docs/input_policy.json docs/eval/robustness.json \
+demo-detector: dataset
+	$(PY) -m mimicry.training.finetune --manifest $(DEMO)/manifest.jsonl --out runs/finetune/demo-clipart --augment robust
+	$(PY) -m mimicry.training.export --run runs/finetune/demo-clipart --out $(DEMO_MODEL) --name mimicry-demo-clipart --version 0.2.1 \
+	    --trained-on "$$(cat docs/TRAINED_ON_DEMO.txt)" --card-extra docs/input_policy.json docs/eval/robustness.json \
 	    --threshold-at gap-top --threshold-under $(THRESHOLD_UNDER)
+
+# The bundled detector (models/default 1.x): real AI art and human art of many kinds. REALWORLD is a folder
+# with sources.jsonl (see mimicry.training.external); the human art of Debian packages is added to it.
+REALWORLD ?= ../shared/realworld
+RW        ?= data/realworld
+APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers
+RW_THRESHOLD_UNDER := jpeg75 jpeg50 resize0.5 centre_crop50 webp
+
+art-packages:
+	@missing=$$(for p in $(APT_ART); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+
+realworld-dataset: venv art-packages
+	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl
+	$(PY) -m mimicry.training.external --provenance $(REALWORLD)/sources.jsonl --provenance data/debian_art.jsonl \
+	    --sheet sd15-artist-prompts=2x2 --sheet flux1dev-style-of=2x2 --limit openclipart=1000 \
+	    --holdout-group "artist:nicu buculei" --holdout-group "artist:nicu buculei and nathan eady" --out $(RW)
+
+# About 35 minutes on 2 cores (4 epochs of about 8 minutes, then export).
+detector: realworld-dataset
+	$(PY) -m mimicry.training.finetune --manifest $(RW)/manifest.jsonl --out runs/finetune/realworld-f3 \
+	    --augment realworld --resize shorter_then_center_crop --freeze-blocks 3 --epochs 4 --patience 2
+	$(PY) -m mimicry.training.export --run runs/finetune/realworld-f3 --out $(MODEL) --name mimicry-realworld \
+	    --version 1.0.0 --trained-on "$$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top \
+	    --threshold-under $(RW_THRESHOLD_UNDER) --card-extra docs/eval/realworld_card.json
+
+# Per source and generator, clean and perturbed, with the shortcut baselines: docs/eval/realworld.json.
+realworld-eval: venv
+	$(PY) -m mimicry.training.realworld_eval --models $(MODEL) --manifest $(RW)/manifest.jsonl \
+	    --json docs/eval/realworld.json
 
 # Held-out evaluation sets: unseen artists, and the test artist under unseen generator settings
 # (LoRA, other sampler/steps/guidance, another DreamBooth seed); about 25 minutes on 2 cores.
 heldout: dataset
 	$(PY) -m mimicry.training.heldout --dataset $(DEMO) --base $(BASE)
 
-# The evaluation report of the bundled detector: docs/EVALUATION.md with docs/eval/*.png.
+# The evaluation report of the demo detector on the demo data: docs/EVALUATION_DEMO.md with docs/eval/*.png.
 evaluate: heldout
-	$(PY) -m mimicry.training.evaluate --models $(MODEL) --manifest $(DEMO)/manifest.jsonl \
+	$(PY) -m mimicry.training.evaluate --models $(DEMO_MODEL) --manifest $(DEMO)/manifest.jsonl \
 	    --heldout $(DEMO)/heldout_manifest.jsonl --base $(BASE) --notes docs/eval/notes.md \
-	    --report docs/EVALUATION.md --plots docs/eval --json docs/eval/metrics.json
+	    --report docs/EVALUATION_DEMO.md --plots docs/eval --json docs/eval/metrics.json
 
 examples: dataset
 	$(PY) -m mimicry.training.make_examples --dataset $(DEMO) --out examples

@@ -71,9 +71,11 @@ def licence_line(package: str) -> str:
     if not path.is_file():
         return f"see the {package} package's copyright file"
     names = []
-    for m in re.finditer(r"^License:\s*(\S.*)$", path.read_text(errors="replace"), re.M):
-        if m.group(1).strip() not in names:
-            names.append(m.group(1).strip())
+    # Short licence names only (DEP-5 files); a free-text copyright file gives none and is pointed to.
+    for m in re.finditer(r"^License:[ \t]*([A-Za-z0-9.+-]+(?: (?:or|and) [A-Za-z0-9.+-]+)*)[ \t]*$",
+                         path.read_text(errors="replace"), re.M):
+        if m.group(1) not in names:
+            names.append(m.group(1))
     return ", ".join(names[:4]) or f"see /usr/share/doc/{package}/copyright"
 
 

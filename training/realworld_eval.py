@@ -188,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     if not items:
         print(f"error: no rows in the {args.split} split of {args.manifest}", file=sys.stderr)
         return 2
-    result = {"manifest": str(args.manifest), "split": args.split, "n": len(items), "models": {}}
+    data_file = args.manifest.parent / "dataset.json"
+    held_out = json.loads(data_file.read_text()).get("holdout_sources", []) if data_file.is_file() else []
+    result = {"manifest": str(args.manifest), "split": args.split, "n": len(items), "held_out": held_out,
+              "models": {}}
     for model_dir in args.models:
         det = Detector.from_dir(model_dir, provenance=False)
         thr = det.bundle.thresholds.ai_mimicry

@@ -213,3 +213,22 @@ def test_reconstruction_twins_join_their_originals_split(sources, tmp_path):
             assert im.size == (64, 64) and im.mode == "RGB"
     # Every row, old or new, resolves from the new manifest's folder.
     assert all((tmp_path / "ds-twins" / r["path"]).is_file() for r in out)
+
+
+def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
+    from mimicry.training.realworld_report import report
+
+    def entry(auroc, ai, human):
+        return {"pooled": {"auroc": auroc, "ai_flagged": ai, "human_flagged": human, "n_ai": 10, "n_human": 10},
+                "gen-a": {"label": "ai-mimicry", "n": 10, "flagged": ai, "auroc": auroc},
+                "paintings": {"label": "human", "n": 10, "flagged": human}}
+
+    main = {"manifest": "m.jsonl", "n": 20, "held_out": [], "models": {"m": {
+        "name": "x", "version": "1", "threshold": 0.9,
+        "by_perturbation": {"clean": entry(0.99, 0.9, 0.0), "jpeg75": entry(0.98, 0.8, 0.05)}}}}
+    loso = {"gen-a": {"manifest": "l.jsonl", "n": 20, "held_out": ["gen-a"], "models": {"l": {
+        "name": "x", "version": "1", "threshold": 0.8, "by_perturbation": {"clean": entry(0.91, 0.5, 0.0)}}}}}
+    text = report(main, loso, ["cmd"])
+    assert "| unseen artists, same generator families: AUROC >= 0.97 | 0.990 | yes |" in text
+    assert "| unseen human works: <= 3% flagged after jpeg75 | highest 5.0% (jpeg75) | **no** |" in text
+    assert "| leave-one-source-out: gen-a (never trained on) AUROC >= 0.95 | 0.910 | **no** |" in text
