@@ -16,8 +16,9 @@ realworld``) then re-encode both classes alike.
 
 Splits never share a group between train, val and test. Groups: the imitated artist for AI images (the same
 artist in two generators' sources is one group), the ``group`` field when a row has one (a picture book, a
-Debian package's folder), else the artist, else the file. ``--holdout-source NAME`` puts a whole source in
-test and nothing of it in train or val (leave-one-source-out); ``--holdout-group`` does the same for groups.
+Debian package's folder), else the artist, else the file. ``--holdout-source NAME`` leaves a source out of
+training (leave-one-source-out): its rows go to test, except those whose artist is trained on through
+another source, which are ``excluded``; ``--holdout-group`` puts groups in test.
 
 ``python -m mimicry.training.external --provenance ../shared/realworld/sources.jsonl --sheet
 sd15-artist-prompts=2x2 --sheet flux1dev-style-of=2x2 --provenance data/debian_art.jsonl --out data/realworld``
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 import unicodedata
@@ -41,14 +43,17 @@ from PIL import Image
 from mimicry.detector.decode import DecodeError, decode_image
 
 LABELS = {"ai": "ai-mimicry", "ai-mimicry": "ai-mimicry", "human": "human"}
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "excluded")
 MAX_SOURCE_PIXELS = 90_000_000  # museum scans and wallpapers reach ~40 MP; the decoder's own cap is raised to this
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--provenance", type=Path, action="append", required=True,
+    p.add_argument("--provenance", type=Path, action="append", default=[],
                    help="a provenance JSONL file (repeatable); `file` paths are relative to its folder")
+    p.add_argument("--resplit", type=Path, default=None, metavar="DATASET",
+                   help="split an existing dataset folder anew (for example leave one source out) instead of "
+                        "building one; its images are reused, not copied")
     p.add_argument("--out", type=Path, required=True, help="dataset folder: images/, manifest.jsonl, dataset.json")
     p.add_argument("--sheet", action="append", default=[], metavar="SOURCE=COLSxROWS",
                    help="the files of SOURCE are contact sheets of COLS x ROWS equal cells")
@@ -68,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.limit = {k: int(v) for k, v in (s.split("=", 1) for s in args.limit)}
     except ValueError as exc:
         p.error(str(exc))
+    if bool(args.provenance) == (args.resplit is not None):
+        p.error("give --provenance (build a dataset) or --resplit DATASET (split one anew), not both")
     if not 0 <= args.val + args.test < 1:
         p.error("--val + --test must be in [0, 1)")
     if args.size < 32:
@@ -135,23 +142,36 @@ def assign_splits(rows: list[dict], val: float, test: float, holdout_sources=(),
                   salt: str = "0") -> None:
     """Set ``row['split']`` and ``row['group']`` in place; a group's rows all land in one split.
 
-    Held-out sources and groups go wholly to test; a group they share with other sources (an artist imitated
-    by two generators) goes to test too, so nothing of a held-out source's groups is trained on.
+    Held-out groups go to test, and held-out sources as :func:`split_groups` says.
     """
-    held = set(holdout_groups)
     for row in rows:
         row["group"] = group_of(row)
-        if row["source"] in holdout_sources:
-            held.add(row["group"])
+    split_groups(rows, val, test, holdout_sources, holdout_groups, salt)
+
+
+def split_groups(rows: list[dict], val: float, test: float, holdout_sources=(), holdout_groups=(),
+                 salt: str = "0") -> None:
+    """Set ``row['split']`` from ``row['group']`` (see :func:`assign_splits`).
+
+    Groups are hashed into train, val and test; ``holdout_groups`` go to test. A row of a held-out source
+    goes to test, unless its group also has rows of other sources in train or val (an artist imitated by
+    two generators): then it is ``excluded`` (neither trained on nor tested), so the test rows of a held-out
+    source share neither its generator nor its artist with training.
+    """
     unknown = set(holdout_sources) - {r["source"] for r in rows}
     if unknown:
         raise ValueError(f"--holdout-source names no source in the provenance: {sorted(unknown)}")
+    held = set(holdout_groups)
     for row in rows:
         if row["group"] in held:
             row["split"] = "test"
             continue
         u = unit_hash(row["group"], salt)
         row["split"] = "test" if u < test else ("val" if u < test + val else "train")
+    trained = {r["group"] for r in rows if r["source"] not in holdout_sources and r["split"] in ("train", "val")}
+    for row in rows:
+        if row["source"] in holdout_sources:
+            row["split"] = "excluded" if row["group"] in trained else "test"
 
 
 def apply_limits(rows: list[dict], limits: dict[str, int], salt: str) -> list[dict]:
@@ -252,7 +272,28 @@ def _process(task: tuple[dict, tuple[int, int] | None, str, int, int]) -> list[d
         return [{**base, "cell": None, "skipped": f"unreadable: {exc}"}]
 
 
+def resplit(args: argparse.Namespace) -> dict:
+    """A new split of an existing dataset (``--resplit DATASET``): same images, groups and rows, other held-out
+    sources or groups; the new manifest points at the old dataset's images."""
+    rows = [json.loads(x) for x in (args.resplit / "manifest.jsonl").read_text().splitlines() if x.strip()]
+    split_groups(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    prefix = Path(os.path.relpath(args.resplit.resolve(), args.out.resolve()))
+    for r in rows:
+        r["path"] = str(prefix / r["path"])
+    (args.out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    old = json.loads((args.resplit / "dataset.json").read_text())
+    summary = describe(rows, [], args)
+    summary["normalisation"] = old.get("normalisation")
+    summary["provenance_files"] = old.get("provenance_files")
+    summary["resplit_of"] = str(args.resplit)
+    (args.out / "dataset.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def build(args: argparse.Namespace) -> dict:
+    if args.resplit is not None:
+        return resplit(args)
     rows = [r for p in args.provenance for r in read_provenance(p)]
     rows = apply_limits(rows, args.limit, args.seed)
     unknown_sheets = set(args.sheet) - {r["source"] for r in rows}

@@ -139,10 +139,16 @@ def test_splits_never_share_a_group(sources, tmp_path):
 
 def test_leave_one_source_out(sources, tmp_path):
     rows = _build(sources, tmp_path / "ds", "--holdout-source", "gen-b")
-    assert {r["split"] for r in rows if r["source"] == "gen-b"} == {"test"}
-    # gen-a shares its artists with gen-b: none of them may be trained on either.
-    assert {r["split"] for r in rows if r["source"] == "gen-a"} == {"test"}
-    assert any(r["split"] == "train" for r in rows if r["label"] == "human")
+    assert {r["split"] for r in rows if r["source"] == "gen-b"} <= {"test", "excluded"}
+    trained = {r["group"] for r in rows if r["split"] in ("train", "val")}
+    for r in rows:
+        if r["source"] == "gen-b":  # excluded exactly when its artist is trained on through gen-a
+            assert (r["split"] == "excluded") == (r["group"] in trained)
+    assert any(r["split"] == "test" for r in rows if r["source"] == "gen-b")
+    assert any(r["split"] == "train" for r in rows if r["source"] == "gen-a")
+    # A held-out source that shares no group with others is wholly in test.
+    rows = _build(sources, tmp_path / "ds3", "--holdout-source", "paintings")
+    assert {r["split"] for r in rows if r["source"] == "paintings"} == {"test"}
     with pytest.raises(ValueError, match="no source"):
         _build(sources, tmp_path / "ds2", "--holdout-source", "nope")
 
@@ -232,3 +238,17 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     assert "| unseen artists, same generator families: AUROC >= 0.97 | 0.990 | yes |" in text
     assert "| unseen human works: <= 3% flagged after jpeg75 | highest 5.0% (jpeg75) | **no** |" in text
     assert "| leave-one-source-out: gen-a (never trained on) AUROC >= 0.95 | 0.910 | **no** |" in text
+
+
+def test_resplit_reuses_the_images_with_other_held_out_sources(sources, tmp_path):
+    rows = _build(sources, tmp_path / "ds")
+    args = external.parse_args(["--resplit", str(tmp_path / "ds"), "--out", str(tmp_path / "loso"),
+                                "--holdout-source", "paintings"])
+    external.build(args)
+    new = [json.loads(x) for x in (tmp_path / "loso" / "manifest.jsonl").read_text().splitlines()]
+    assert len(new) == len(rows) and not (tmp_path / "loso" / "images").exists()
+    assert all((tmp_path / "loso" / r["path"]).is_file() for r in new)
+    assert {r["split"] for r in new if r["source"] == "paintings"} == {"test"}
+    assert [r["group"] for r in new] == [r["group"] for r in rows]
+    with pytest.raises(SystemExit):
+        external.parse_args(["--resplit", "x", "--provenance", "y", "--out", "z"])
