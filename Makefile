@@ -63,7 +63,7 @@ demo-detector: dataset
 # with sources.jsonl (see mimicry.training.external); the human art of Debian packages is added to it.
 REALWORLD ?= ../shared/realworld
 RW        ?= data/realworld
-APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers
+APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers naev-data widelands-data hedgewars-data
 RW_THRESHOLD_UNDER := jpeg75 jpeg50 resize0.5 centre_crop50 webp
 
 art-packages:

@@ -7,7 +7,7 @@ traces back to a file of a versioned package. Every work predates text-to-image 
 art was drawn for them by people, most of it years before 2022).
 
 ``python -m mimicry.training.debian_art --out data/debian_art.jsonl`` (packages not installed are listed
-and skipped; ``apt-get install openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers``)
+and skipped; ``make art-packages`` installs them)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Entry:
     root: str
     patterns: tuple[str, ...]
     kind: str  # what the art is, for the card
-    group_depth: int = 1  # group = the first N folders under root (openclipart: the Author chunk instead)
+    group_depth: int = 1  # group = the first N folders under root; 0: the file (openclipart: the Author chunk)
     min_bytes: int = 20_000  # icons and tiles are not artworks
     one_per_group: bool = False  # the same work at several resolutions: keep the largest file only
 
@@ -47,10 +47,19 @@ CATALOGUE = (
           "painted game portraits", group_depth=4),
     Entry("wesnoth-story", "wesnoth-1.16-data", "/usr/share/games/wesnoth/1.16/data",
           ("core/images/story/*.*", "campaigns/*/images/story/*.*", "core/images/maps/*.*"),
-          "painted game story art and maps", group_depth=2),
+          "painted game story art and maps", group_depth=0),
     Entry("flare", "flare-game", "/usr/share/games/flare/mods",
           ("*/images/portraits/**/*.png", "*/images/cutscenes/**/*.png", "*/images/menus/backgrounds/*.png",
            "*/images/parallax/*.png"), "game portraits, cut-scene and background paintings", group_depth=3),
+    Entry("naev-art", "naev-data", "/usr/share/naev/dat/gfx",
+          ("planet/exterior/*.*", "loading/*.*", "portraits/**/*.*", "bkg/*.*"),
+          "space-game landscapes, loading screens, portraits and backgrounds (painted and rendered)", group_depth=0),
+    Entry("widelands-art", "widelands-data", "/usr/share/games/widelands/data",
+          ("templates/default/loadscreens/**/*.*", "campaigns/**/*.jpg", "campaigns/**/*.png"),
+          "painted strategy-game loading screens and campaign art", group_depth=0, min_bytes=60_000),
+    Entry("hedgewars-art", "hedgewars-data", "/usr/share/games/hedgewars/Data",
+          ("Graphics/Missions/**/*.png", "Graphics/*.png", "Themes/*/Sky.png", "Themes/*/horizont.png"),
+          "cartoon game illustrations and backdrops", group_depth=0),
     Entry("plasma-wallpapers", "plasma-workspace-wallpapers", "/usr/share/wallpapers",
           ("*/contents/images/*.*",), "digital wallpapers (abstract and painted)", group_depth=1,
           min_bytes=50_000, one_per_group=True),
@@ -109,7 +118,8 @@ def rows_for(entry: Entry) -> list[dict]:
                 group = "" if artist else "folder:" + str(rel.parent)
             else:
                 artist = ""
-                group = "/".join(rel.parts[: min(entry.group_depth, len(rel.parts) - 1)]) or rel.stem
+                # group_depth 0: each file is its own group (collections of works by many hands)
+                group = "/".join(rel.parts[: min(entry.group_depth, len(rel.parts) - 1)]) or str(rel)
             rows.append({
                 "file": str(path), "label": "human", "source": entry.source, **({"group": group} if group else {}),
                 "repo": f"debian:{entry.package}", "commit": version, "path_in_repo": str(path),

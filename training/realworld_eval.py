@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{det.name} {det.version}: {len(items)} images", file=sys.stderr)
         scores = score_items(det, items, tuple(args.perturbations), tiles=not args.no_tiles)
         result["models"][str(model_dir)] = {
-            "name": det.name, "version": det.version, "threshold": thr,
+            "name": det.name, "version": det.version, "threshold": thr, "onnx_sha256": det.bundle.card["onnx_sha256"],
             "by_perturbation": {k: per_source_metrics(v, items, thr) for k, v in scores.items()},
         }
     if not args.no_baselines:

@@ -1,4 +1,8 @@
-"""The bundled detector and examples: what `make demo` runs must load and say what it should."""
+"""The bundled detectors and examples: what `make demo` runs must load and say what it should.
+
+``models/default`` (1.x) is trained on real AI art and human art of many kinds; ``models/demo-clipart``
+(0.2.1) is the demo clip-art model, trained on the project's own tiny generator, kept for the demo's tests.
+"""
 
 from __future__ import annotations
 
@@ -10,49 +14,82 @@ import pytest
 from mimicry.detector import Detector
 
 ROOT = Path(__file__).resolve().parents[2]
+CREDITS = [json.loads(x) for x in (ROOT / "examples" / "CREDITS.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
-def bundled():
+def default():
     return Detector.from_dir(ROOT / "models" / "default")
 
 
-def test_bundled_model_card_is_complete_and_honest(bundled):
-    card = bundled.bundle.card
-    assert card["input"]["size"] == bundled.config.size
-    assert "not a detector of real Stable Diffusion mimicry" in card["training_data"]["trained_on"]
+@pytest.fixture(scope="module")
+def demo():
+    return Detector.from_dir(ROOT / "models" / "demo-clipart")
+
+
+def test_default_card_says_what_it_was_trained_on_and_how_it_measured(default):
+    card = default.bundle.card
+    assert card["input"]["size"] == default.config.size and card["input"]["resize"] == "shorter_then_center_crop"
+    data = card["training_data"]
+    for phrase in ("Stable Diffusion 1.5", "FLUX.1 [dev]", "Art Institute of Chicago", "Book Dash", "Never seen"):
+        assert phrase in data["trained_on"]
+    sources = data["sources"]
+    assert {"sd15-artist-prompts", "flux1dev-style-of", "aic-paintings", "bookdash", "openclipart"} <= set(sources)
+    for entry in sources.values():  # every source names its licences and the repository or package it came from
+        assert entry["licences"] and entry["repositories"] and sum(entry["counts"].values()) > 0
+    assert sum(data["counts"].values()) == sum(sum(e["counts"].values()) for e in sources.values())
     assert card["metrics"]["onnx_parity_max_abs_logit_diff"] <= 1e-4
     assert card["metrics"]["val"]["fpr_at_threshold"] <= 0.01
     assert card["thresholds"]["human_below"] <= card["thresholds"]["ai_mimicry"]
-    assert "input_policy" in card
+    ev = card["evaluation"]
+    assert ev["report"] == "docs/EVALUATION.md" and ev["threshold"] == card["thresholds"]["ai_mimicry"]
+    assert {"clean", "jpeg75", "resize0.5", "grey"} <= set(ev["by_condition"])
+    assert {"file facts, as published", "colour statistics"} <= set(ev["shortcut_baselines"])
+    assert "tiles" in card["input_policy"]["candidates"]
 
 
-def test_bundled_model_on_the_bundled_examples(bundled):
-    credits = [json.loads(x) for x in (ROOT / "examples" / "CREDITS.jsonl").read_text().splitlines()]
-    assert {c["split"] for c in credits} == {"test"}, "examples must come from data the model never trained on"
-    verdicts = bundled.predict([str(ROOT / "examples" / c["file"]) for c in credits])
-    for c, v in zip(credits, verdicts):
+def test_default_flags_no_real_example(default):
+    """The examples' human works are by an artist held out of every split of the real-world dataset."""
+    real = [c for c in CREDITS if c["label"] == "human"]
+    for c, v in zip(real, default.predict([str(ROOT / "examples" / c["file"]) for c in real])):
+        assert v.label != "ai-mimicry", (c["file"], v.score)
+
+
+def test_demo_model_on_the_bundled_examples(demo):
+    assert {c["split"] for c in CREDITS} == {"test"}, "examples must come from data the model never trained on"
+    verdicts = demo.predict([str(ROOT / "examples" / c["file"]) for c in CREDITS])
+    for c, v in zip(CREDITS, verdicts):
         expected = "ai-mimicry" if c["label"] == "ai-mimicry" else "human"
         assert v.label == expected, (c["file"], v.score)
         assert "not a detector of real Stable Diffusion mimicry" in v.evidence["model_trained_on"]
 
 
-def test_bundled_card_records_the_robustness_choice_and_its_threshold_rule(bundled):
-    card = bundled.bundle.card
+def test_demo_card_records_the_robustness_choice_and_its_threshold_rule(demo):
+    card = demo.bundle.card
+    assert "not a detector of real Stable Diffusion mimicry" in card["training_data"]["trained_on"]
     assert card["training"]["settings"]["augment"] == "robust"
-    assert "robust" in card["robustness"]["augment"] and card["robustness"]["report"] == "docs/EVALUATION.md"
+    assert "robust" in card["robustness"]["augment"]
     assert card["thresholds"]["placed_at"] == "gap-top"
     assert "val under centre_crop50" in card["thresholds"]["fpr_bound_holds_on"]
     assert card["metrics"]["test"]["auroc"] >= 0.99 and card["metrics"]["test"]["fpr_at_threshold"] == 0.0
 
 
-def test_evaluation_report_is_of_the_bundled_model():
-    """docs/EVALUATION.md must describe the model that ships: same model file, same test figures."""
+def test_evaluation_reports_are_of_the_bundled_models():
+    """docs/EVALUATION.md describes models/default; docs/EVALUATION_DEMO.md the demo model; same model files."""
     card = json.loads((ROOT / "models" / "default" / "model.json").read_text())
     report = (ROOT / "docs" / "EVALUATION.md").read_text()
-    assert card["onnx_sha256"] in report
+    assert card["onnx_sha256"] in report and f"{card['name']} {card['version']}" in report
+    measured = json.loads((ROOT / "docs" / "eval" / "realworld.json").read_text())
+    (entry,) = measured["models"].values()
+    assert entry["onnx_sha256"] == card["onnx_sha256"]
+    measured_clean = entry["by_perturbation"]["clean"]["pooled"]
+    carded = card["evaluation"]["by_condition"]["clean"]["pooled"]
+    assert measured_clean.keys() == carded.keys()
+    assert all(abs(measured_clean[k] - carded[k]) < 1e-3 for k in carded)  # the card rounds to 4 places
+    demo = json.loads((ROOT / "models" / "demo-clipart" / "model.json").read_text())
+    demo_report = (ROOT / "docs" / "EVALUATION_DEMO.md").read_text()
+    assert demo["onnx_sha256"] in demo_report
     metrics = json.loads((ROOT / "docs" / "eval" / "metrics.json").read_text())["models/default"]
-    assert abs(metrics["test/clean"]["auroc"] - card["metrics"]["test"]["auroc"]) < 1e-3
-    assert metrics["test/clean"]["fpr_at_threshold"] == card["metrics"]["test"]["fpr_at_threshold"]
+    assert abs(metrics["test/clean"]["auroc"] - demo["metrics"]["test"]["auroc"]) < 1e-3
     for png in ("roc.png", "reliability.png", "score_histograms.png"):
-        assert f"](eval/{png})" in report and (ROOT / "docs" / "eval" / png).is_file()
+        assert f"](eval/{png})" in demo_report and (ROOT / "docs" / "eval" / png).is_file()

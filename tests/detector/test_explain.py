@@ -131,7 +131,7 @@ def test_render_overlay_refuses_a_heat_of_another_size():
 def bundled():
     from mimicry.detector.detector import Detector
 
-    return Detector.from_dir(ROOT / "models" / "default", intra_op_threads=1)
+    return Detector.from_dir(ROOT / "models" / "demo-clipart", intra_op_threads=1)  # the examples are its test artist
 
 
 def mosaic(odd: Image.Image, others: list[Image.Image], q: int) -> bytes:

@@ -57,7 +57,7 @@ def test_an_unknown_name_says_what_was_tried(monkeypatch, tmp_path):
         resolve_model_dir("nope")
     msg = str(e.value)
     assert "'nope' not found" in msg and str(tmp_path / "nope") in msg
-    assert "$MIMICRY_MODELS is not set" in msg and "bundled models (default, style-encoder" in msg
+    assert "$MIMICRY_MODELS is not set" in msg and "the bundled models (default, " in msg and "style-encoder" in msg
     monkeypatch.setenv("MIMICRY_MODELS", str(tmp_path / "store"))
     with pytest.raises(ModelError, match="store/nope .no such directory"):
         ModelBundle.from_dir("nope")

@@ -24,7 +24,7 @@ from mimicry.cli import app  # noqa: E402
 from mimicry.detector.provenance import DECLARED_AI  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "models" / "default"
+MODEL = ROOT / "models" / "demo-clipart"  # its labels of the demo examples are known
 EXAMPLES = ROOT / "examples"
 BAD = {"truncated.png": "corrupt", "notes.png": "unsupported_format", "zero.jpg": "empty"}
 
