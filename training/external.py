@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the files of SOURCE are contact sheets of COLS x ROWS equal cells")
     p.add_argument("--size", type=int, default=384,
                    help="side of the stored squares; works whose shorter side is smaller are skipped")
+    p.add_argument("--source-size", action="append", default=[], metavar="SOURCE=N",
+                   help="another square side for one source whose images, of both classes, are all small "
+                        "(the demo's 128-px works and mimicry); the same for both of its classes")
     p.add_argument("--val", type=float, default=0.15, help="share of groups in val")
     p.add_argument("--test", type=float, default=0.2, help="share of groups in test")
     p.add_argument("--holdout-source", action="append", default=[], help="a source wholly in test (repeatable)")
@@ -71,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     try:
         args.sheet = dict(_parse_sheet(s) for s in args.sheet)
         args.limit = {k: int(v) for k, v in (s.split("=", 1) for s in args.limit)}
+        args.source_size = {k: int(v) for k, v in (s.split("=", 1) for s in args.source_size)}
     except ValueError as exc:
         p.error(str(exc))
     if bool(args.provenance) == (args.resplit is not None):
@@ -301,7 +305,8 @@ def build(args: argparse.Namespace) -> dict:
         raise ValueError(f"--sheet names no source in the provenance: {sorted(unknown_sheets)}")
     assign_splits(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    tasks = [(r, args.sheet.get(r["source"]), str(args.out), args.size) for r in rows]
+    tasks = [(r, args.sheet.get(r["source"]), str(args.out), args.source_size.get(r["source"], args.size))
+             for r in rows]
     t0 = time.time()
     manifest, skipped = [], []
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:

@@ -145,7 +145,11 @@ def build_model(backbone: str, weights: str):
     else:
         sd = torch.load(path, map_location="cpu", weights_only=True)
         sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
-    sd = {k: v for k, v in sd.items() if not k.startswith(model.default_cfg.get("classifier", "classifier"))}
+    # The classifier comes along only when it fits (a detector's own checkpoint, to continue training it);
+    # an ImageNet head (1000 classes) is left out and the new head starts fresh.
+    head = model.default_cfg.get("classifier", "classifier")
+    own = model.state_dict()
+    sd = {k: v for k, v in sd.items() if not k.startswith(head) or (k in own and v.shape == own[k].shape)}
     result = model.load_state_dict(sd, strict=False)
     unexpected = result.unexpected_keys
     backbone_missing = [k for k in result.missing_keys if not k.startswith(model.default_cfg.get("classifier", "classifier"))]

@@ -252,3 +252,44 @@ def test_resplit_reuses_the_images_with_other_held_out_sources(sources, tmp_path
     assert [r["group"] for r in new] == [r["group"] for r in rows]
     with pytest.raises(SystemExit):
         external.parse_args(["--resplit", "x", "--provenance", "y", "--out", "z"])
+
+
+def test_a_source_of_small_images_keeps_its_own_size(sources, tmp_path):
+    rows = _build(sources, tmp_path / "ds", "--source-size", "clipart=32")
+    sizes = {r["source"]: r["size"] for r in rows}
+    assert sizes["clipart"] == 32 and sizes["gen-a"] == 64
+    clip = next(r for r in rows if r["source"] == "clipart")
+    assert Image.open(tmp_path / "ds" / clip["path"]).size == (32, 32)
+
+
+def test_demo_provenance_pairs_each_artist_with_their_mimicry(tmp_path):
+    from mimicry.training import demo_provenance
+
+    demo = tmp_path / "demo"
+    (demo / "real" / "a").mkdir(parents=True)
+    (demo / "generated" / "run1").mkdir(parents=True)
+    Image.new("RGB", (16, 16), "red").save(demo / "real" / "a" / "a_000.png")
+    Image.new("RGB", (16, 16), "blue").save(demo / "generated" / "run1" / "x.png")
+    (demo / "real_manifest.jsonl").write_text(json.dumps(
+        {"path": "real/a/a_000.png", "label": "human", "artist": "Ann", "license": "PD", "source": "/s.png"}) + "\n")
+    (demo / "generated_manifest.jsonl").write_text(json.dumps(
+        {"path": "generated/run1/x.png", "label": "ai-mimicry", "artist": "Ann", "method": "full", "run_id": "run1",
+         "scheduler": "DPM", "steps": 25, "generation_id": "g1"}) + "\n"
+        + json.dumps({"path": "generated/run1/missing.png", "label": "ai-mimicry", "artist": "Ann"}) + "\n")
+    rows = demo_provenance.rows(demo)
+    assert [(r["label"], r["artist"]) for r in rows] == [("human", "Ann"), ("ai", "Ann")]  # missing file skipped
+    assert {external.group_of({**r, "label": external.LABELS[r["label"]]}) for r in rows} == {"artist:ann"}
+
+
+def test_continuing_from_a_detector_checkpoint_keeps_its_head(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from mimicry.training.finetune import build_model
+
+    a = build_model("tf_efficientnet_lite0", "none")
+    with torch.no_grad():
+        a.get_classifier().bias.fill_(3.0)
+    save_file({k: v.contiguous() for k, v in a.state_dict().items()}, str(tmp_path / "m.safetensors"))
+    b = build_model("tf_efficientnet_lite0", str(tmp_path / "m.safetensors"))
+    assert float(b.get_classifier().bias) == 3.0
