@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threshold-at", choices=["midpoint", "gap-top"], default="midpoint",
                    help="where in the gap above the admissible thresholds: its logit midpoint, or its top "
                         "(the lowest clean val mimicry score; the most room for unseen artists' human works)")
+    p.add_argument("--threshold-rule", choices=["pooled", "per-source"], default="pooled",
+                   help="pooled: at most --max-fpr of all val human works flagged; per-source: of each source's "
+                        "val human works (each kind of human art on its own), the highest of those thresholds")
     p.add_argument("--card-extra", type=Path, nargs="*", default=[],
                    help="JSON objects merged into model.json (for example the input-policy comparison)")
     return p.parse_args(argv)
@@ -269,9 +272,21 @@ def main(args: argparse.Namespace) -> dict:
         human_thr.append(sc[yy == 0])
         mimicry_thr.append(sc[yy == 1])
     if args.threshold_at == "gap-top":
-        thr = gap_top_threshold(np.concatenate(human_thr), mimicry_val, args.max_fpr)
+        pooled_thr = gap_top_threshold(np.concatenate(human_thr), mimicry_val, args.max_fpr)
     else:
-        thr = max_margin_threshold(np.concatenate(human_thr), np.concatenate(mimicry_thr), args.max_fpr)
+        pooled_thr = max_margin_threshold(np.concatenate(human_thr), np.concatenate(mimicry_thr), args.max_fpr)
+    # Per source: each kind of human art (paintings, picture books, clip art, game art) held to the bound on
+    # its own, so a kind that is a small part of val cannot hide behind the others.
+    val_sources = np.array([r.get("source", "") for r in val_ds.rows])[val_y == 0]
+    per_source = {}
+    for s in sorted(set(val_sources)):
+        scores_s = np.concatenate([h[val_sources == s] for h in human_thr])
+        per_source[s] = {"n": int((val_sources == s).sum()), "threshold": threshold_at_fpr(scores_s, args.max_fpr)}
+    source_low = max(v["threshold"] for v in per_source.values())
+    above = mimicry_val[mimicry_val >= source_low]
+    per_source_thr = max(pooled_thr, float(above.min()) if len(above) and args.threshold_at == "gap-top"
+                         else source_low)
+    thr = per_source_thr if args.threshold_rule == "per-source" else pooled_thr
     # The mirror rule on the other side: at most max_fnr of the val mimicry scores below human_below.
     human_below = min(thr, args.human_max_score,
                       1.0 - max_margin_threshold(1.0 - mimicry_val, 1.0 - human_val, args.max_fnr))
@@ -298,8 +313,13 @@ def main(args: argparse.Namespace) -> dict:
             "human_below": human_below,
             "fpr_bound_holds_on": ["clean val"] + [f"val under {n}" for n in args.threshold_under],
             "placed_at": args.threshold_at,
+            "rule": args.threshold_rule,
+            "alternatives": {"pooled": pooled_thr, "per-source": per_source_thr},
+            "per_source_val": per_source,
             "how_chosen": (f"ai_mimicry: at most {args.max_fpr:.0%} of the {int((val_y == 0).sum())} held-out (val) "
                            "human works are flagged"
+                           + (", and of each source's val human works on its own (the highest of the "
+                              "per-source thresholds)" if args.threshold_rule == "per-source" else "")
                            + (f", counting each one clean and under {', '.join(args.threshold_under)} "
                               f"({len(np.concatenate(human_thr))} in all)" if args.threshold_under else "")
                            + "; among the thresholds that flag the same val images, "

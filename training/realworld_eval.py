@@ -197,9 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         thr = det.bundle.thresholds.ai_mimicry
         print(f"{det.name} {det.version}: {len(items)} images", file=sys.stderr)
         scores = score_items(det, items, tuple(args.perturbations), tiles=not args.no_tiles)
+        alternatives = det.bundle.card.get("thresholds", {}).get("alternatives", {})
         result["models"][str(model_dir)] = {
             "name": det.name, "version": det.version, "threshold": thr, "onnx_sha256": det.bundle.card["onnx_sha256"],
             "by_perturbation": {k: per_source_metrics(v, items, thr) for k, v in scores.items()},
+            # The same scores at the thresholds other rules would have chosen (a controlled comparison).
+            "at_alternative_thresholds": {
+                rule: {"threshold": t, **{k: per_source_metrics(scores[k], items, t)
+                                          for k in ("clean", "jpeg75", "resize0.5") if k in scores}}
+                for rule, t in alternatives.items()},
         }
     if not args.no_baselines:
         result["baselines"] = baseline_scores(args.manifest, args.train_split, items)

@@ -112,6 +112,19 @@ def test_export_parity_calibration_and_model_json(trained, tmp_path):
         assert 0.0 <= t[key] <= 1.0
     assert saved["thresholds"]["human_below"] <= saved["thresholds"]["ai_mimicry"]
     assert saved["metrics"]["val"]["fpr_at_threshold"] <= 0.01
+    alt = saved["thresholds"]["alternatives"]
+    assert saved["thresholds"]["rule"] == "pooled" and alt["pooled"] == saved["thresholds"]["ai_mimicry"]
+    assert alt["per-source"] >= alt["pooled"]  # each source held to the bound can only raise it
+
+
+def test_per_source_threshold_rule_holds_every_source_to_the_bound(trained, tmp_path):
+    manifest, run, _ = trained
+    card = export.main(export.parse_args(["--run", str(run), "--out", str(tmp_path / "m"),
+                                          "--threshold-rule", "per-source"]))
+    th = card["thresholds"]
+    assert th["rule"] == "per-source" and th["ai_mimicry"] == th["alternatives"]["per-source"]
+    assert all(v["threshold"] <= th["ai_mimicry"] for v in th["per_source_val"].values())
+    assert "each source's val human works" in th["how_chosen"]
 
 
 def test_calibration_is_monotone_and_thresholds_bound_the_fpr():
