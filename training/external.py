@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test", type=float, default=0.2, help="share of groups in test")
     p.add_argument("--holdout-source", action="append", default=[], help="a source wholly in test (repeatable)")
     p.add_argument("--holdout-group", action="append", default=[], help="a group wholly in test (repeatable)")
+    p.add_argument("--assign-group", action="append", default=[], metavar="GROUP=SPLIT",
+                   help="put a group in a named split instead of hashing it (repeatable), for example a source "
+                        "with so few groups that hashing may leave its training split empty")
     p.add_argument("--limit", action="append", default=[], metavar="SOURCE=N",
                    help="use at most N files of SOURCE, chosen by a stable hash")
     p.add_argument("--seed", default="0", help="salt of the group hash that assigns splits")
@@ -75,6 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.sheet = dict(_parse_sheet(s) for s in args.sheet)
         args.limit = {k: int(v) for k, v in (s.split("=", 1) for s in args.limit)}
         args.source_size = {k: int(v) for k, v in (s.split("=", 1) for s in args.source_size)}
+        args.assign_group = dict(s.rsplit("=", 1) for s in args.assign_group)
+        bad = {v for v in args.assign_group.values() if v not in ("train", "val", "test")}
+        if bad:
+            raise ValueError(f"--assign-group splits must be train, val or test, got {sorted(bad)}")
     except ValueError as exc:
         p.error(str(exc))
     if bool(args.provenance) == (args.resplit is not None):
@@ -143,18 +150,18 @@ def unit_hash(key: str, salt: str) -> float:
 
 
 def assign_splits(rows: list[dict], val: float, test: float, holdout_sources=(), holdout_groups=(),
-                  salt: str = "0") -> None:
+                  salt: str = "0", assigned: dict[str, str] | None = None) -> None:
     """Set ``row['split']`` and ``row['group']`` in place; a group's rows all land in one split.
 
     Held-out groups go to test, and held-out sources as :func:`split_groups` says.
     """
     for row in rows:
         row["group"] = group_of(row)
-    split_groups(rows, val, test, holdout_sources, holdout_groups, salt)
+    split_groups(rows, val, test, holdout_sources, holdout_groups, salt, assigned)
 
 
 def split_groups(rows: list[dict], val: float, test: float, holdout_sources=(), holdout_groups=(),
-                 salt: str = "0") -> None:
+                 salt: str = "0", assigned: dict[str, str] | None = None) -> None:
     """Set ``row['split']`` from ``row['group']`` (see :func:`assign_splits`).
 
     Groups are hashed into train, val and test; ``holdout_groups`` go to test. A row of a held-out source
@@ -166,9 +173,16 @@ def split_groups(rows: list[dict], val: float, test: float, holdout_sources=(), 
     if unknown:
         raise ValueError(f"--holdout-source names no source in the provenance: {sorted(unknown)}")
     held = set(holdout_groups)
+    assigned = assigned or {}
+    unknown_groups = set(assigned) - {r["group"] for r in rows}
+    if unknown_groups:
+        raise ValueError(f"--assign-group names no group of the dataset: {sorted(unknown_groups)}")
     for row in rows:
         if row["group"] in held:
             row["split"] = "test"
+            continue
+        if row["group"] in assigned:
+            row["split"] = assigned[row["group"]]
             continue
         u = unit_hash(row["group"], salt)
         row["split"] = "test" if u < test else ("val" if u < test + val else "train")
@@ -280,7 +294,7 @@ def resplit(args: argparse.Namespace) -> dict:
     """A new split of an existing dataset (``--resplit DATASET``): same images, groups and rows, other held-out
     sources or groups; the new manifest points at the old dataset's images."""
     rows = [json.loads(x) for x in (args.resplit / "manifest.jsonl").read_text().splitlines() if x.strip()]
-    split_groups(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed)
+    split_groups(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed, args.assign_group)
     args.out.mkdir(parents=True, exist_ok=True)
     prefix = Path(os.path.relpath(args.resplit.resolve(), args.out.resolve()))
     for r in rows:
@@ -303,7 +317,7 @@ def build(args: argparse.Namespace) -> dict:
     unknown_sheets = set(args.sheet) - {r["source"] for r in rows}
     if unknown_sheets:
         raise ValueError(f"--sheet names no source in the provenance: {sorted(unknown_sheets)}")
-    assign_splits(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed)
+    assign_splits(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed, args.assign_group)
     args.out.mkdir(parents=True, exist_ok=True)
     tasks = [(r, args.sheet.get(r["source"]), str(args.out), args.source_size.get(r["source"], args.size))
              for r in rows]
@@ -335,6 +349,7 @@ def describe(manifest: list[dict], skipped: list[dict], args: argparse.Namespace
         "split_by": "group (imitated artist for AI; book, folder or maker for human works)",
         "holdout_sources": list(args.holdout_source),
         "holdout_groups": list(args.holdout_group),
+        "assigned_groups": dict(args.assign_group),
         "by_split_and_label": dict(sorted(by_split_label.items())),
         "by_source": dict(sorted(by_source.items())),
         "licences": dict(Counter(f"{r['source']}: {r['licence']}" for r in manifest)),

@@ -293,3 +293,12 @@ def test_continuing_from_a_detector_checkpoint_keeps_its_head(tmp_path):
     save_file({k: v.contiguous() for k, v in a.state_dict().items()}, str(tmp_path / "m.safetensors"))
     b = build_model("tf_efficientnet_lite0", str(tmp_path / "m.safetensors"))
     assert float(b.get_classifier().bias) == 3.0
+
+
+def test_assigned_groups_go_where_they_are_told(sources, tmp_path):
+    rows = _build(sources, tmp_path / "ds", "--assign-group", "artist:artist 1=val",
+                  "--assign-group", "clipart:folder0=train")
+    assert {r["split"] for r in rows if r["group"] == "artist:artist 1"} == {"val"}
+    assert {r["split"] for r in rows if r["group"] == "clipart:folder0"} == {"train"}
+    with pytest.raises(ValueError, match="no group"):
+        _build(sources, tmp_path / "ds2", "--assign-group", "artist:nobody=train")
