@@ -215,11 +215,12 @@ def test_resume_into_an_older_csv_keeps_its_columns_and_the_summary_counts_files
 def test_cli_engine_ray_with_exit_codes(cluster, folder, local_rows, tmp_path):
     out = tmp_path / "cli.csv"
     result = CliRunner().invoke(app, ["scan", "--engine", "ray", str(folder / "real_00.png"),
-                                      str(folder / "notes.png"), "-o", str(out)])
+                                      str(folder / "notes.png"), "-o", str(out), "--model", str(MODEL)])
     assert result.exit_code == scan_lib.EXIT_ERRORS, result.output  # no flag, one error
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[0] == ",".join(scan_lib.COLUMNS) and len(lines) == 3
-    result = CliRunner().invoke(app, ["scan", "--engine", "ray", str(folder / "real_00.png"), "--format", "jsonl"])
+    result = CliRunner().invoke(app, ["scan", "--engine", "ray", str(folder / "real_00.png"), "--format", "jsonl",
+                                      "--model", str(MODEL)])
     assert result.exit_code == scan_lib.EXIT_OK, result.output
     row = json.loads(result.stdout.splitlines()[0])
     _assert_same_rows({row["source"]: row}, {row["source"]: local_rows[str(folder / "real_00.png")]})
