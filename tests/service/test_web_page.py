@@ -45,7 +45,7 @@ def test_drop_an_image_and_see_the_verdict(browser, live_server):
             assert f"{100 * expected.score:.1f}%" in page.text_content("#score")
             assert expected.label in page.text_content("#band")
             assert det.name in page.text_content("#model")
-            assert "not a detector of real Stable Diffusion mimicry" in page.text_content("#trained-on")
+            assert det.bundle.card["training_data"]["trained_on"][:60] in page.text_content("#trained-on")
             assert '"logit"' in page.text_content("#evidence")
 
         # The heatmap of the last image, on request.
