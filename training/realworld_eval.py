@@ -125,7 +125,10 @@ def per_source_metrics(scores: np.ndarray, items: list[dict], threshold: float) 
     from sklearn.metrics import roc_auc_score
 
     y = np.array([r["label"] == "ai-mimicry" for r in items])
-    src = np.array([r["source"] for r in items])
+    # A source holding both classes (the demo's works and their mimicry) is reported as two entries.
+    mixed = {s for s in {r["source"] for r in items}
+             if len({r["label"] for r in items if r["source"] == s}) > 1}
+    src = np.array([f"{r['source']} ({r['label']})" if r["source"] in mixed else r["source"] for r in items])
     out = {"pooled": {"auroc": float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else None,
                       "ai_flagged": float((scores[y] >= threshold).mean()) if y.any() else None,
                       "human_flagged": float((scores[~y] >= threshold).mean()) if (~y).any() else None,
