@@ -283,9 +283,9 @@ def realworld_augmentations(size: int):
     """One random regime for both classes of a real-world dataset (``mimicry.training.external``).
 
     On the stored squares (384 px): re-encoding before resizing as published files are (p 0.5), a random
-    crop of 60-100% of the side, a downscale to ``size`` with a random filter (the detector resizes whole
-    images of 400-2,000 px down to ``size``, so the model must read downscaled pixels, not a native
-    grid), colour jitter strong enough that palette is a weak cue (p 0.8: brightness, contrast,
+    crop of 60-100% of the side, resized to ``size`` with a random filter (a downscale for the 384-px
+    squares: the detector resizes whole images of 400-2,000 px down to ``size``, so the model must read
+    downscaled pixels, not a native grid; an upscale for a source stored small, both classes alike), colour jitter strong enough that palette is a weak cue (p 0.8: brightness, contrast,
     saturation +-40%, hue +-0.08) and greyscale (p 0.1), re-encoding after resizing (p 0.3), light blur
     and noise (p 0.1 each), flips. Applied identically whatever the label, so no step can become a
     label cue.
