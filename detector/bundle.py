@@ -64,7 +64,6 @@ class ModelBundle:
         from .locations import resolve_model_dir
 
         path = resolve_model_dir(path)
-        disable_onnxruntime_telemetry()  # a session over this model is usually next
         card, (preprocess, calibration, thresholds) = read_checked_card(path, parse_card)
         return cls(path, card, preprocess, calibration, thresholds)
 

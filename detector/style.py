@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .bundle import ModelError, _has, disable_onnxruntime_telemetry, file_sha256, read_checked_card
+from .bundle import ModelError, _has, file_sha256, read_checked_card
 from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeError, Source, decode_image
 from .preprocess import PreprocessConfig, preprocess
 
@@ -138,7 +138,6 @@ class StyleEncoder:
         from .locations import resolve_model_dir
 
         path = resolve_model_dir(path, what="style encoder")
-        disable_onnxruntime_telemetry()
         card, _ = read_checked_card(path, parse_style_card, what="style encoder")
         session = open_session(path / ONNX_FILE, providers=providers, intra_op_threads=intra_op_threads)
         return cls(path, card, session, max_bytes=max_bytes, max_pixels=max_pixels)

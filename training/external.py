@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import sys
@@ -279,12 +280,14 @@ def _process(task: tuple[dict, tuple[int, int] | None, str, int, int]) -> list[d
                 stem = hashlib.sha256(f"{row['source']}/{row['file']}/{cell}/{k}".encode()).hexdigest()[:20]
                 rel = Path("images") / row["source"] / f"{stem}.png"
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                buf = io.BytesIO()
+                square.save(buf, format="PNG", compress_level=3)
                 tmp = out / rel.with_suffix(".tmp")
-                square.save(tmp, format="PNG", compress_level=3)
+                tmp.write_bytes(buf.getvalue())
                 tmp.replace(out / rel)
                 results.append({**base, "cell": cell, "tile": k, "path": str(rel), "size": size,
                                 "orig_width": part.width, "orig_height": part.height,
-                                "sha256": hashlib.sha256((out / rel).read_bytes()).hexdigest()})
+                                "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
         return results
     except (DecodeError, ValueError, OSError) as exc:
         return [{**base, "cell": None, "skipped": f"unreadable: {exc}"}]

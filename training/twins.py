@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import shutil
 import sys
@@ -85,10 +86,12 @@ def main(args: argparse.Namespace) -> dict:
             stem = hashlib.sha256(f"twin/{base_id}/{r['path']}".encode()).hexdigest()[:20]
             rel = Path("images") / "vae-twins" / f"{stem}.png"
             (args.out / rel).parent.mkdir(parents=True, exist_ok=True)
-            twin.save(args.out / rel, format="PNG", compress_level=3)
+            buf = io.BytesIO()
+            twin.save(buf, format="PNG", compress_level=3)
+            (args.out / rel).write_bytes(buf.getvalue())
             out_rows.append({**r, "source": "vae-twins", "label": "ai-mimicry", "path": str(rel),
                              "generator": f"VAE reconstruction ({args.base.name})", "twin_of": r["path"],
-                             "sha256": hashlib.sha256((args.out / rel).read_bytes()).hexdigest()})
+                             "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
         print(f"{min(start + args.batch_size, len(todo))}/{len(todo)} twins", file=sys.stderr)
     (args.out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out_rows))
     data = json.loads((args.dataset / "dataset.json").read_text())
