@@ -189,7 +189,7 @@ _telemetry_off = False
 
 def disable_onnxruntime_telemetry() -> None:
     """Turn off onnxruntime's telemetry events for this process (once; cheap after that). Called
-    wherever a model directory is opened for a session, before the session is made."""
+    by ``detector.open_session`` before every session it makes."""
     global _telemetry_off
     if _telemetry_off:
         return
