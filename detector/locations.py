@@ -21,7 +21,10 @@ them.
 **Per-user data.** API keys and the style registry live in one folder: ``$MIMICRY_HOME`` if set,
 else the platform's user data folder for ``mimicry`` (platformdirs: ``~/.local/share/mimicry`` or
 ``$XDG_DATA_HOME/mimicry`` on Linux, ``~/Library/Application Support/mimicry`` on macOS,
-``%LOCALAPPDATA%\\mimicry`` on Windows).
+``%LOCALAPPDATA%\\mimicry`` on Windows). What is kept there is private to its owner: a folder made
+for it is created ``0700`` (:func:`private_dir`) and a database file ``0600`` before SQLite opens it
+(:func:`private_file`; SQLite gives its ``-wal`` and ``-shm`` files the database's mode). Folders and
+files that already exist keep theirs.
 """
 
 from __future__ import annotations
@@ -84,8 +87,40 @@ def resolve_model_dir(spec: str | os.PathLike, what: str = "model") -> Path:
     raise ModelError(f"{what} {name!r} not found; tried " + "; ".join(tried))
 
 
+def private_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` and any missing parents with mode ``0700`` (only the owner may enter); an
+    existing folder is left as it is. Returns the path."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process
+            continue
+        os.chmod(p, 0o700)  # mkdir's mode is narrowed by the umask only; be exact
+    return path
+
+
+def private_file(path: str | os.PathLike) -> Path:
+    """Create an empty file at ``path`` with mode ``0600`` unless it exists (an existing file keeps
+    its mode), its folder with :func:`private_dir`. Returns the path."""
+    path = Path(path)
+    private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path
+    os.close(fd)
+    return path
+
+
 def data_dir() -> Path:
-    """The per-user folder for API keys and the style registry (not created here)."""
+    """The per-user folder for API keys and the style registry (not created here: see
+    :func:`private_dir`)."""
     env = os.environ.get(HOME_ENV)
     if env:
         return Path(env).expanduser()

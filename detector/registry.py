@@ -16,7 +16,21 @@ the service share; the SQL that differs between the two lives in :mod:`mimicry.d
 
 What is stored: artists (name, consent note, created time) and, per work, its style embedding
 (float32), the sha256 of the file's bytes, a small WebP thumbnail and the file name it came from.
-The original file is stored only when asked (``keep_originals=True``).
+The original file is stored only when asked (``keep_originals=True``). One file (one sha256) is
+enrolled under one artist: a file already enrolled under another artist is a reported skip
+(``enrolled_elsewhere``, whose message names no one), as one already enrolled under the same artist
+is (``duplicate``).
+
+Names (:func:`normalise_name`): stored in NFC without surrounding spaces, runs of spaces made one;
+refused with :class:`RegistryError` (``code="invalid_name"``) when they hold invisible, format or
+control characters, mix scripts (a Cyrillic ``а`` among Latin letters; the combinations Japanese,
+Chinese and Korean names use are allowed), are over 200 characters, or, when they hold ``/``, have an
+empty, ``.``, ``..`` or ``works`` part (the HTTP API could not address them). Two names with the same
+:func:`name_key` (compared ignoring case, Unicode form and width, invisible characters and letters of
+another script drawn like Latin ones) are one artist: a second is refused (``code="artist_exists"``),
+and every lookup finds the artist by any such form of its name. Artists stored before these rules
+keep their names as they were (migration 3 gives each its key; the younger of two whose keys clash
+is then found by its exact stored name only).
 
 Consistency: the schema is versioned (``schema_version`` holds one row per applied migration;
 :data:`MIGRATIONS` are applied in order, each in its own transaction, on open). An enrolment is one
@@ -43,6 +57,7 @@ import json
 import os
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +66,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mimicry.detector.locations import private_dir
 from mimicry.detector.registry_backends import SQLITE, Dialect, dialect_of, is_url, postgres, redact
 
 ENV_VAR = "MIMICRY_REGISTRY"
@@ -85,12 +101,25 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE works ADD COLUMN original {blob};
         CREATE INDEX works_by_artist ON works (artist_id);
     """),
+    (3, "artists' name keys (unique ignoring case, form and look-alikes), works by sha256", """
+        ALTER TABLE artists ADD COLUMN name_key TEXT;
+        CREATE UNIQUE INDEX artists_by_name_key ON artists (name_key);
+        CREATE INDEX works_by_sha256 ON works (sha256);
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+MAX_NAME_LENGTH = 200
 
 
 class RegistryError(Exception):
-    """A registry operation that cannot be done, with the reason (unknown artist, wrong encoder...)."""
+    """A registry operation that cannot be done, with the reason (unknown artist, wrong encoder...).
+
+    ``code`` says which kind: ``artist_not_found``, ``artist_exists``, ``invalid_name``, or
+    ``registry_error`` for the rest."""
+
+    def __init__(self, message: str, code: str = "registry_error"):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +160,76 @@ class EnrolReport:
     added: int = 0
     skipped: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     created: bool = False
+
+
+# ----------------------------------------------------------------------------- names
+
+# Characters that show nothing but are not of a "format" or "control" category (Unicode's
+# Default_Ignorable_Code_Point letters and marks, variation selectors), and the blank Braille cell.
+_INVISIBLE = frozenset([0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0,
+                        *range(0x180B, 0x1810), *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)])
+_INVISIBLE_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+# Letters of other scripts drawn like a Latin letter (after case folding): what makes a whole-script
+# look-alike, such as a Cyrillic "Сесе" for "Cece". Mixed-script look-alikes are refused outright.
+_LOOKALIKES = str.maketrans({
+    **dict(zip("авеѕіјкмнорстухһԁԛԝӏүь", "abesijkmhopctyxhdqwlyb")),  # Cyrillic
+    **dict(zip("αβεζηικμνορτυχωγ", "abezhikmnoptyxwy")),  # Greek
+    **dict(zip("ıȷɡ", "ijg")),  # Latin letters drawn like others
+})
+# Scripts that names may combine (UTS #39's "highly restrictive" level): Japanese, Chinese, Korean.
+_SCRIPT_SETS = ({"Latin", "Han", "Hiragana", "Katakana"}, {"Latin", "Han", "Bopomofo"}, {"Latin", "Han", "Hangul"})
+_SCRIPT_OF_WORD = {"CJK": "Han", "IDEOGRAPHIC": "Han", "KANGXI": "Han"}
+
+
+def _invisible(ch: str) -> bool:
+    return ord(ch) in _INVISIBLE or unicodedata.category(ch) in _INVISIBLE_CATEGORIES
+
+
+def _script(ch: str) -> str | None:
+    """A letter's script, from its Unicode name (``LATIN SMALL LETTER A``: Latin); None for what
+    every script uses (digits, punctuation, spaces, marks, modifier letters)."""
+    if not unicodedata.category(ch).startswith("L"):
+        return None
+    words = unicodedata.name(ch, "UNKNOWN").split()
+    if words[0] in ("MODIFIER", "KATAKANA-HIRAGANA"):
+        return None
+    return _SCRIPT_OF_WORD.get(words[0], words[0].title())
+
+
+def normalise_name(name: str) -> str:
+    """An artist's name as it is stored: NFC, no surrounding spaces, one space between words.
+    :class:`RegistryError` (``code="invalid_name"``) for a name that is empty, too long, holds an
+    invisible, format or control character, mixes scripts, or holds ``/`` with an empty, ``.``,
+    ``..`` or ``works`` part."""
+    if not isinstance(name, str) or not name.strip():
+        raise RegistryError("an artist's name must be a non-empty string", "invalid_name")
+    name = unicodedata.normalize("NFC", name).strip()
+    for ch in name:
+        if _invisible(ch):
+            what = unicodedata.name(ch, "a control character")
+            raise RegistryError(f"an artist's name may not hold invisible, format or control characters; "
+                                f"{name!r} holds U+{ord(ch):04X} ({what})", "invalid_name")
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME_LENGTH:
+        raise RegistryError(f"an artist's name may have at most {MAX_NAME_LENGTH} characters, "
+                            f"not {len(name)}", "invalid_name")
+    if "/" in name and any(part.strip() in ("", ".", "..", "works") for part in name.split("/")):
+        raise RegistryError(f"{name!r}: in a name with '/', no part between slashes may be empty, '.', '..' or "
+                            "'works' (the HTTP API could not address it)", "invalid_name")
+    scripts = {s for s in map(_script, unicodedata.normalize("NFKC", name)) if s is not None}
+    if len(scripts) > 1 and not any(scripts <= allowed for allowed in _SCRIPT_SETS):
+        raise RegistryError(f"{name!r} mixes scripts ({', '.join(sorted(scripts))}), as look-alike names do; "
+                            "write it in one script", "invalid_name")
+    return name
+
+
+def name_key(name: str) -> str:
+    """What two names must differ in to be two artists: the name without case (folded), Unicode
+    form and width (NFKC), invisible characters or extra spaces, with letters of other scripts
+    drawn like Latin ones read as those. Defined for any string, valid name or not."""
+    s = "".join(ch for ch in unicodedata.normalize("NFKC", name) if not _invisible(ch))
+    s = " ".join(unicodedata.normalize("NFKC", s.casefold()).split())
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", s).translate(_LOOKALIKES))
 
 
 def default_path() -> Path:
@@ -290,7 +389,7 @@ class Registry:
                                     f"a file path: give the URL as a string, or in ${ENV_VAR}")
             if location.exists() and not location.is_file():
                 raise RegistryError(f"registry path {location} exists and is not a file")
-            location.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(location.parent)  # a folder made for it is the owner's only (0700)
             dialect, where = SQLITE, location
             try:
                 conn = dialect.connect(location, timeout)
@@ -333,20 +432,23 @@ class Registry:
     # ------------------------------------------------------------------------- artists
 
     def add_artist(self, name: str, *, consent: str = "") -> Artist:
-        """Create an artist with no works; :class:`RegistryError` if the name is taken or empty."""
-        name = _check_name(name)
+        """Create an artist with no works; :class:`RegistryError` if the name is invalid (see
+        :func:`normalise_name`) or taken (see :func:`name_key`)."""
+        name = normalise_name(name)
         with self._lock, self._transaction():
             self._insert_artist(name, consent)
         return self.get_artist(name)
 
     def get_artist(self, name: str) -> Artist:
-        """The artist called ``name``; :class:`RegistryError` if there is none."""
+        """The artist called ``name`` (its stored name, else any name with the same
+        :func:`name_key`); :class:`RegistryError` if there is none."""
         with self._lock:
+            artist_id, _ = self._find(name)
             row = self._execute(
                 "SELECT a.name, a.consent, a.created_at, COUNT(w.id) FROM artists a "
-                "LEFT JOIN works w ON w.artist_id = a.id WHERE a.name = ? GROUP BY a.id", (name,)).fetchone()
+                "LEFT JOIN works w ON w.artist_id = a.id WHERE a.id = ? GROUP BY a.id", (artist_id,)).fetchone()
         if row is None:
-            raise RegistryError(f"no artist named {name!r} in the registry")
+            raise _not_found(name)
         return Artist(*row)
 
     def list_artists(self) -> list[Artist]:
@@ -359,13 +461,14 @@ class Registry:
 
     def remove_artist(self, name: str) -> int:
         """Delete an artist and all their works (thumbnails and originals included); returns the
-        number of works deleted. :class:`RegistryError` if there is no such artist."""
-        with self._lock, self._transaction():
-            row = self._execute("SELECT id FROM artists WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise RegistryError(f"no artist named {name!r} in the registry")
-            n = self._execute("SELECT COUNT(*) FROM works WHERE artist_id = ?", (row[0],)).fetchone()[0]
-            self._execute("DELETE FROM artists WHERE id = ?", (row[0],))
+        number of works deleted. :class:`RegistryError` if there is no such artist. On SQLite the
+        deleted bytes are overwritten and the WAL emptied (see the SQLite dialect)."""
+        with self._lock:
+            with self._transaction():
+                artist_id, _ = self._find(name)
+                n = self._execute("SELECT COUNT(*) FROM works WHERE artist_id = ?", (artist_id,)).fetchone()[0]
+                self._execute("DELETE FROM artists WHERE id = ?", (artist_id,))
+            self._reconnecting(lambda: self._dialect.after_delete(self._conn))
         return int(n)
 
     # ------------------------------------------------------------------------- works
@@ -377,15 +480,20 @@ class Registry:
         """Embed ``sources`` (paths, bytes, PIL images...) with ``encoder`` (a
         :class:`~detector.style.StyleEncoder`) and add them to ``artist`` in one transaction.
 
-        The artist is created (with ``consent``) when missing and ``create`` is true, in the same
-        transaction. A source that cannot be decoded, or whose bytes are already enrolled for this
-        artist, is skipped and reported, never fatal. ``progress(stage, done, total)`` is called with
-        stage ``"embed"`` as works are embedded and ``"write"`` as rows are inserted. ``labels``
-        names the sources in the database and the report (default: the path, or ``<bytes #i>``),
-        for example the file names of an upload."""
-        name = _check_name(artist)
-        if not create:
-            self.get_artist(name)  # fail before the slow part; checked again in the transaction
+        The artist is found as :meth:`get_artist` finds one; when missing and ``create`` is true,
+        it is created (with ``consent``, its name checked by :func:`normalise_name`) in the same
+        transaction. A source that cannot be decoded, whose bytes are already enrolled for this
+        artist (``duplicate``) or for another (``enrolled_elsewhere``), is skipped and reported, never
+        fatal. ``progress(stage, done, total)`` is called with stage ``"embed"`` as works are
+        embedded and ``"write"`` as rows are inserted. ``labels`` names the sources in the database
+        and the report (default: the path, or ``<bytes #i>``), for example the file names of an
+        upload. ``report.artist`` is the artist's name as stored."""
+        try:
+            name = self.get_artist(artist).name  # fail before the slow part; checked again in the transaction
+        except RegistryError as exc:
+            if not create or exc.code != "artist_not_found":
+                raise
+            name = normalise_name(artist)
         sources = list(sources)
         if labels is not None and len(labels) != len(sources):
             raise ValueError(f"{len(labels)} labels for {len(sources)} sources")
@@ -412,21 +520,28 @@ class Registry:
         now = _now()
         with self._lock, self._transaction():
             self._bind_encoder(identity)
-            row = self._execute("SELECT id FROM artists WHERE name = ?", (name,)).fetchone()
-            if row is None:
+            found = self._find(name, missing_ok=True)
+            if found is None:
                 if not create:
-                    raise RegistryError(f"no artist named {name!r} in the registry")
+                    raise _not_found(name)
+                name = normalise_name(name)  # a stored name found before may have gone meanwhile
                 artist_id = self._insert_artist(name, consent or "")
                 report.created = True
             else:
-                artist_id = row[0]
+                artist_id, name = found
                 if consent:
                     self._execute("UPDATE artists SET consent = ? WHERE id = ?", (consent, artist_id))
-            existing = {r[0] for r in self._execute("SELECT sha256 FROM works WHERE artist_id = ?", (artist_id,))}
+            report.artist = name
+            enrolled = self._enrolled([p[1] for p in prepared])
             for i, (label, digest, emb, thumb, original) in enumerate(prepared):
-                if digest in existing:
+                owner = enrolled.get(digest)
+                if owner == artist_id:
                     report.skipped.append((label, "duplicate", f"already enrolled for {name}"))
+                elif owner is not None:  # whose it is stays unsaid: the caller may not be one to know
+                    report.skipped.append((label, "enrolled_elsewhere", "this file is already enrolled under "
+                                                                        "another artist; a work belongs to one"))
                 else:
+                    enrolled[digest] = artist_id
                     self._execute(
                         "INSERT INTO works (artist_id, sha256, embedding, thumbnail, created_at, source, original) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -440,11 +555,10 @@ class Registry:
         """The works of ``artist``: id, source, sha256, created time, thumbnail bytes, and whether
         the original is kept."""
         with self._lock:
-            self.get_artist(artist)
+            artist_id, _ = self._find(artist)
             rows = self._execute(
-                "SELECT w.id, w.source, w.sha256, w.created_at, w.thumbnail, w.original IS NOT NULL "
-                "FROM works w JOIN artists a ON a.id = w.artist_id WHERE a.name = ? ORDER BY w.id",
-                (artist,)).fetchall()
+                "SELECT id, source, sha256, created_at, thumbnail, original IS NOT NULL "
+                "FROM works WHERE artist_id = ? ORDER BY id", (artist_id,)).fetchall()
         return [{"id": r[0], "source": r[1], "sha256": r[2], "created_at": r[3], "thumbnail": r[4],
                  "original_kept": bool(r[5])} for r in rows]
 
@@ -492,8 +606,8 @@ class Registry:
         is unknown or has no works."""
         index = self._current_index()
         q = self._check_queries(np.asarray(embedding)[None, :], index)
+        artist = self.get_artist(artist).name  # raises for an unknown artist
         if index is None or artist not in index.artists:
-            self.get_artist(artist)  # raises for an unknown artist
             raise RegistryError(f"artist {artist!r} has no enrolled works")
         j = index.artists.index(artist)
         if index.aggregate == "centroid":
@@ -546,13 +660,43 @@ class Registry:
         finally:
             self._in_transaction = False
 
+    def _find(self, name: str, *, missing_ok: bool = False) -> tuple[int, str] | None:
+        """``(id, stored name)`` of the artist called ``name``: by the exact stored name first (an
+        artist stored before names were normalised may share its key with an older one), else by
+        :func:`name_key`. :class:`RegistryError` when there is none, unless ``missing_ok``."""
+        if isinstance(name, str):
+            for sql, value in (("SELECT id, name FROM artists WHERE name = ?", name),
+                               ("SELECT id, name FROM artists WHERE name_key = ?", name_key(name))):
+                row = self._execute(sql, (value,)).fetchone()
+                if row is not None:
+                    return int(row[0]), row[1]
+        if missing_ok:
+            return None
+        raise _not_found(name)
+
     def _insert_artist(self, name: str, consent: str) -> int:
+        """Insert a new artist (``name`` already normalised), in the caller's write transaction."""
+        key = name_key(name)
+        row = self._execute("SELECT name FROM artists WHERE name_key = ? OR name = ?", (key, name)).fetchone()
+        if row is not None:
+            raise _taken(name, row[0])
         try:
-            row = self._execute("INSERT INTO artists (name, consent, created_at) VALUES (?, ?, ?) RETURNING id",
-                                (name, consent, _now())).fetchone()
+            row = self._execute("INSERT INTO artists (name, consent, created_at, name_key) VALUES (?, ?, ?, ?) "
+                                "RETURNING id", (name, consent, _now(), key)).fetchone()
         except self._dialect.integrity_errors:
-            raise RegistryError(f"an artist named {name!r} is already in the registry") from None
+            raise _taken(name, name) from None
         return int(row[0])
+
+    def _enrolled(self, digests: Sequence[str]) -> dict[str, int]:
+        """``{sha256: artist id}`` of those of ``digests`` already enrolled."""
+        out: dict[str, int] = {}
+        unique = sorted(set(digests))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update((d, int(a)) for d, a in self._execute(
+                f"SELECT sha256, artist_id FROM works WHERE sha256 IN ({marks})", chunk))
+        return out
 
     def _bind_encoder(self, identity: dict) -> None:
         row = self._execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
@@ -723,6 +867,8 @@ def migrate_to(conn, target: int = SCHEMA_VERSION) -> int:
             if schema_version(conn) < version:  # another process may have applied it meanwhile
                 for statement in _statements(dialect.ddl(sql)):
                     conn.execute(statement)
+                if version in _MIGRATION_STEPS:
+                    _MIGRATION_STEPS[version](conn, dialect)
                 conn.execute(dialect.sql("INSERT INTO schema_version (version, description, applied_at) "
                                          "VALUES (?, ?, ?)"), (version, description, _now()))
             dialect.commit(conn)
@@ -750,10 +896,32 @@ def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
     return buf.getvalue()
 
 
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise RegistryError("an artist's name must be a non-empty string")
-    return name.strip()
+def _not_found(name) -> RegistryError:
+    return RegistryError(f"no artist named {name!r} in the registry", "artist_not_found")
+
+
+def _taken(name: str, existing: str) -> RegistryError:
+    if existing == name:
+        return RegistryError(f"an artist named {name!r} is already in the registry", "artist_exists")
+    return RegistryError(f"{name!r} is too close to {existing!r}, already in the registry (names are compared "
+                         "ignoring case, Unicode form and width, invisible characters and look-alike letters)",
+                         "artist_exists")
+
+
+def _backfill_name_keys(conn, dialect: Dialect) -> None:
+    """Migration 3's data step: each artist's :func:`name_key`, oldest first; an artist whose key an
+    older one already holds keeps none, and is found by its exact stored name."""
+    taken = set()
+    for artist_id, name in conn.execute("SELECT id, name FROM artists ORDER BY id").fetchall():
+        key = name_key(name)
+        if key in taken:
+            continue
+        taken.add(key)
+        conn.execute(dialect.sql("UPDATE artists SET name_key = ? WHERE id = ?"), (key, artist_id))
+
+
+# Python steps of migrations, run after the version's SQL in the same transaction.
+_MIGRATION_STEPS: dict[int, Callable[[Any, Dialect], None]] = {3: _backfill_name_keys}
 
 
 def _encoder_key(identity: dict) -> tuple:

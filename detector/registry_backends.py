@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from mimicry.detector.locations import private_file
+
 URL_SCHEMES = ("postgresql://", "postgres://")
 # The key of the advisory lock that serialises the registry's write transactions (and migrations)
 # across all the replicas that share one PostgreSQL database: b"mimicryr" as a signed 64-bit integer.
@@ -82,6 +84,10 @@ class Dialect:
         """A number that changes when another connection commits a change to the registry."""
         raise NotImplementedError
 
+    def after_delete(self, conn) -> None:
+        """Called after a transaction that deleted rows has committed: what the database needs so
+        that the deleted bytes are gone from its files, where it can."""
+
     def tables(self, conn) -> list[str]:
         """The names of the tables in the registry's database (or schema)."""
         raise NotImplementedError
@@ -100,7 +106,14 @@ class Dialect:
 
 class SQLiteDialect(Dialect):
     """An embedded SQLite file in WAL mode: writers take the file's write lock with ``BEGIN
-    IMMEDIATE``; ``PRAGMA data_version`` tells of other connections' commits."""
+    IMMEDIATE``; ``PRAGMA data_version`` tells of other connections' commits.
+
+    The file is created ``0600`` in a ``0700`` folder when it is new (its ``-wal`` and ``-shm`` take its
+    mode). Deleted rows leave no bytes behind: ``secure_delete`` overwrites them (in the page and on
+    freed pages) as they are deleted, and a ``TRUNCATE`` checkpoint after each delete copies the
+    overwritten pages into the database and empties the WAL, which still held the rows' earlier
+    images. A checkpoint that another connection's open read holds back truncates nothing; the
+    next one after a delete does."""
 
     name = "sqlite"
     types = {"pk": "INTEGER PRIMARY KEY", "int": "INTEGER", "blob": "BLOB"}
@@ -109,9 +122,11 @@ class SQLiteDialect(Dialect):
 
     def connect(self, path: Path, timeout: float) -> sqlite3.Connection:
         """A connection in autocommit mode (transactions are explicit), usable from any thread."""
+        private_file(path)
         conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA journal_mode = WAL")
             # WAL + NORMAL: a killed process loses nothing committed; a power cut may lose the last
             # commits but never leaves the file inconsistent.
@@ -126,6 +141,9 @@ class SQLiteDialect(Dialect):
 
     def data_version(self, conn) -> int:
         return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def after_delete(self, conn) -> None:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def tables(self, conn) -> list[str]:
         return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]

@@ -3,6 +3,10 @@
 Heavy imports (onnxruntime, the registry) happen inside the commands, so ``mimicry --help`` stays fast.
 The registry is ``--registry``, else ``$MIMICRY_REGISTRY``, else ``registry.sqlite3`` in the per-user
 data directory (``mimicry.detector.registry.default_path``).
+
+What others wrote (artists' names, consent notes, file names, error messages that quote them) is
+printed as text: through ``rich.markup.escape`` or as ``rich.text.Text``, never read as markup, so
+a name such as ``[/]`` or ``[link=...]`` neither breaks a command nor styles the terminal.
 """
 
 from __future__ import annotations
@@ -120,7 +124,9 @@ def list_(
     registry: RegistryOption = None,
 ) -> None:
     """List the enrolled artists with their number of works, consent note and creation time."""
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     with _open_registry(registry) as reg:
         artists = reg.list_artists()
@@ -130,11 +136,11 @@ def list_(
             typer.echo(json.dumps({"name": a.name, "works": a.works, "consent": a.consent, "created_at": a.created_at}))
         return
     if not artists:
-        out.print(f"no artists enrolled in {reg.path}")
+        out.print(f"no artists enrolled in {escape(str(reg.path))}")
         return
     table = Table("artist", "works", "consent", "created")
-    for a in artists:
-        table.add_row(a.name, str(a.works), a.consent, a.created_at)
+    for a in artists:  # Text cells: names and notes are shown as written, never read as markup
+        table.add_row(Text(a.name), str(a.works), Text(a.consent), Text(a.created_at))
     out.print(table)
 
 
@@ -143,15 +149,21 @@ def remove(
     name: Annotated[str, typer.Argument(help="The artist to remove, with all their works.", show_default=False)],
     registry: RegistryOption = None,
 ) -> None:
-    """Remove an artist and everything stored for them (embeddings, thumbnails, originals)."""
+    """Remove an artist and everything stored for them (embeddings, thumbnails, originals).
+
+    NAME is found as it is stored, or in any form with the same letters (case, spaces, Unicode form).
+    """
+    from rich.markup import escape
+
     from mimicry.detector.registry import RegistryError
 
     with _open_registry(registry) as reg:
         try:
-            n = reg.remove_artist(name)
+            stored = reg.get_artist(name).name
+            n = reg.remove_artist(stored)
         except RegistryError as exc:
             raise _fail(str(exc)) from None
-    _console().print(f"removed {name} and {n} work(s)")
+    _console().print(f"removed {escape(stored)} and {n} work(s)")
 
 
 def check(
