@@ -122,6 +122,26 @@ def decode_with_metadata(
                       "give a path, bytes, a PIL image or a uint8 array")
 
 
+def decode_cost(data: bytes | bytearray | memoryview, *, draft_size: int | None = None,
+                allowed_formats: tuple[str, ...] | list[str] = DEFAULT_FORMATS) -> int:
+    """The pixels that decoding ``data`` will produce, read from its header only (nothing is decoded):
+    width x height, divided by the JPEG draft scale that ``draft_size`` allows (as
+    :func:`decode_with_metadata` decodes). 0 when the header cannot be read: the decode will then fail
+    at once, at no cost. What a server budgets its memory and CPU by before it decodes."""
+    try:
+        with Image.open(io.BytesIO(bytes(data)), formats=list(_check_formats(allowed_formats))) as im:
+            w, h = im.size
+            fmt = im.format
+    except Exception:  # unreadable or a bomb's header: the decode itself says which
+        return 0
+    if draft_size and fmt in ("JPEG", "MPO"):
+        scale = 1
+        while scale < 8 and min(w, h) // (scale * 2) >= draft_size:
+            scale *= 2
+        return -(-w // scale) * -(-h // scale)
+    return w * h
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Bring a loaded image of any mode to 8-bit RGB with transparency composited onto white.
 

@@ -118,10 +118,16 @@ class Detector:
     def load(self, source: Source) -> Loaded:
         """:meth:`load_input` plus the source's provenance signals (when this detector reads them),
         from the same decode; raises DecodeError. Pass both to :meth:`verdict`."""
+        image, signals = self.decode(source)
+        return Loaded(preprocess(image, self.config), signals)
+
+    def decode(self, source: Source) -> tuple[Image.Image, list[Signal] | None]:
+        """The safe decode :meth:`load` makes (RGB; a large JPEG at the draft scale the input size
+        allows) and the provenance signals, before preprocessing: for a caller that also hands the
+        image to another model (the style encoder) instead of decoding it twice. Raises DecodeError."""
         image, metadata = decode_with_metadata(source, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
                                                draft_size=self.config.size)
-        signals = read_provenance(metadata, source) if self.provenance else None
-        return Loaded(preprocess(image, self.config), signals)
+        return image, (read_provenance(metadata, source) if self.provenance else None)
 
     # ------------------------------------------------------------------------- batches
 

@@ -1,8 +1,8 @@
 """Where in the image the model's evidence lies, scored through the detector's own onnxruntime session.
 
 Model-agnostic and without torch. ``grid`` x ``grid`` square windows (``window`` of the side of what
-the model sees), evenly spaced to cover it, and all the copies they make go through onnxruntime in
-one batch. Two ways to use a window:
+the model sees), evenly spaced to cover it, and the copies they make go through onnxruntime in
+batches. Two ways to use a window:
 
 * ``method="window"`` (sliding window, the default): each window is cut out of the image and scored
   on its own. The heat of a pixel is the mean over the windows that cover it of the window's
@@ -23,7 +23,8 @@ one batch. Two ways to use a window:
     ex.verdict.label, ex.heat.shape          # the verdict (the same as Detector.predict gives) and HxW heat
     open("heat.png", "wb").write(ex.overlay_png)
 
-Cost: one decode and ``grid**2 + 1`` forward passes in one batch (65 by default).
+Cost: one decode and ``grid**2 + 1`` forward passes (65 by default), in batches built as they run
+(:class:`ExplainPlan` lets a server run them through its own queue).
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .decode import Source, decode_with_metadata
+from .decode import Source
 from .preprocess import preprocess
-from .provenance import read_provenance
 from .verdict import Verdict
 
 if TYPE_CHECKING:
@@ -87,56 +87,90 @@ def explain(detector: Detector, source: Source, *, method: str = "window", grid:
 
     ``method`` is ``"window"`` or ``"occlusion"``; ``grid`` windows per axis (2..32), each ``window``
     (0..1] of the side of what the model sees, evenly spaced so that together they cover it
-    (``grid * window >= 1``). All ``grid**2`` copies run in one ``session.run`` of up to
-    ``batch_size`` (more are split). ``name`` is the verdict's source (default: the path, or
-    ``"<bytes #0>"``). The verdict is the one :meth:`Detector.predict` gives for ``source``.
+    (``grid * window >= 1``). The ``grid**2 + 1`` inputs go through ``session.run`` in batches of at
+    most ``batch_size``, each built only when it runs. ``name`` is the verdict's source (default: the
+    path, or ``"<bytes #0>"``). The verdict is the one :meth:`Detector.predict` gives for ``source``.
     Raises ``mimicry.detector.decode.DecodeError`` for an unreadable image and ValueError for bad settings.
     """
-    _check_settings(method, grid, window, max_side, batch_size)
-    cfg = detector.config
-    # The same decode as Detector.load, so the verdict is exactly the one a scan gives.
-    image, metadata = decode_with_metadata(source, max_bytes=detector.max_bytes, max_pixels=detector.max_pixels,
-                                           draft_size=cfg.size)
-    signals = read_provenance(metadata, source) if detector.provenance else None
-    x = preprocess(image, cfg)
-    side = cfg.size
-    win = min(side, max(1, math.ceil(window * side - 1e-9)))  # rounding up: grid * window >= 1 covers it all
-    starts = np.round(np.linspace(0, side - win, grid)).astype(int)
-    boxes = [(int(y0), int(x0)) for y0 in starts for x0 in starts]  # in the model input's pixels
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    plan = ExplainPlan(detector, source, method=method, grid=grid, window=window, max_side=max_side, name=name)
+    logits = [detector.predict_arrays(plan.inputs(i, min(i + batch_size, plan.size)))
+              for i in range(0, plan.size, batch_size)]
+    return plan.finish(np.concatenate(logits))
 
-    batch = np.empty((len(boxes) + 1, *x.shape), np.float32)
-    batch[0] = x
-    if method == "occlusion":
-        fill = x.mean(axis=(1, 2), keepdims=True)
-        for k, (y0, x0) in enumerate(boxes, 1):
-            batch[k] = x
-            batch[k, :, y0:y0 + win, x0:x0 + win] = fill
-    else:
-        view = _view_box(image.size, cfg.resize)
-        for k, (y0, x0) in enumerate(boxes, 1):
-            batch[k] = preprocess(image.crop(_image_box(view, side, y0, x0, win)), cfg)
-    logits = np.concatenate([detector.predict_arrays(batch[i:i + batch_size])
-                             for i in range(0, len(batch), batch_size)]).astype(np.float64)
-    base = float(logits[0])
-    if method == "occlusion":
-        values = base - logits[1:]
-    else:
-        values = detector.bundle.calibration(logits[1:].astype(np.float32)).astype(np.float64) \
-            - detector.bundle.thresholds.ai_mimicry
 
-    total = np.zeros((side, side))
-    count = np.zeros((side, side))
-    for (y0, x0), value in zip(boxes, values):
-        total[y0:y0 + win, x0:x0 + win] += value
-        count[y0:y0 + win, x0:x0 + win] += 1
-    heat_input = (total / count).astype(np.float32)  # every pixel is covered: _check_settings
+class ExplainPlan:
+    """One explanation in three steps, so that a server can send its forward passes through its own
+    bounded queue in small chunks (``mimicry.service``): decode (the constructor), the model's
+    inputs in any slices (:meth:`inputs`, rows ``0 .. size - 1``: row 0 is the image, row ``k`` window
+    ``k``), then :meth:`finish` with the logits of all rows. :func:`explain` is the three in a row.
+    Memory: the decoded image and one slice of inputs at a time."""
 
-    verdict = detector.verdict(name or _name(source), base, signals)
-    out_size = _fit(image.size, max_side)
-    heat = _to_image_space(heat_input, image.size, out_size, cfg.resize)
-    shown = image if image.size == out_size else image.resize(out_size, Image.Resampling.BILINEAR)
-    return Explanation(verdict=verdict, heat=heat, overlay_png=render_overlay(shown, heat, verdict, method, grid),
-                       base_logit=base, method=method, grid=grid, window=window)
+    def __init__(self, detector: Detector, source: Source, *, method: str = "window", grid: int = 8,
+                 window: float = 0.25, max_side: int = 1024, name: str | None = None):
+        _check_settings(method, grid, window, max_side, 1)
+        self.detector, self.method, self.grid, self.window, self.max_side = detector, method, grid, window, max_side
+        self.name = name or _name(source)
+        cfg = detector.config
+        # The same decode as Detector.load, so the verdict is exactly the one a scan gives.
+        self.image, self.signals = detector.decode(source)
+        self.x = preprocess(self.image, cfg)
+        side = cfg.size
+        self.win = min(side, max(1, math.ceil(window * side - 1e-9)))  # rounding up: grid * window >= 1 covers it
+        starts = np.round(np.linspace(0, side - self.win, grid)).astype(int)
+        self.boxes = [(int(y0), int(x0)) for y0 in starts for x0 in starts]  # in the model input's pixels
+        self._view = _view_box(self.image.size, cfg.resize)
+
+    @property
+    def size(self) -> int:
+        """Rows of model input: the image and its ``grid**2`` windows."""
+        return len(self.boxes) + 1
+
+    def inputs(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start .. stop - 1`` of the model's input, float32 ``(stop - start, 3, size, size)``."""
+        if not 0 <= start <= stop <= self.size:
+            raise ValueError(f"rows {start}..{stop} outside 0..{self.size}")
+        cfg, win = self.detector.config, self.win
+        out = np.empty((stop - start, *self.x.shape), np.float32)
+        for i, k in enumerate(range(start, stop)):
+            if k == 0:
+                out[i] = self.x
+                continue
+            y0, x0 = self.boxes[k - 1]
+            if self.method == "occlusion":
+                out[i] = self.x
+                out[i, :, y0:y0 + win, x0:x0 + win] = self.x.mean(axis=(1, 2), keepdims=True)
+            else:
+                out[i] = preprocess(self.image.crop(_image_box(self._view, cfg.size, y0, x0, win)), cfg)
+        return out
+
+    def finish(self, logits: np.ndarray) -> Explanation:
+        """The explanation from the logits of all :attr:`size` rows, in row order."""
+        logits = np.asarray(logits, np.float64).reshape(-1)
+        if len(logits) != self.size:
+            raise ValueError(f"expected {self.size} logits, got {len(logits)}")
+        det, side, win = self.detector, self.detector.config.size, self.win
+        base = float(logits[0])
+        if self.method == "occlusion":
+            values = base - logits[1:]
+        else:
+            values = det.bundle.calibration(logits[1:].astype(np.float32)).astype(np.float64) \
+                - det.bundle.thresholds.ai_mimicry
+        total = np.zeros((side, side))
+        count = np.zeros((side, side))
+        for (y0, x0), value in zip(self.boxes, values):
+            total[y0:y0 + win, x0:x0 + win] += value
+            count[y0:y0 + win, x0:x0 + win] += 1
+        heat_input = (total / count).astype(np.float32)  # every pixel is covered: _check_settings
+
+        verdict = det.verdict(self.name, base, self.signals)
+        out_size = _fit(self.image.size, self.max_side)
+        heat = _to_image_space(heat_input, self.image.size, out_size, det.config.resize)
+        shown = self.image if self.image.size == out_size else self.image.resize(out_size, Image.Resampling.BILINEAR)
+        return Explanation(verdict=verdict, heat=heat,
+                           overlay_png=render_overlay(shown, heat, verdict, self.method, self.grid),
+                           base_logit=base, method=self.method, grid=self.grid, window=self.window)
 
 
 def render_overlay(image: Image.Image, heat: np.ndarray, verdict: Verdict | None = None, method: str | None = None,

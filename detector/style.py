@@ -185,8 +185,13 @@ class StyleEncoder:
         """Decode (safely) and preprocess one source: ``(input array, decoded RGB image)``."""
         image = decode_image(source, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
                              draft_size=self.config.size)
+        return self.prepare(image), image
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """The encoder's input ``(3, size, size)`` for an already decoded RGB image (padded to a
+        square when the card says so): what :meth:`load` does after its decode."""
         square = pad_to_square(image) if self.card["input"]["pad_to_square"] else image
-        return preprocess(square, self.config), image
+        return preprocess(square, self.config)
 
     def embed_arrays(self, x: np.ndarray) -> np.ndarray:
         """Embeddings ``(N, dim)`` of a preprocessed batch ``(N, 3, size, size)``."""

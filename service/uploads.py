@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from .errors import APIError
 
 RAW_TYPES = ("application/octet-stream",)
+MAX_BOUNDARY = 70  # characters, RFC 2046 section 5.1.1
 
 
 @dataclasses.dataclass
@@ -54,6 +55,9 @@ def parse_multipart(body: bytes, content_type: str, max_parts: int) -> list[Uplo
     boundary = params.get(b"boundary")
     if not boundary:
         raise APIError("bad_request", "multipart/form-data without a boundary")
+    if len(boundary) > MAX_BOUNDARY:  # python-multipart itself fails on boundaries over 256 bytes
+        raise APIError("bad_request", f"multipart boundary of {len(boundary)} characters; "
+                                      f"at most {MAX_BOUNDARY} are allowed (RFC 2046)")
     parts: list[dict] = []
     state: dict = {}
 
@@ -78,10 +82,10 @@ def parse_multipart(body: bytes, content_type: str, max_parts: int) -> list[Uplo
         if len(parts) > max_parts:
             raise APIError("too_many_items", f"more than {max_parts} parts in one request")
 
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_part_data": on_part_data, "on_part_end": on_part_end})
     try:
+        parser = MultipartParser(boundary, {
+            "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+            "on_header_end": on_header_end, "on_part_data": on_part_data, "on_part_end": on_part_end})
         parser.write(body)
         parser.finalize()
     except APIError:
