@@ -97,6 +97,8 @@ realworld-eval: venv
 	    --json docs/eval/realworld.json
 	$(PY) -m mimicry.training.realworld_report --main docs/eval/realworld.json --out docs/EVALUATION.md \
 	    --card-json docs/eval/realworld_card.json --merge-into $(MODEL) \
+	    $(foreach f,$(wildcard docs/eval/loso-*.json),--loso $(basename $(notdir $(f)))=$(f)) \
+	    --input-policy-from docs/eval/realworld_1.0.json --notes docs/eval/realworld_notes.md \
 	    --command "make realworld-eval  # python -m mimicry.training.realworld_eval --models $(MODEL) --manifest $(RW)/manifest.jsonl --json docs/eval/realworld.json"
 
 # Leave-one-source-out: the recipe of `detector` on a new split of $(RW) (after `make realworld-dataset`) with
