@@ -86,27 +86,38 @@ def _store(db: Path | None):
 
 
 @keys_app.command("create")
-def keys_create(name: Annotated[str, typer.Argument(help="Who or what will use the key.")], db: KeysDb = None) -> None:
-    """Create a key and print it once (only its hash is stored)."""
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who or what will use the key.")],
+    scope: Annotated[str, typer.Option(
+        "--scope", help="What the key may do: detect (the detect routes; artists' names in verdicts), enrol "
+                        "(also list artists, create them, add works; works in verdicts), admin (also remove "
+                        "artists).")] = "detect",
+    db: KeysDb = None,
+) -> None:
+    """Create a key and print it once (only its hash is stored).
+
+    Keys made before scopes existed are admin keys (every right they had); `keys list` shows each key's scope.
+    """
     store = _store(db)
     try:
-        key, info = store.create(name)
+        key, info = store.create(name, scope=scope)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(key)
-    typer.echo(f"key id {info.id} for {info.name!r} in {store.path}; it is shown only now", err=True)
+    typer.echo(f"key id {info.id} for {info.name!r}, scope {info.scope}, in {store.path}; it is shown only now",
+               err=True)
 
 
 @keys_app.command("list")
 def keys_list(db: KeysDb = None) -> None:
-    """List keys (ids and names, never the keys)."""
+    """List keys: id, state, scope, created (UTC), name; never the keys."""
     import datetime as dt
 
     for k in _store(db).list():
         created = dt.datetime.fromtimestamp(k.created_at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
         state = "active" if k.active else "revoked"
-        typer.echo(f"{k.id}\t{state}\t{created}\t{k.name}")
+        typer.echo(f"{k.id}\t{state}\t{k.scope}\t{created}\t{k.name}")
 
 
 @keys_app.command("revoke")

@@ -44,7 +44,7 @@ from mimicry.detector.registry import Registry
 from mimicry.detector.style import StyleEncoder
 from mimicry.detector.verdict import Verdict
 
-from . import artists, errors
+from . import artists, auth, errors
 from .batching import MicroBatcher, Overloaded
 from .errors import APIError
 from .keys import KeyStore
@@ -196,22 +196,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise APIError("not_ready", "the model is not loaded yet", headers={"Retry-After": "1"})
         return state.detector
 
-    def require_key(key: str | None = Security(_KEY_SCHEME),
-                    bearer: HTTPAuthorizationCredentials | None = Security(_BEARER_SCHEME)):
-        if key is None and bearer is not None:
-            key = bearer.credentials
-        if key is None:
-            raise APIError("unauthorized", f"this endpoint needs an API key in the {API_KEY_HEADER} header",
-                           headers={"WWW-Authenticate": "Bearer"})
-        info = state.keys.verify(key) if state.keys is not None else None
-        if info is None:
-            raise APIError("unauthorized", "the API key is not valid or has been revoked",
-                           headers={"WWW-Authenticate": "Bearer"})
-        return info
+    require_key = auth.require_scope(state, "detect")  # any valid key (scopes: service/auth.py)
 
     app.state.require_key = require_key
     # The detect routes ask for a key (and say so in the OpenAPI document) only when configured to.
-    detect_auth = [Depends(require_key)] if settings.require_key_for_detect else []
+    # Either way the caller is recorded: what verdicts say about the registry depends on it.
+    detect_auth = [Depends(auth.detect_caller(state))]
 
     # ------------------------------------------------------------------ the work
 
@@ -235,7 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            headers={"Retry-After": str(settings.retry_after_s)}) from None
         verdict = det.verdict(name, logit, loaded.provenance)
         if state.registry is not None and state.registry.has_works():
-            verdict.evidence["artists"] = await style_matches(upload.data)
+            verdict.evidence.update(await artists.visible_matches(state, style_matches, upload.data))  # by caller
         metrics.images.labels(verdict.label).inc()
         return verdict
 

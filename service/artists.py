@@ -1,9 +1,20 @@
 """The artist registry over HTTP: enrol portfolios, list and remove artists, and attribution.
 
-Every route here needs an API key (``X-API-Key``): enrolling or removing an artist changes what the
-service says about other people's images, and the list of enrolled artists and their consent notes
-is not public. Attribution itself comes with each detect verdict (``evidence["artists"]``) when
-anyone is enrolled.
+Every route here needs an API key (``X-API-Key``) of scope ``enrol`` (list artists, see one with their
+works and thumbnails, create artists, add works) or ``admin`` (also remove an artist): enrolling or
+removing an artist changes what the service says about other people's images, and the list of
+enrolled artists, their consent notes and their works is not public (:mod:`mimicry.service.auth`).
+
+Names in paths: ``{name}`` may hold ``/`` (written plainly or as ``%2F``); it is found as the registry
+finds names (its stored form, or any with the same letters: :func:`mimicry.detector.registry.name_key`),
+and answers give the stored name. A name that the registry refuses is 422 ``validation_error``; one
+that is taken (in any form) 409 ``artist_exists``.
+
+Attribution comes with each detect verdict (``evidence["artists"]``) when anyone is enrolled, shaped
+by who asks (:func:`visible_matches`): nothing for an anonymous caller unless the operator set
+``show_artists_to_anonymous``, and then artists' names, similarities and whether they pass; the same
+for a ``detect`` key; the nearest works' ids, file names and sha256 only for ``enrol`` and ``admin``
+keys, which may read them from the registry anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from mimicry.detector.registry import ArtistMatch, RegistryError
 
+from . import auth
 from .errors import APIError
 from .schemas import ErrorBody
 from .uploads import read_images
@@ -27,7 +39,9 @@ if TYPE_CHECKING:
 
 
 class ArtistIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200, description="The artist's name, as they want it shown.")
+    name: str = Field(min_length=1, max_length=200,
+                      description="The artist's name, as they want it shown: in one script, without invisible "
+                                  "characters; stored in NFC without surrounding spaces.")
     consent: str = Field("", max_length=2000, description="How and when the artist asked for protection.")
 
 
@@ -78,14 +92,41 @@ def match_to_dict(m: ArtistMatch) -> dict:
                                "similarity": w.similarity} for w in m.nearest_works]}
 
 
+def caller_view(settings) -> str | None:
+    """What the current detect caller may see of the registry: ``"works"`` (enrol and admin keys),
+    ``"names"`` (detect keys; anonymous callers where ``show_artists_to_anonymous``), or None."""
+    info = auth.current_caller()
+    if info is None:
+        return "names" if settings.show_artists_to_anonymous else None
+    return "works" if info.allows("enrol") else "names"
+
+
+async def visible_matches(state: State, style_matches, prepared) -> dict:
+    """The ``artists`` evidence for one upload as the current caller may see it (see the module's
+    docstring): ``{}`` when they may see nothing, without spending a style embedding on it, else
+    ``{"artists": [...]}`` from ``await style_matches(prepared)`` (:func:`top_artists`' dicts)."""
+    view = caller_view(state.settings)
+    if view is None:
+        return {}
+    matches = await style_matches(prepared)
+    if view != "works":
+        matches = [{**m, "nearest_works": [{"similarity": w["similarity"]} for w in m["nearest_works"]]}
+                   for m in matches]
+    return {"artists": matches}
+
+
 _ERRORS = {s: {"model": ErrorBody} for s in (400, 401, 404, 409, 413, 503)}
 _IMAGES_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
     "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}, "required": ["files"]}}}}
 
 
-def router(state: State, require_key) -> APIRouter:
-    """The /v1/artists routes, bound to the app's state; every one needs an API key."""
-    r = APIRouter(prefix="/v1/artists", tags=["artists"], dependencies=[Depends(require_key)], responses=_ERRORS)
+def router(state: State, require_key=None) -> APIRouter:
+    """The /v1/artists routes, bound to the app's state; each needs a key of its scope (``enrol``, or
+    ``admin`` to remove an artist). ``require_key`` (any valid key) is not needed: the scoped
+    dependencies check the key themselves."""
+    enrol_key = [Depends(auth.require_scope(state, "enrol"))]
+    admin_key = [Depends(auth.require_scope(state, "admin"))]
+    r = APIRouter(prefix="/v1/artists", tags=["artists"], responses={**_ERRORS, 403: {"model": ErrorBody}})
 
     def registry():
         if state.registry is None or state.style is None:
@@ -96,19 +137,23 @@ def router(state: State, require_key) -> APIRouter:
         return await asyncio.get_running_loop().run_in_executor(state.decode_pool, lambda: fn(*args, **kwargs))
 
     def not_found_or_conflict(exc: RegistryError) -> APIError:
-        message = str(exc)
-        if message.startswith("no artist named"):
-            return APIError("artist_not_found", message)
-        if "already" in message or "taken" in message or "exists" in message:
-            return APIError("artist_exists", message)
-        return APIError("registry_error", message)
+        code = getattr(exc, "code", "registry_error")
+        api_code = {"artist_not_found": "artist_not_found", "artist_exists": "artist_exists",
+                    "invalid_name": "validation_error"}.get(code, "registry_error")
+        return APIError(api_code, str(exc))
 
-    @r.get("", response_model=ArtistsOut, summary="Enrolled artists and how many works each")
+    # {name:path}: a name may hold '/'. The thumbnail route comes before the artist route, which would
+    # otherwise take ".../works/1/thumbnail" for part of a name (the registry refuses names that
+    # hold a 'works' part, so no artist's name is taken for a thumbnail's path).
+
+    @r.get("", response_model=ArtistsOut, summary="Enrolled artists and how many works each",
+           dependencies=enrol_key)
     async def list_artists(reg=Depends(registry)):
         artists = await in_thread(reg.list_artists)
         return {"artists": [a.__dict__ for a in artists]}
 
-    @r.post("", response_model=ArtistOut, status_code=201, summary="Enrol an artist (no works yet)")
+    @r.post("", response_model=ArtistOut, status_code=201, summary="Enrol an artist (no works yet)",
+            dependencies=enrol_key)
     async def add_artist(body: ArtistIn, reg=Depends(registry)):
         try:
             artist = await in_thread(reg.add_artist, body.name, consent=body.consent)
@@ -116,17 +161,8 @@ def router(state: State, require_key) -> APIRouter:
             raise not_found_or_conflict(exc) from None
         return artist.__dict__
 
-    @r.get("/{name}", response_model=ArtistDetailOut, summary="One artist and their enrolled works")
-    async def get_artist(name: str, reg=Depends(registry)):
-        try:
-            artist = await in_thread(reg.get_artist, name)
-            works = await in_thread(reg.works, name)
-        except RegistryError as exc:
-            raise not_found_or_conflict(exc) from None
-        return {**artist.__dict__, "work_list": [{k: w[k] for k in WorkOut.model_fields} for w in works]}
-
-    @r.get("/{name}/works/{work_id}/thumbnail", summary="A small WebP of an enrolled work",
-           response_class=Response, responses={200: {"content": {"image/webp": {}}}})
+    @r.get("/{name:path}/works/{work_id}/thumbnail", summary="A small WebP of an enrolled work",
+           response_class=Response, responses={200: {"content": {"image/webp": {}}}}, dependencies=enrol_key)
     async def thumbnail(name: str, work_id: int, reg=Depends(registry)):
         try:
             works = await in_thread(reg.works, name)
@@ -137,8 +173,18 @@ def router(state: State, require_key) -> APIRouter:
                 return Response(w["thumbnail"], media_type="image/webp")
         raise APIError("artist_not_found", f"{name!r} has no work with id {work_id}")
 
-    @r.post("/{name}/works", response_model=EnrolOut, summary="Add works to an artist's portfolio",
-            openapi_extra={"requestBody": _IMAGES_BODY})
+    @r.get("/{name:path}", response_model=ArtistDetailOut, summary="One artist and their enrolled works",
+           dependencies=enrol_key)
+    async def get_artist(name: str, reg=Depends(registry)):
+        try:
+            artist = await in_thread(reg.get_artist, name)
+            works = await in_thread(reg.works, artist.name)
+        except RegistryError as exc:
+            raise not_found_or_conflict(exc) from None
+        return {**artist.__dict__, "work_list": [{k: w[k] for k in WorkOut.model_fields} for w in works]}
+
+    @r.post("/{name:path}/works", response_model=EnrolOut, summary="Add works to an artist's portfolio",
+            openapi_extra={"requestBody": _IMAGES_BODY}, dependencies=enrol_key)
     async def enrol(name: str, request: Request, reg=Depends(registry)):
         uploads = await read_images(request, state.settings.max_body_bytes, state.settings.max_enrol_items)
         if len(uploads) > state.settings.max_enrol_items:
@@ -150,18 +196,26 @@ def router(state: State, require_key) -> APIRouter:
                                      labels=names)
         except RegistryError as exc:
             raise not_found_or_conflict(exc) from None
-        artist = await in_thread(reg.get_artist, name)
-        return {"artist": name, "added": report.added, "works": artist.works,
+        try:
+            works = (await in_thread(reg.get_artist, report.artist)).works
+        except RegistryError as exc:  # removed by another request since
+            raise not_found_or_conflict(exc) from None
+        return {"artist": report.artist, "added": report.added, "works": works,
                 "skipped": [{"source": label, "code": code, "message": message}
                             for label, code, message in report.skipped]}
 
-    @r.delete("/{name}", response_model=RemovedOut, summary="Remove an artist and all their works")
+    @r.delete("/{name:path}", response_model=RemovedOut, summary="Remove an artist and all their works",
+              dependencies=admin_key)
     async def remove(name: str, reg=Depends(registry)):
+        def remove_stored():
+            stored = reg.get_artist(name).name
+            return stored, reg.remove_artist(stored)
+
         try:
-            n = await in_thread(reg.remove_artist, name)
+            stored, n = await in_thread(remove_stored)
         except RegistryError as exc:
             raise not_found_or_conflict(exc) from None
-        return {"artist": name, "removed_works": n}
+        return {"artist": stored, "removed_works": n}
 
     return r
 

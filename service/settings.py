@@ -63,6 +63,10 @@ class Settings(BaseSettings):
                                                           "that several replicas share (default: $MIMICRY_REGISTRY "
                                                           "or registry.sqlite3 in the per-user data dir).")
     artists_top_k: int = Field(3, ge=1, le=20, description="Enrolled artists reported with each verdict.")
+    show_artists_to_anonymous: bool = Field(False, description="Name the closest enrolled artists (names and "
+                                                               "similarities only) in verdicts for callers without "
+                                                               "a key; detect keys always see them, enrol and admin "
+                                                               "keys also the nearest works.")
     max_enrol_items: int = Field(64, ge=1, description="Most images in one POST /v1/artists/{name}/works.")
 
     # Uploads are kept only when the operator asks.

@@ -19,6 +19,11 @@ from test_registry_crash import _child
 from mimicry.detector.registry import SCHEMA_VERSION, Registry, RegistryError, migrate_to, schema_version
 
 # These run here with this module's `db` (a PostgreSQL URL) in place of the conftest's SQLite file.
+from test_names import (  # noqa: F401  (collected again in this module)
+    test_a_whole_script_lookalike_of_an_enrolled_name_is_refused,
+    test_names_are_normalised_and_unique_ignoring_case_and_form,
+    test_one_file_belongs_to_one_artist,
+)
 from test_registry_db import (  # noqa: F401  (collected again in this module)
     test_add_artist_rules,
     test_another_connection_sees_changes,
@@ -80,7 +85,7 @@ def test_migrates_from_version_1_and_refuses_newer_or_foreign_databases(pg_serve
         conn.execute("INSERT INTO works (artist_id, sha256, embedding, thumbnail, created_at) "
                      "VALUES (1, %s, %s, '\\x00', '2025-01-01')", ("a" * 64, emb.tobytes()))
     with Registry.open(db) as reg:
-        assert schema_version(reg._conn) == SCHEMA_VERSION == 2
+        assert schema_version(reg._conn) == SCHEMA_VERSION == 3
         assert [(a.name, a.works, a.consent) for a in reg.list_artists()] == [("Old", 1, "note")]
         [m] = reg.match(emb, k=1)
         assert m.artist == "Old" and m.similarity == pytest.approx(1.0)
@@ -94,6 +99,21 @@ def test_migrates_from_version_1_and_refuses_newer_or_foreign_databases(pg_serve
         conn.execute("CREATE TABLE t (x int)")
     with pytest.raises(RegistryError, match="not a mimicry registry"):
         Registry.open(foreign)
+
+
+def test_names_stored_before_the_rules_get_their_keys(db):
+    """Migration 3 on PostgreSQL: every artist gets its name key; of two whose keys clash the older
+    keeps it, the younger is found by its exact name."""
+    with _connect(db) as conn:
+        assert migrate_to(conn, 2) == 2
+        for name in ("jane doe", "Jane Doe", "Bob\u200b"):
+            conn.execute("INSERT INTO artists (name, consent, created_at) VALUES (%s, '', '2025-01-01')", (name,))
+    with Registry.open(db) as reg:
+        keys = dict(reg._conn.execute("SELECT name, name_key FROM artists").fetchall())
+        assert keys == {"jane doe": "jane doe", "Jane Doe": None, "Bob\u200b": "bob"}
+        assert reg.get_artist("Jane Doe").name == "Jane Doe" and reg.get_artist("JANE  DOE").name == "jane doe"
+        with pytest.raises(RegistryError, match="already"):
+            reg.add_artist("bob")
 
 
 def test_replicas_starting_together_migrate_once(db):
@@ -118,7 +138,7 @@ def test_replicas_starting_together_migrate_once(db):
         reg.close()
     assert errors == [] and len(opened) == n
     with _connect(db) as conn:
-        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,)]
+        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,)]
 
 
 def test_write_transactions_of_replicas_run_one_at_a_time(db, encoder, portfolios):
@@ -246,7 +266,7 @@ def test_two_services_share_one_registry(db, tmp_path):
                         intra_op_threads=1, decode_workers=1)
 
     assert settings().registry == db  # a URL stays a string (a path would lose one '/')
-    key, _ = KeyStore(tmp_path / "keys.sqlite3").create("replicas")
+    key, _ = KeyStore(tmp_path / "keys.sqlite3").create("replicas", scope="admin")
     real = sorted((REPO / "examples").glob("real_*.png"))
 
     def enrol(client, name, paths):

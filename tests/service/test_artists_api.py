@@ -16,7 +16,7 @@ from mimicry.service.keys import KeyStore
 @pytest.fixture
 def api(make_settings, tmp_path):
     settings = make_settings(registry=tmp_path / "registry.sqlite3")
-    key, _ = KeyStore(settings.keys_db).create("registry admin")
+    key, _ = KeyStore(settings.keys_db).create("registry admin", scope="admin")
     with TestClient(create_app(settings)) as c:
         c.headers["X-API-Key"] = key
         yield c
@@ -89,7 +89,7 @@ def test_verdicts_name_the_closest_enrolled_artists(api, make_settings):
 
 def test_service_runs_without_attribution_when_told(make_settings, tmp_path):
     settings = make_settings(style_encoder_dir=None, registry=tmp_path / "r.sqlite3")
-    key, _ = KeyStore(settings.keys_db).create("x")
+    key, _ = KeyStore(settings.keys_db).create("x", scope="enrol")
     with TestClient(create_app(settings)) as c:
         r = c.post("/v1/detect", files={"file": (EXAMPLES[0].name, EXAMPLES[0].read_bytes())})
         assert r.status_code == 200 and "artists" not in r.json()["evidence"]
