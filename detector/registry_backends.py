@@ -25,6 +25,7 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 # The key of the advisory lock that serialises the registry's write transactions (and migrations)
 # across all the replicas that share one PostgreSQL database: b"mimicryr" as a signed 64-bit integer.
 ADVISORY_LOCK_KEY = int.from_bytes(b"mimicryr", "big", signed=True)
+CHECKPOINT_WAIT_MS = 5000  # the longest a removal waits to empty SQLite's WAL
 
 
 def is_url(location: Any) -> bool:
@@ -143,7 +144,16 @@ class SQLiteDialect(Dialect):
         return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
     def after_delete(self, conn) -> None:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        # Best effort, and bounded: a checkpoint waits for other connections' reads of older snapshots
+        # (the index of another process being loaded), here 5 s at most, not the connection's timeout.
+        busy = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        conn.execute(f"PRAGMA busy_timeout = {min(busy, CHECKPOINT_WAIT_MS)}")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError:  # locked past the wait: the next removal's checkpoint does it
+            pass
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {busy}")
 
     def tables(self, conn) -> list[str]:
         return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]

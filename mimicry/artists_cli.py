@@ -6,7 +6,8 @@ data directory (``mimicry.detector.registry.default_path``).
 
 What others wrote (artists' names, consent notes, file names, error messages that quote them) is
 printed as text: through ``rich.markup.escape`` or as ``rich.text.Text``, never read as markup, so
-a name such as ``[/]`` or ``[link=...]`` neither breaks a command nor styles the terminal.
+a name such as ``[/]`` or ``[link=...]`` neither breaks a command nor styles the terminal; control
+and format characters in it (an escape sequence in a consent note) are printed as escapes (``\\x1b``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,22 @@ EncoderOption = Annotated[str, typer.Option(
 DEFAULT_ENCODER = "style-encoder"  # mimicry.detector.locations.DEFAULT_ENCODER (not imported: keeps --help light)
 
 
+def _visible(text: str) -> str:
+    """``text`` with control and format characters (an escape sequence, a bidi override, a zero-width
+    space) written out as escapes (``\\x1b``), so what others wrote cannot drive the terminal."""
+    import unicodedata
+
+    return "".join(ch.encode("unicode_escape").decode() if ch not in "\n\t" and unicodedata.category(ch) in
+                   ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") else ch for ch in text)
+
+
+def _shown(text: str) -> str:
+    """``text`` for a rich format string: control characters made visible, markup escaped."""
+    from rich.markup import escape
+
+    return escape(_visible(text))
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
@@ -40,9 +57,7 @@ def _console(stderr: bool = False):
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    from rich.markup import escape
-
-    _console(stderr=True).print(f"[red]error:[/] {escape(message)}")
+    _console(stderr=True).print(f"[red]error:[/] {_shown(message)}")
     return typer.Exit(code)
 
 
@@ -83,7 +98,6 @@ def add(
     be decoded, or is already enrolled, is reported and skipped. Exit codes: 0 all enrolled,
     2 usage error (no such folder, nothing to enrol, bad encoder or registry), 3 some files skipped.
     """
-    from rich.markup import escape
     from rich.progress import Progress
 
     from mimicry.detector.registry import RegistryError
@@ -111,10 +125,10 @@ def add(
             raise _fail(str(exc)) from None
         total = reg.get_artist(report.artist).works
     for source, code, message in report.skipped:
-        out.print(f"[yellow]skipped[/] {escape(source)}: {code}: {escape(message)}")
+        out.print(f"[yellow]skipped[/] {_shown(source)}: {code}: {_shown(message)}")
     verb = "created" if report.created else "updated"
-    out.print(f"{verb} {escape(report.artist)}: {report.added} work(s) added, {len(report.skipped)} skipped, "
-              f"{total} enrolled in all ({escape(str(reg.path))})")
+    out.print(f"{verb} {_shown(report.artist)}: {report.added} work(s) added, {len(report.skipped)} skipped, "
+              f"{total} enrolled in all ({_shown(str(reg.path))})")
     raise typer.Exit(EXIT_SKIPPED if report.skipped else 0)
 
 
@@ -124,7 +138,6 @@ def list_(
     registry: RegistryOption = None,
 ) -> None:
     """List the enrolled artists with their number of works, consent note and creation time."""
-    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -136,11 +149,11 @@ def list_(
             typer.echo(json.dumps({"name": a.name, "works": a.works, "consent": a.consent, "created_at": a.created_at}))
         return
     if not artists:
-        out.print(f"no artists enrolled in {escape(str(reg.path))}")
+        out.print(f"no artists enrolled in {_shown(str(reg.path))}")
         return
     table = Table("artist", "works", "consent", "created")
     for a in artists:  # Text cells: names and notes are shown as written, never read as markup
-        table.add_row(Text(a.name), str(a.works), Text(a.consent), Text(a.created_at))
+        table.add_row(Text(_visible(a.name)), str(a.works), Text(_visible(a.consent)), Text(a.created_at))
     out.print(table)
 
 
@@ -153,8 +166,6 @@ def remove(
 
     NAME is found as it is stored, or in any form with the same letters (case, spaces, Unicode form).
     """
-    from rich.markup import escape
-
     from mimicry.detector.registry import RegistryError
 
     with _open_registry(registry) as reg:
@@ -163,7 +174,7 @@ def remove(
             n = reg.remove_artist(stored)
         except RegistryError as exc:
             raise _fail(str(exc)) from None
-    _console().print(f"removed {escape(stored)} and {n} work(s)")
+    _console().print(f"removed {_shown(stored)} and {n} work(s)")
 
 
 def check(
@@ -195,8 +206,6 @@ def check(
 def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str, registry: Optional[str],
            encoder: str) -> int:
     """``mimicry check``; returns the exit code (raises typer.Exit for a usage error)."""
-    from rich.markup import escape
-
     from mimicry.detector import Detector
     from mimicry.detector.bundle import ModelError
     from mimicry.detector.decode import DecodeError
@@ -233,15 +242,15 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
         typer.echo(json.dumps(result))
         return for_label(verdict.label)
     out = _console()
-    out.print(f"{escape(str(image))}: [bold]{verdict.label}[/] (P(mimicry) {verdict.score:.3f}, "
-              f"threshold {verdict.threshold:.3f}, model {escape(verdict.model)})")
+    out.print(f"{_shown(str(image))}: [bold]{verdict.label}[/] (P(mimicry) {verdict.score:.3f}, "
+              f"threshold {verdict.threshold:.3f}, model {_shown(verdict.model)})")
     if not n_artists:
         out.print("no artists enrolled: add some with `mimicry artists add NAME DIR`")
         return for_label(verdict.label)
-    heading = f"similarity to {escape(artist)}" if artist else f"closest enrolled styles (of {n_artists})"
+    heading = f"similarity to {_shown(artist)}" if artist else f"closest enrolled styles (of {n_artists})"
     out.print(f"{heading}; attributed at >= {enc.threshold:.3f}:")
     for m in matches:
         mark = "[bold red]match[/]" if m.passes else "no match"
-        near = ", ".join(f"{escape(Path(w.source).name)} {w.similarity:.3f}" for w in m.nearest_works)
-        out.print(f"  {escape(m.artist)}: {m.similarity:.3f} {mark}   nearest: {near}")
+        near = ", ".join(f"{_shown(Path(w.source).name)} {w.similarity:.3f}" for w in m.nearest_works)
+        out.print(f"  {_shown(m.artist)}: {m.similarity:.3f} {mark}   nearest: {near}")
     return for_label(verdict.label)
