@@ -70,6 +70,13 @@ def test_anonymous_detect_says_nothing_of_the_registry_by_default(default_servic
         nearest = full["evidence"]["artists"][0]["nearest_works"][0]
         assert nearest["source"] == REAL[0].name and nearest["sha256"] == hashlib.sha256(REAL[0].read_bytes()).hexdigest()
 
+    batch = {scope: c.post("/v1/detect/batch", files=files_of(REAL[:2]), headers={"X-API-Key": keys[scope]}).json()
+             for scope in ("detect", "enrol")}  # the caller reaches every image of a batch
+    assert [v["evidence"]["artists"][0]["artist"] for v in batch["detect"]["results"]] == ["Secret Artist"] * 2
+    assert secrets_in(str(batch["detect"])) == [REAL[0].name, REAL[1].name]  # the uploads' own names only
+    assert [v["evidence"]["artists"][0]["nearest_works"][0]["source"] for v in batch["enrol"]["results"]] == \
+        [REAL[0].name, REAL[1].name]
+
     bad = c.post("/v1/detect", files=query, headers={"X-API-Key": keys["admin"][:-3] + "xyz"})
     assert bad.status_code == 401  # a key that is sent is checked, even where none is needed
 
