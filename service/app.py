@@ -23,23 +23,25 @@ import asyncio
 import base64
 import hashlib
 import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
-from fastapi import Depends, FastAPI, Query, Request, Security
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from mimicry.detector.bundle import ModelError
-from mimicry.detector.decode import DecodeError
+from mimicry.detector.decode import DecodeError, decode_cost
 from mimicry.detector.detector import Detector
+from mimicry.detector.explain import ExplainPlan
+from mimicry.detector.preprocess import preprocess
 from mimicry.detector.registry import Registry
 from mimicry.detector.style import StyleEncoder
 from mimicry.detector.verdict import Verdict
@@ -52,15 +54,10 @@ from .metrics import Metrics
 from .schemas import BatchOut, ErrorBody, ExplainOut, Health, ModelOut, ModelsOut, VerdictOut
 from .settings import Settings
 from .uploads import Upload, read_images
+from .work import Lanes, LaneFull, gather_all, offload
 
 STATIC = Path(__file__).parent / "static"
-API_KEY_HEADER = "X-API-Key"
 DOCS_STATIC = "/docs-static"  # Swagger UI and ReDoc scripts, from the fastapi-offline package
-# The two ways to present a key, declared in the OpenAPI document (either one will do).
-_KEY_SCHEME = APIKeyHeader(name=API_KEY_HEADER, scheme_name="APIKeyHeader", auto_error=False,
-                           description="An API key made by `mimicry keys create`.")
-_BEARER_SCHEME = HTTPBearer(scheme_name="BearerKey", auto_error=False,
-                            description="The same API key, as `Authorization: Bearer <key>`.")
 
 _IMAGE_BODY = {
     "required": True,
@@ -90,9 +87,10 @@ class State:
         self.metrics = metrics
         self.detector: Detector | None = None
         self.batcher: MicroBatcher | None = None
-        self.decode_pool: ThreadPoolExecutor | None = None
+        self.lanes: Lanes | None = None
+        self.decode_pool: ThreadPoolExecutor | None = None  # the ordinary decode lane (registry work runs there too)
         self.keys: KeyStore | None = None
-        self.explaining = 0  # explain requests in progress (each is a batch of grid**2 + 1 images)
+        self.explaining = 0  # explain requests in progress (each is grid**2 + 1 forward passes)
         self.decoding = 0  # uploads being decoded: images on their way to the batcher
         self.style: StyleEncoder | None = None
         self.style_batcher: MicroBatcher | None = None
@@ -142,7 +140,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         det = await run_in_threadpool(Detector.from_dir, settings.model_dir,
                                       intra_op_threads=settings.intra_op_threads,
                                       max_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels)
-        state.decode_pool = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="decode")
+        state.lanes = Lanes(workers=settings.decode_workers, large_workers=settings.large_decode_workers,
+                            large_pixels=settings.large_image_pixels, large_queue_max=settings.large_queue_max)
+        state.decode_pool = state.lanes.small
         state.keys = KeyStore(settings.keys_db)
         batcher = MicroBatcher(det.predict_arrays, max_size=settings.batch_max_size,
                                max_wait_ms=settings.batch_max_wait_ms, max_queue=settings.queue_max,
@@ -172,7 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await state.style_batcher.stop()
             if state.registry is not None:
                 state.registry.close()
-            state.decode_pool.shutdown(wait=False, cancel_futures=True)
+            state.lanes.shutdown()
             state.keys.close()
 
     app = FastAPIOffline(
@@ -205,40 +205,85 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # ------------------------------------------------------------------ the work
 
-    async def verdict_for(det: Detector, upload: Upload, name: str) -> Verdict:
-        loop = asyncio.get_running_loop()
-        if settings.keep_uploads_dir is not None:
-            await loop.run_in_executor(state.decode_pool, _keep, settings.keep_uploads_dir, upload.data)
+    def overloaded(exc: Exception) -> APIError:
+        metrics.overloaded.inc()
+        return APIError("overloaded", f"the service is at capacity ({exc}); retry shortly",
+                        headers={"Retry-After": str(settings.retry_after_s)})
+
+    async def costs_of(det: Detector, uploads: list[Upload]) -> list[int]:
+        """Each upload's decode cost from its header (service/work.py); 413 past the request's budget."""
+        costs = await offload(state.lanes.small, lambda: [decode_cost(u.data, draft_size=det.config.size)
+                                                          for u in uploads])
+        if sum(costs) > settings.max_request_pixels:
+            raise APIError("too_many_pixels", f"the images of this request decode to {sum(costs):,} pixels; the "
+                                              f"limit per request is {settings.max_request_pixels:,}")
+        return costs
+
+    def decode_upload(det: Detector, data: bytes, attribute: bool):
+        """One decode for both models: the detector's input, the provenance signals and, when the caller
+        may see attribution and anyone is enrolled, the style encoder's input (the registry is asked
+        here, off the event loop)."""
+        image, signals = det.decode(data)
+        x = preprocess(image, det.config)
+        attribute = attribute and state.registry is not None and state.registry.has_works()
+        return x, signals, (state.style.prepare(image) if attribute else None)
+
+    async def verdict_for(det: Detector, upload: Upload, name: str, cost: int) -> Verdict:
         state.decoding += 1
         try:
-            loaded = await loop.run_in_executor(state.decode_pool, det.load, upload.data)
+            # Who the caller is lives in a context variable the lane's threads do not see: ask here.
+            attribute = state.registry is not None and artists.caller_view(settings) is not None
+            x, signals, sx = await state.lanes.run(cost, decode_upload, det, upload.data, attribute)
         except DecodeError as exc:
             metrics.images.labels(exc.code).inc()
             return det.error_verdict(name, exc.code, exc.message)
+        except LaneFull as exc:
+            raise overloaded(exc) from None
         finally:
             state.decoding -= 1
+        if settings.keep_uploads_dir is not None:  # only what decoded: random bytes are not kept
+            await offload(state.lanes.small, _keep, settings.keep_uploads_dir, upload.data)
         try:
-            logit = float(await state.batcher.submit(loaded.x))
+            logit = float(await state.batcher.submit(x))
         except Overloaded as exc:
-            metrics.overloaded.inc()
-            raise APIError("overloaded", f"the service is at capacity ({exc}); retry shortly",
-                           headers={"Retry-After": str(settings.retry_after_s)}) from None
-        verdict = det.verdict(name, logit, loaded.provenance)
-        if state.registry is not None and state.registry.has_works():
-            verdict.evidence.update(await artists.visible_matches(state, style_matches, upload.data))  # by caller
+            raise overloaded(exc) from None
+        verdict = det.verdict(name, logit, signals)
+        if sx is not None:
+            verdict.evidence.update(await artists.visible_matches(state, style_matches, sx))  # by caller
         metrics.images.labels(verdict.label).inc()
         return verdict
 
-    async def style_matches(data: bytes) -> list[dict]:
-        loop = asyncio.get_running_loop()
-        sx, _ = await loop.run_in_executor(state.decode_pool, state.style.load, data)
+    async def style_matches(sx: np.ndarray) -> list[dict]:
         try:
             embedding = await state.style_batcher.submit(sx)
         except Overloaded as exc:
-            metrics.overloaded.inc()
-            raise APIError("overloaded", f"the service is at capacity ({exc}); retry shortly",
-                           headers={"Retry-After": str(settings.retry_after_s)}) from None
-        return await loop.run_in_executor(state.decode_pool, artists.top_artists, state, embedding)
+            raise overloaded(exc) from None
+        return await offload(state.lanes.small, artists.top_artists, state, embedding)
+
+    async def explain_upload(request: Request, det: Detector, method: str, grid: int):
+        """The heatmap's forward passes go through the same bounded batcher as detections, a chunk at a
+        time, so that a detection waits for one chunk at most and no request runs a batch of its own."""
+        uploads = await read_images(request, settings.max_body_bytes, 1)
+        if len(uploads) != 1:
+            raise APIError("too_many_items", f"/v1/explain takes one image, got {len(uploads)}")
+        upload = uploads[0]
+        [cost] = await costs_of(det, uploads)
+        window = max(0.25, round(2.0 / grid, 4))  # windows overlap and cover the image
+        try:
+            plan = await state.lanes.run(cost, lambda: ExplainPlan(det, upload.data, method=method, grid=grid,
+                                                                   window=window, max_side=768,
+                                                                   name=upload.filename or "upload"))
+        except LaneFull as exc:
+            raise overloaded(exc) from None
+        logits: list[float] = []
+        step = settings.explain_chunk
+        for start in range(0, plan.size, step):
+            rows = await offload(state.lanes.small, plan.inputs, start, min(start + step, plan.size))
+            try:
+                logits += [float(v) for v in await gather_all(state.batcher.submit(r) for r in rows)]
+            except Overloaded as exc:
+                raise overloaded(exc) from None
+        return await offload(state.lanes.small, plan.finish, np.asarray(logits, np.float32))
 
     async def within_deadline(coro):
         try:
@@ -259,7 +304,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise APIError("too_many_items", f"/v1/detect takes one image, got {len(uploads)}; "
                                                  "use /v1/detect/batch for several")
             upload = uploads[0]
-            return await verdict_for(det, upload, upload.filename or "upload")
+            [cost] = await costs_of(det, uploads)
+            return await verdict_for(det, upload, upload.filename or "upload", cost)
 
         verdict = await within_deadline(work())
         if verdict.error_code is not None:
@@ -276,7 +322,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if len(uploads) > settings.max_batch_items:
                 raise APIError("too_many_items", f"{len(uploads)} images; the limit is {settings.max_batch_items}")
             names = [u.filename or f"<file #{i}>" for i, u in enumerate(uploads)]
-            return await asyncio.gather(*(verdict_for(det, u, n) for u, n in zip(uploads, names)))
+            costs = await costs_of(det, uploads)
+            return await gather_all(verdict_for(det, u, n, c) for u, n, c in zip(uploads, names, costs))
 
         verdicts = await within_deadline(work())
         return {"results": [v.to_dict() for v in verdicts]}
@@ -291,32 +338,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             method: str = Query("window", pattern="^(window|occlusion)$",
                                                 description="window: each window scored on its own; occlusion: "
                                                             "each window covered and the whole image scored"),
-                            grid: int = Query(8, ge=2, le=16, description="Windows per side."),
+                            grid: int = Query(8, ge=2, le=32, description="Windows per side (at most the "
+                                                                           "server's max_explain_grid, 16 by default)."),
                             format: str = Query("json", pattern="^(json|png)$")):
-        from mimicry.detector.explain import explain
-
+        if grid > settings.max_explain_grid:
+            raise APIError("bad_request", f"grid {grid} is over this server's limit of {settings.max_explain_grid}")
         if state.explaining >= settings.max_concurrent_explain:
             metrics.overloaded.inc()
             raise APIError("overloaded", f"{state.explaining} heatmaps are being computed; retry shortly",
                            headers={"Retry-After": str(settings.retry_after_s)})
-        state.explaining += 1
+        state.explaining += 1  # held until every part of the work has ended (service/work.py: offload)
         try:
-            async def work():
-                uploads = await read_images(request, settings.max_body_bytes, 1)
-                if len(uploads) != 1:
-                    raise APIError("too_many_items", f"/v1/explain takes one image, got {len(uploads)}")
-                upload = uploads[0]
-                loop = asyncio.get_running_loop()
-                window = max(0.25, round(2.0 / grid, 4))  # windows overlap and cover the image
-                return await loop.run_in_executor(
-                    state.decode_pool, lambda: explain(det, upload.data, method=method, grid=grid, window=window,
-                                                       max_side=768, name=upload.filename or "upload"))
-
-            try:
-                ex = await within_deadline(work())
-            except DecodeError as exc:
-                metrics.images.labels(exc.code).inc()
-                return errors.error_response(exc.code, exc.message, errors.DECODE_STATUS[exc.code])
+            ex = await within_deadline(explain_upload(request, det, method, grid))
+        except DecodeError as exc:
+            metrics.images.labels(exc.code).inc()
+            return errors.error_response(exc.code, exc.message, errors.DECODE_STATUS[exc.code])
         finally:
             state.explaining -= 1
         metrics.images.labels(ex.verdict.label).inc()
@@ -362,13 +398,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _keep(directory: Path, data: bytes) -> None:
-    """Store an upload by content hash (only when the operator set ``keep_uploads_dir``)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Store a decoded upload by content hash (only when the operator set ``keep_uploads_dir``): owner-only
+    files (0600) in an owner-only folder, written under a unique temporary name and renamed, so identical
+    uploads at once both succeed and a reader never sees half a file."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / hashlib.sha256(data).hexdigest()
-    if not path.exists():
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(data)
+    if path.exists():
+        return
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _package_version() -> str:

@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(32, ge=1, description="Most images in one /v1/detect/batch request.")
     request_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline; past it the answer is 504.")
 
+    # Cost per request (service/work.py): what an image costs is the pixels its decode makes (from its header)
+    max_request_pixels: int = Field(160_000_000, ge=1, description="Largest decode cost of one request, all its "
+                                                                  "images together, in pixels; more is 413.")
+    large_image_pixels: int = Field(8_000_000, ge=1, description="Images that decode to more pixels than this go "
+                                                                 "to the large-image lane.")
+    large_decode_workers: int = Field(1, ge=1, description="Threads of the large-image lane (each holds one large "
+                                                           "decode in memory).")
+    large_queue_max: int = Field(64, ge=1, description="Large images waiting for their lane; beyond it 503.")
+    explain_chunk: int = Field(8, ge=1, description="Heatmap windows sent to the model queue at a time, so that "
+                                                     "detections waiting behind a heatmap wait for one chunk only.")
+    max_explain_grid: int = Field(16, ge=2, le=32, description="Largest heatmap grid (grid**2 + 1 forward passes).")
+
     # Micro-batching
     batch_max_size: int = Field(4, ge=1, description="Most images per onnxruntime call (1 turns batching off). "
                                                       "4 was best on a 2-core CPU (BENCHMARKS.md); raise it on a GPU.")

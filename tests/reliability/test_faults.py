@@ -63,13 +63,13 @@ def test_a_tampered_model_is_refused_by_serve_and_scan_naming_its_sha256(tmp_pat
     assert "sha256" in (scan.stderr + scan.stdout) and expected_sha in (scan.stderr + scan.stdout)
 
 
-def _jpegs(n: int) -> list[bytes]:
+def _jpegs(n: int, seed: int = 5) -> list[bytes]:
     import io
 
     import numpy as np
     from PIL import Image
 
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         arr = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
@@ -90,12 +90,15 @@ def test_service_killed_mid_enrolment_leaves_the_registry_consistent(tmp_path):
     from mimicry.service.keys import KeyStore
 
     registry = tmp_path / "registry.sqlite3"
-    key, _ = KeyStore(tmp_path / "keys.sqlite3").create("admin")
-    images = _jpegs(40)
-    files = [("files", (f"w{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
+    key, _ = KeyStore(tmp_path / "keys.sqlite3").create("enroller", scope="enrol")
     outcomes = []
     # Kills at growing delays, the last one after the response: that enrolment must survive the kill.
+    # Each attempt has its own images (a file belongs to one artist). Most of these kills land before or
+    # after the write transaction, which lasts milliseconds after seconds of embedding:
+    # test_registry_killed_inside_the_write_transaction_keeps_all_or_nothing kills inside it.
     for attempt, delay in enumerate((0.2, 0.6, 1.2, 2.5, None)):
+        images = _jpegs(40, seed=attempt)
+        files = [("files", (f"w{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
         srv = ServeProcess(tmp_path, env={"MIMICRY_REGISTRY": str(registry)}).wait_ready()
         headers = {"X-API-Key": key}
         name = f"artist {attempt}"
@@ -125,3 +128,72 @@ def test_service_killed_mid_enrolment_leaves_the_registry_consistent(tmp_path):
         outcomes.append(works)
     assert outcomes[-1] == len(images), "an enrolment that was answered must survive a kill -9"
     print(f"\nkill -9 during enrolment at 0.2/0.6/1.2/2.5 s and after the answer: works {outcomes}")
+
+
+_SLOW_ENROLMENT = """
+import sys, time
+from pathlib import Path
+from mimicry.detector.registry import Registry
+from mimicry.detector.style import StyleEncoder
+
+registry, encoder, commit_each = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
+files = sorted(Path(sys.argv[4]).glob("*.jpg"))
+reg = Registry.open(registry)
+real = reg._execute
+inserted = 0
+
+def slow_execute(sql, params=()):
+    # every row of works takes 0.2 s to write, so the kill lands inside the write transaction
+    global inserted
+    out = real(sql, params)
+    if sql.lstrip().upper().startswith("INSERT INTO WORKS"):
+        inserted += 1
+        if commit_each:  # the control: as if there were no transaction
+            reg._conn.commit()
+        print(f"inserted {inserted}", flush=True)
+        time.sleep(0.2)
+    return out
+
+reg._execute = slow_execute
+reg.enrol("Ann", files, StyleEncoder.from_dir(encoder))
+print("done", flush=True)
+"""
+
+
+def _kill_during_inserts(tmp_path, commit_each: bool) -> int:
+    """Enrol 12 works through a registry whose row writes are slow, kill -9 it after the 5th row is
+    written, and return how many works the registry holds afterwards (checking its integrity)."""
+    import sqlite3
+
+    from mimicry.detector.registry import Registry
+
+    folder = tmp_path / ("control" if commit_each else "real")
+    (folder / "works").mkdir(parents=True)
+    for i, data in enumerate(_jpegs(12, seed=40 + commit_each)):
+        (folder / "works" / f"w{i:02d}.jpg").write_bytes(data)
+    registry = folder / "registry.sqlite3"
+    with Registry.open(registry) as reg:
+        reg.add_artist("Ann")
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_ENROLMENT, str(registry), str(ROOT / "models" / "style-encoder"),
+                              "1" if commit_each else "0", str(folder / "works")],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    seen = []
+    for line in child.stdout:
+        seen.append(line.strip())
+        if line.strip() == "inserted 5":
+            child.send_signal(signal.SIGKILL)
+            break
+    child.wait(30)
+    assert "inserted 5" in seen and "done" not in seen, f"the kill did not land inside the write: {seen}"
+    with sqlite3.connect(registry) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    with Registry.open(registry) as reg:
+        return reg.get_artist("Ann").works
+
+
+def test_registry_killed_inside_the_write_transaction_keeps_all_or_nothing(tmp_path):
+    # The control shows the kill lands mid-write: committed row by row, 5 of 12 works survive it.
+    assert _kill_during_inserts(tmp_path, commit_each=True) == 5
+    # The registry's own transaction: none of them do.
+    assert _kill_during_inserts(tmp_path, commit_each=False) == 0

@@ -1,0 +1,185 @@
+"""The cost model of a request (service/work.py): budgets from the header, one decode, heatmaps through the
+shared batcher, work that ends when its request does, kept uploads only when they decode. Each test here
+failed on the service before the cost model (issue 17)."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from service_fixtures import EXAMPLES, ROOT
+
+from mimicry.detector import decode as decode_module
+from mimicry.detector.registry import Registry
+from mimicry.detector.style import StyleEncoder
+from mimicry.service import app as app_module
+from mimicry.service.app import create_app
+
+
+def png(w: int, h: int, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def flat_png(w: int, h: int) -> bytes:
+    """Large in pixels, tiny in bytes: what a decompression-cost attack sends."""
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 180, 150)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def batch_files(blobs):
+    return [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(blobs)]
+
+
+def test_a_batch_over_the_pixel_budget_is_refused_before_any_decode(make_settings):
+    settings = make_settings(max_request_pixels=1_000_000)
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/detect/batch", files=batch_files([png(600, 600, i) for i in range(3)]))  # 1.08 MP
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_many_pixels"
+        assert "1,080,000" in r.json()["error"]["message"]
+        assert c.post("/v1/detect/batch", files=batch_files([png(600, 600, i) for i in range(2)])).status_code == 200
+
+
+def test_a_large_jpeg_costs_what_its_draft_decode_makes(make_settings):
+    """A 12-MP phone photo decodes at 1/8 scale: it must not count as 12 MP against the budget."""
+    buf = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (90, 120, 30)).save(buf, "JPEG")
+    with TestClient(create_app(make_settings(max_request_pixels=1_000_000))) as c:
+        assert c.post("/v1/detect", files={"file": ("photo.jpg", buf.getvalue(), "image/jpeg")}).status_code == 200
+
+
+def test_heatmap_windows_go_through_the_shared_batcher_in_small_batches(make_settings, example_bytes):
+    with TestClient(create_app(make_settings(batch_max_size=4, explain_chunk=8))) as c:
+        name, data = example_bytes[0]
+        r = c.post("/v1/explain?grid=16", files={"file": (name, data, "image/png")})
+        assert r.status_code == 200, r.text
+        hist = c.app.state.mimicry.metrics.batch_size
+        samples = {s.name: s.value for m in hist.collect() for s in m.samples}
+        # 16 x 16 windows + the image: 257 rows, none in a model call of more than 4
+        assert samples["mimicry_batch_size_sum"] == 257
+        buckets = {s.labels["le"]: s.value for m in hist.collect() for s in m.samples if s.name.endswith("_bucket")}
+        at_most_4 = max(v for le, v in buckets.items() if le != "+Inf" and float(le) <= 4)
+        assert at_most_4 == samples["mimicry_batch_size_count"]
+
+
+def test_the_heatmap_grid_is_capped_by_the_server(make_settings, example_bytes):
+    with TestClient(create_app(make_settings(max_explain_grid=8))) as c:
+        name, data = example_bytes[0]
+        r = c.post("/v1/explain?grid=12", files={"file": (name, data, "image/png")})
+        assert r.status_code == 400 and "limit of 8" in r.json()["error"]["message"]
+
+
+def test_past_its_deadline_a_request_leaves_no_work_running(make_settings):
+    """The 504 comes when the decode has ended, not while it goes on in a thread (the concurrency slot
+    is held until then): after the answer the server spends no more CPU on the request."""
+    big = flat_png(6300, 6300)  # about 1 s of decoding, 39.7 MP
+    with TestClient(create_app(make_settings(request_timeout_s=0.05))) as c:
+        r = c.post("/v1/explain", files={"file": ("big.png", big, "image/png")})
+        assert r.status_code == 504
+        cpu0 = time.process_time()
+        time.sleep(1.2)
+        after = time.process_time() - cpu0
+        assert c.app.state.mimicry.explaining == 0
+    assert after < 0.15, f"{after:.2f} s of CPU spent after the 504"
+
+
+def test_one_decode_serves_the_detector_and_the_style_encoder(make_settings, tmp_path, monkeypatch):
+    registry = Registry.open(tmp_path / "r.sqlite3")
+    registry.add_artist("Ann")
+    registry.enrol("Ann", EXAMPLES[:2], StyleEncoder.from_dir(ROOT / "models" / "style-encoder"))
+    registry.close()
+    decodes = []
+    real = decode_module._decode_stream
+
+    def counting(*args, **kwargs):
+        decodes.append(1)
+        return real(*args, **kwargs)
+
+    with TestClient(create_app(make_settings(registry=tmp_path / "r.sqlite3", show_artists_to_anonymous=True))) as c:
+        data = EXAMPLES[3].read_bytes()
+        monkeypatch.setattr(decode_module, "_decode_stream", counting)
+        r = c.post("/v1/detect", files={"file": ("x.png", data, "image/png")})
+        monkeypatch.undo()
+        assert r.status_code == 200 and "artists" in r.json()["evidence"]
+    assert len(decodes) == 1
+
+
+def test_the_registry_is_not_asked_on_the_event_loop(make_settings, tmp_path, example_bytes):
+    """A slow registry (a database waiting on a lock) slows attribution, never the loop: /healthz stays fast."""
+    registry = Registry.open(tmp_path / "r.sqlite3")
+    registry.add_artist("Ann")
+    registry.enrol("Ann", EXAMPLES[:1], StyleEncoder.from_dir(ROOT / "models" / "style-encoder"))
+    registry.close()
+    with TestClient(create_app(make_settings(registry=tmp_path / "r.sqlite3", show_artists_to_anonymous=True))) as c:
+        state = c.app.state.mimicry
+        real = state.registry.has_works
+
+        def slow_has_works():
+            time.sleep(1.5)
+            return real()
+
+        state.registry.has_works = slow_has_works
+        name, data = example_bytes[0]
+        done = {}
+        t = threading.Thread(target=lambda: done.update(r=c.post("/v1/detect", files={"file": (name, data)})))
+        t.start()
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        assert c.get("/healthz").status_code == 200
+        healthz = time.perf_counter() - t0
+        t.join()
+        assert done["r"].status_code == 200
+    assert healthz < 0.5, f"/healthz took {healthz:.2f} s behind a slow registry"
+
+
+def test_kept_uploads_are_decoded_images_only_owner_readable(make_settings, tmp_path, example_bytes):
+    keep = tmp_path / "kept"
+    with TestClient(create_app(make_settings(keep_uploads_dir=keep))) as c:
+        assert c.post("/v1/detect", content=os.urandom(5000), headers={"Content-Type": "image/png"}).status_code in (415, 422)
+        assert not keep.exists() or not any(keep.iterdir()), "undecodable bytes were kept"
+        name, data = example_bytes[0]
+        assert c.post("/v1/detect", files={"file": (name, data, "image/png")}).status_code == 200
+    files = list(keep.iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == data
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE(keep.stat().st_mode) == 0o700
+
+
+def test_identical_uploads_kept_at_once_all_succeed(tmp_path):
+    data = png(64, 64)
+    barrier = threading.Barrier(16)
+    errors = []
+
+    def keep():
+        barrier.wait()
+        try:
+            app_module._keep(tmp_path / "kept", data)
+        except Exception as exc:  # the old temporary name was shared: os.replace raced
+            errors.append(exc)
+
+    threads = [threading.Thread(target=keep) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [p.read_bytes() for p in (tmp_path / "kept").iterdir()] == [data]
+
+
+@pytest.mark.parametrize("length", [71, 300])
+def test_an_overlong_multipart_boundary_is_a_clear_400(client, length):
+    boundary = "b" * length
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n\r\n"
+            f"abc\r\n--{boundary}--\r\n").encode()
+    r = client.post("/v1/detect", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 400 and "boundary" in r.json()["error"]["message"]
