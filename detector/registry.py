@@ -502,7 +502,9 @@ class Registry:
         seen: set[str] = set()
         for start in range(0, len(sources), batch_size):
             chunk = sources[start:start + batch_size]
-            for offset, (src, result) in enumerate(zip(chunk, encoder.embed_with_images(chunk))):
+            # Images come back thumbnail-sized: a chunk holds one full-size decode at a time.
+            for offset, (src, result) in enumerate(zip(chunk, encoder.embed_with_images(
+                    chunk, image_side=THUMBNAIL_SIDE * 4))):
                 label = labels[start + offset] if labels is not None else _source_label(src, start + offset)
                 if isinstance(result, Exception):
                     report.skipped.append((label, getattr(result, "code", "error"), str(result)))

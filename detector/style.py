@@ -215,13 +215,16 @@ class StyleEncoder:
             raise result
         return result
 
-    def embed_with_images(self, sources: Iterable[Source], batch_size: int = 32) -> list:
+    def embed_with_images(self, sources: Iterable[Source], batch_size: int = 32, *,
+                          image_side: int | None = None) -> list:
         """For enrolment: per source ``(embedding, decoded image, bytes)`` or a DecodeError. The bytes
         are the file's own for paths and encoded inputs, a PNG of the pixels for images and arrays,
-        so their sha256 identifies the work."""
-        return self._run(sources, batch_size, keep=True)
+        so their sha256 identifies the work. With ``image_side`` the decoded image is shrunk to at
+        most that many pixels on its longer side as soon as the encoder's input is made, so a batch
+        never holds more than one full-size decode."""
+        return self._run(sources, batch_size, keep=True, image_side=image_side)
 
-    def _run(self, sources: Iterable[Source], batch_size: int, keep: bool) -> list:
+    def _run(self, sources: Iterable[Source], batch_size: int, keep: bool, image_side: int | None = None) -> list:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         sources = list(sources)
@@ -236,6 +239,8 @@ class StyleEncoder:
                         buf = io.BytesIO()
                         image.save(buf, format="PNG")
                         raw = buf.getvalue()
+                    if image_side is not None:
+                        image.thumbnail((image_side, image_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
                     loaded.append((x, image, raw))
                 except DecodeError as exc:
                     loaded.append(exc)

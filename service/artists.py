@@ -20,6 +20,7 @@ keys, which may read them from the registry anyway.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,12 +28,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from mimicry.detector.decode import decode_cost
 from mimicry.detector.registry import ArtistMatch, RegistryError
 
 from . import auth
 from .errors import APIError
 from .schemas import ErrorBody
 from .uploads import read_images
+from .work import offload
 
 if TYPE_CHECKING:
     from .app import State
@@ -115,7 +118,7 @@ async def visible_matches(state: State, style_matches, prepared) -> dict:
     return {"artists": matches}
 
 
-_ERRORS = {s: {"model": ErrorBody} for s in (400, 401, 404, 409, 413, 503)}
+_ERRORS = {s: {"model": ErrorBody} for s in (400, 401, 404, 409, 413, 503, 504)}
 _IMAGES_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
     "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}, "required": ["files"]}}}}
 
@@ -191,11 +194,34 @@ def router(state: State, require_key=None) -> APIRouter:
             raise APIError("too_many_items", f"{len(uploads)} images; the limit is {state.settings.max_enrol_items}")
         # Works are named by their upload file names (in the database and the skipped list).
         names = [u.filename or f"<file #{i}>" for i, u in enumerate(uploads)]
+        settings, lanes = state.settings, state.lanes
+        if lanes.enrolling >= settings.max_concurrent_enrol:
+            state.metrics.overloaded.inc()
+            raise APIError("overloaded", f"{lanes.enrolling} enrolments are in progress; retry shortly",
+                           headers={"Retry-After": str(settings.retry_after_s)})
+        size = state.style.config.size
+        cost = sum(await in_thread(lambda: [decode_cost(u.data, draft_size=size) for u in uploads]))
+        if cost > settings.max_request_pixels:
+            raise APIError("too_many_pixels", f"the images of this request decode to {cost:,} pixels; the limit "
+                                              f"per request is {settings.max_request_pixels:,}")
+        deadline = time.monotonic() + settings.enrol_timeout_s
+
+        def check_deadline(stage: str, done: int, total: int) -> None:  # between chunks, and between rows
+            if time.monotonic() > deadline:
+                raise _PastDeadline()
+
+        lanes.enrolling += 1
         try:
-            report = await in_thread(reg.enrol, name, [u.data for u in uploads], state.style, create=False,
-                                     labels=names)
+            report = await offload(lanes.enrol, lambda: reg.enrol(name, [u.data for u in uploads], state.style,
+                                                                  create=False, labels=names, batch_size=8,
+                                                                  progress=check_deadline))
         except RegistryError as exc:
             raise not_found_or_conflict(exc) from None
+        except _PastDeadline:
+            raise APIError("timeout", f"the enrolment took longer than {settings.enrol_timeout_s:g} s; "
+                                      "nothing was added") from None
+        finally:
+            lanes.enrolling -= 1
         try:
             works = (await in_thread(reg.get_artist, report.artist)).works
         except RegistryError as exc:  # removed by another request since
@@ -218,6 +244,10 @@ def router(state: State, require_key=None) -> APIRouter:
         return {"artist": stored, "removed_works": n}
 
     return r
+
+
+class _PastDeadline(Exception):
+    """An enrolment ran past its deadline (raised between chunks; in the write, it rolls back)."""
 
 
 def top_artists(state: State, embedding: np.ndarray) -> list[dict]:

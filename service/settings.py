@@ -80,6 +80,10 @@ class Settings(BaseSettings):
                                                                "a key; detect keys always see them, enrol and admin "
                                                                "keys also the nearest works.")
     max_enrol_items: int = Field(64, ge=1, description="Most images in one POST /v1/artists/{name}/works.")
+    max_concurrent_enrol: int = Field(2, ge=1, description="Enrolments running or waiting (they run one at a "
+                                                            "time, on a thread of their own); more get 503.")
+    enrol_timeout_s: float = Field(120.0, gt=0, description="Deadline of one enrolment, waiting included; past it "
+                                                             "nothing is added and the answer is 504.")
 
     # Uploads are kept only when the operator asks.
     keep_uploads_dir: Path | None = Field(None, description="If set, uploads are stored here by sha256.")

@@ -13,6 +13,8 @@ at full size). The service budgets by it:
 - **memory given back**: after a large decode the C heap is trimmed (glibc ``malloc_trim``), so the
   hundreds of megabytes Pillow used for one image return to the system instead of staying in the
   process's arenas;
+- **enrolment apart**: an enrolment runs on a thread of its own, one at a time (a few may wait), keeps one
+  full-size decode in memory at a time, and stops at its deadline (nothing is written then);
 - **cancellation waits for the work**: :func:`offload` cancels work that has not started; work already
   running in a thread cannot be stopped, so the caller waits for its end before giving up. A request
   past its deadline therefore holds its concurrency slot (and the lane's count) until its work has truly
@@ -98,6 +100,10 @@ class Lanes:
     def __init__(self, *, workers: int, large_workers: int, large_pixels: int, large_queue_max: int):
         self.small = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         self.large = ThreadPoolExecutor(max_workers=large_workers, thread_name_prefix="decode-large")
+        # Enrolments (seconds of decoding and embedding each) run one at a time on a thread of their own,
+        # never on the threads that decode uploads.
+        self.enrol = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrol")
+        self.enrolling = 0  # enrolments queued or running
         self.large_pixels = large_pixels
         self.large_queue_max = large_queue_max
         self.large_pending = 0  # large images queued or decoding
@@ -119,8 +125,8 @@ class Lanes:
             self.large_pending -= 1
 
     def shutdown(self) -> None:
-        self.small.shutdown(wait=False, cancel_futures=True)
-        self.large.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.small, self.large, self.enrol):
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class LaneFull(Exception):

@@ -58,3 +58,24 @@ def test_decode_errors_are_specific(encoder, tmp_path):
     with pytest.raises(DecodeError) as info:
         small.embed_one(p)
     assert info.value.code == "too_large"
+
+
+def test_enrolment_images_come_back_small_and_embeddings_unchanged(encoder):
+    """An enrolment keeps one full-size decode at a time: the images it keeps for thumbnails are shrunk
+    as soon as the encoder's input is made, and the embeddings are those of the full images."""
+    import io
+
+    rng = np.random.default_rng(3)
+    works = []
+    for size in ((1600, 1200), (500, 2000), (300, 200)):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+        works.append(buf.getvalue())
+    full = encoder.embed_with_images(works)
+    small = encoder.embed_with_images(works, image_side=384)
+    for (emb_full, img_full, raw_full), (emb_small, img_small, raw_small) in zip(full, small):
+        assert np.array_equal(emb_full, emb_small) and raw_full == raw_small
+        if max(img_full.size) > 384:
+            assert max(img_small.size) == 384
+        else:
+            assert img_small.size == img_full.size

@@ -183,3 +183,48 @@ def test_an_overlong_multipart_boundary_is_a_clear_400(client, length):
             f"abc\r\n--{boundary}--\r\n").encode()
     r = client.post("/v1/detect", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert r.status_code == 400 and "boundary" in r.json()["error"]["message"]
+
+
+def _enrol_client(make_settings, tmp_path, **overrides):
+    from mimicry.service.keys import KeyStore
+
+    settings = make_settings(registry=tmp_path / "r.sqlite3", **overrides)
+    key, _ = KeyStore(settings.keys_db).create("enroller", scope="enrol")
+    client = TestClient(create_app(settings))
+    client.headers["X-API-Key"] = key
+    return client
+
+
+def test_an_enrolment_past_its_deadline_adds_nothing(make_settings, tmp_path):
+    with _enrol_client(make_settings, tmp_path, enrol_timeout_s=0.01) as c:
+        assert c.post("/v1/artists", json={"name": "Ann"}).status_code == 201
+        r = c.post("/v1/artists/Ann/works", files=batch_files([png(300, 300, i) for i in range(12)]))
+        assert r.status_code == 504 and "nothing was added" in r.json()["error"]["message"]
+        assert c.get("/v1/artists/Ann").json()["works"] == 0
+
+
+def test_enrolments_beyond_the_limit_are_503_not_queued(make_settings, tmp_path):
+    with _enrol_client(make_settings, tmp_path, max_concurrent_enrol=1) as c:
+        assert c.post("/v1/artists", json={"name": "Ann"}).status_code == 201
+        results = {}
+
+        def enrol(tag, seed):
+            files = batch_files([png(400, 400, seed + i) for i in range(24)])
+            results[tag] = c.post("/v1/artists/Ann/works", files=files)
+
+        first = threading.Thread(target=enrol, args=("first", 0))
+        first.start()
+        deadline = time.monotonic() + 30
+        while c.app.state.mimicry.lanes.enrolling == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        enrol("second", 100)
+        first.join()
+        assert results["first"].status_code == 200 and results["first"].json()["added"] == 24
+        assert results["second"].status_code == 503 and "Retry-After" in results["second"].headers
+
+
+def test_an_enrolment_over_the_pixel_budget_is_refused_before_decoding(make_settings, tmp_path):
+    with _enrol_client(make_settings, tmp_path, max_request_pixels=500_000) as c:
+        assert c.post("/v1/artists", json={"name": "Ann"}).status_code == 201
+        r = c.post("/v1/artists/Ann/works", files=batch_files([png(600, 600, i) for i in range(2)]))
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_many_pixels"
