@@ -57,6 +57,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
@@ -356,6 +357,10 @@ class Registry:
         self.path = path  # the SQLite file, or the PostgreSQL URL without its password
         self._aggregate = aggregate
         self._lock = threading.RLock()
+        # Writers wait for another connection's write lock on this, which lets go of _lock while waiting:
+        # reads (the attribution of every upload) never wait behind a writer that waits for the database.
+        self._write_turn = threading.Condition(self._lock)
+        self.write_timeout = 30.0  # seconds a write waits for another connection's write lock
         self._index: _Index | None = None
         self._index_version: tuple[int, int] | None = None
         self._writes = 0
@@ -409,7 +414,9 @@ class Registry:
             conn.close()
             raise
         reconnect = (lambda: dialect.connect(location, timeout)) if dialect is not SQLITE else None
-        return cls(conn, where, aggregate, dialect=dialect, reconnect=reconnect)
+        registry = cls(conn, where, aggregate, dialect=dialect, reconnect=reconnect)
+        registry.write_timeout = timeout
+        return registry
 
     def close(self) -> None:
         with self._lock:
@@ -804,7 +811,15 @@ class _Transaction:
 
     def __enter__(self):
         reg = self.registry
-        reg._reconnecting(lambda: reg._dialect.begin_write(reg._conn))  # nothing done yet: safe to retry
+        # Another connection may hold the database's write lock (another process, another replica): wait
+        # for it in short tries, letting go of the registry's lock in between (Condition.wait releases it
+        # however deep it is held), so that reads go on meanwhile. Nothing is done yet: safe to retry.
+        deadline = time.monotonic() + reg.write_timeout
+        while not reg._reconnecting(lambda: reg._dialect.try_begin_write(reg._conn)):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise reg._dialect.write_lock_timeout(str(reg.path), reg.write_timeout)
+            reg._write_turn.wait(min(0.05, left))
         reg._in_transaction = True
         return self
 
@@ -824,6 +839,7 @@ class _Transaction:
                 dialect.rollback(conn)
         finally:
             reg._in_transaction = False
+            reg._write_turn.notify_all()
 
 
 # ----------------------------------------------------------------------------- schema

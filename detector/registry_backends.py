@@ -64,6 +64,16 @@ class Dialect:
         """Open a transaction that writes, once no other connection is writing."""
         raise NotImplementedError
 
+    def try_begin_write(self, conn) -> bool:
+        """Open a write transaction if no other connection is writing now, without waiting: True if it
+        is open, False if another writer holds the lock (nothing is left open then)."""
+        raise NotImplementedError
+
+    def write_lock_timeout(self, where: str, seconds: float) -> Exception:
+        """The error for a write that waited ``seconds`` for another writer: this database's own
+        "locked" error type, so that callers handle it as they handle the database's."""
+        raise NotImplementedError
+
     def begin_snapshot(self, conn) -> None:
         """Open a read-only transaction: every statement in it sees the same committed state."""
         conn.execute("BEGIN")
@@ -140,6 +150,22 @@ class SQLiteDialect(Dialect):
     def begin_write(self, conn) -> None:
         conn.execute("BEGIN IMMEDIATE")
 
+    def try_begin_write(self, conn) -> bool:
+        busy = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {busy}")
+
+    def write_lock_timeout(self, where: str, seconds: float) -> Exception:
+        return sqlite3.OperationalError(f"database is locked: {where} waited {seconds:g} s for another writer")
+
     def data_version(self, conn) -> int:
         return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
@@ -198,6 +224,16 @@ class PostgresDialect(Dialect):
     def begin_write(self, conn) -> None:
         conn.execute("BEGIN")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+
+    def try_begin_write(self, conn) -> bool:
+        conn.execute("BEGIN")
+        if conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()[0]:
+            return True
+        conn.execute("ROLLBACK")
+        return False
+
+    def write_lock_timeout(self, where: str, seconds: float) -> Exception:
+        return self._psycopg.errors.LockNotAvailable(f"{where} waited {seconds:g} s for another writer")
 
     def begin_snapshot(self, conn) -> None:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

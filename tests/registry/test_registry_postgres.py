@@ -165,13 +165,21 @@ def test_write_transactions_of_replicas_run_one_at_a_time(db, encoder, portfolio
     t1.start()
     try:
         assert inside.wait(timeout=60), "the first enrolment never reached its write stage"
-        t2 = threading.Thread(target=enrol, args=("second", second, ink[3:]))
+        stages = []
+        embedded = threading.Event()
+
+        def watch(stage, done, total):
+            stages.append(stage)
+            if stage == "embed" and done == total:
+                embedded.set()
+
+        t2 = threading.Thread(target=enrol, args=("second", second, ink[3:], watch))
         t2.start()
-        with _connect(db) as watcher:  # the second replica is seen queued on the advisory lock
-            deadline = time.monotonic() + 30
-            while not watcher.execute("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone():
-                assert time.monotonic() < deadline and t2.is_alive(), "the second enrolment did not wait"
-                time.sleep(0.02)
+        # The second replica has embedded its works and waits for the advisory lock (tried without blocking,
+        # so that the registry's own lock is free for reads meanwhile): it does not write.
+        assert embedded.wait(timeout=60), "the second enrolment never finished embedding"
+        time.sleep(0.5)
+        assert t2.is_alive() and "write" not in stages, "the second enrolment did not wait"
     finally:
         release.set()
         t1.join()
