@@ -4,7 +4,8 @@
 const $ = (id) => document.getElementById(id);
 const BANDS = {
   "human": "Looks like human work to this model.",
-  "uncertain": "The model cannot tell. Treat this as no answer, not as an accusation.",
+  "uncertain": "The score is above the range the model calls human but below its flag threshold: not " +
+    "enough evidence either way. Treat this as no answer, not as an accusation.",
   "ai-mimicry": "The model says this is likely AI-generated mimicry.",
 };
 
@@ -19,7 +20,8 @@ function showVerdict(v) {
   verdict.textContent = v.label === "ai-mimicry" ? "Likely AI mimicry" : v.label === "human" ? "Likely human" : "Uncertain";
   verdict.className = v.label;
   verdict.dataset.label = v.label;
-  $("score").textContent = pct(v.score) + " probability of AI mimicry";
+  // A calibrated score, read against the threshold: "89% probability" beside "uncertain" read as a contradiction.
+  $("score").textContent = `${pct(v.score)} (the model flags ${pct(v.threshold)} and above)`;
   const declared = v.evidence && v.evidence.label_reason === "declared-ai-by-metadata";
   $("band").textContent = declared ? `${v.label}: the file's own metadata says a generative model made it.`
     : `${v.label}: ${BANDS[v.label] || ""}`;
