@@ -15,10 +15,11 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt locks every package under the extras to the versions tested (see its header).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[train,serve,scale,postgres,dev]'
+	$(VENV)/bin/pip install --quiet -c constraints.txt --upgrade pip
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[train,serve,scale,postgres,dev]'
 	touch $@
 
 # Main job: the bundled detector on the bundled examples (real works and mimicry it never saw).

@@ -64,17 +64,23 @@ def serve(
     except ModelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    from mimicry.service import server
+
+    # Room for connections: the soft open-file limit up to the hard one (--workers processes inherit it);
+    # the connection limits are then set under it (service/server.py).
+    server.raise_fd_limit()
+    options = server.uvicorn_options(settings)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                    timeout_keep_alive=5)
+        uvicorn.run(server.service_app(create_app(settings)), host=settings.host, port=settings.port,
+                    log_level=log_level, **options)
         return
     # Several processes: each builds its app from the environment, so the options travel there.
     import os
 
     for field, value in overrides.items():
         os.environ[f"MIMICRY_{field.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    uvicorn.run("mimicry.service.app:create_app", factory=True, host=settings.host, port=settings.port,
-                workers=workers, log_level=log_level, timeout_keep_alive=5)
+    uvicorn.run("mimicry.service.server:create_app", factory=True, host=settings.host, port=settings.port,
+                workers=workers, log_level=log_level, **options)
 
 
 def _store(db: Path | None):

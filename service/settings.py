@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     max_concurrent_explain: int = Field(2, ge=1, description="Heatmaps computed at once (each is a batch of "
                                                               "grid**2 + 1 images); more get 503.")
 
+    # Connections (service/server.py): defaults meant for running behind a proxy or load balancer.
+    keep_alive_timeout_s: float = Field(75.0, gt=0, description="Idle keep-alive connections (and new ones that "
+                                                                 "send nothing) are closed after this; keep it "
+                                                                 "above the proxy's idle timeout (often 60 s).")
+    header_timeout_s: float = Field(10.0, gt=0, description="A request whose headers are not complete this long "
+                                                             "after its first byte is answered 408 and closed.")
+    max_connections: int = Field(1000, ge=1, description="Open connections per process; past it requests get 503. "
+                                                          "Lowered to fit the open-file limit, which `mimicry "
+                                                          "serve` raises towards the hard limit at start.")
+    backlog: int = Field(2048, ge=1, description="Listen backlog: connections the kernel queues before they are "
+                                                  "accepted (capped by net.core.somaxconn).")
+
     # Auth
     keys_db: Path = Field(default_factory=lambda: data_dir() / KEYS_FILE,
                           description="SQLite file of hashed API keys (created by `mimicry keys create`).")
