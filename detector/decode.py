@@ -30,7 +30,10 @@ DEFAULT_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 # Stable error codes: part of the public contract (CLI rows, HTTP bodies), never renamed.
-ERROR_CODES = ("too_large", "too_many_pixels", "unsupported_format", "corrupt", "empty", "not_found")
+ERROR_CODES = ("too_large", "too_many_pixels", "unsupported_format", "corrupt", "empty", "not_found", "too_small")
+# The smallest side a detector judges (mimicry.detector.detector.Detector.decode): below it an image holds too
+# little of a style for any verdict to mean something (a 1 x 1 image used to come back "human 0.005").
+MIN_SIDE = 32
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 

@@ -23,7 +23,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from .bundle import ModelBundle, ModelError, disable_onnxruntime_telemetry
-from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeError, Source, decode_image, decode_with_metadata
+from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MIN_SIDE, DecodeError, Source, decode_with_metadata
 from .preprocess import PreprocessConfig, preprocess
 from .provenance import DECLARED_AI, Signal, declares_ai, read_provenance
 from .verdict import Verdict
@@ -111,9 +111,7 @@ class Detector:
         Large JPEGs decode at a reduced DCT scale that keeps both sides >= the input size (several
         times faster); after the resize the input differs slightly, not materially, from a full decode.
         """
-        image = decode_image(source, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
-                             draft_size=self.config.size)
-        return preprocess(image, self.config)
+        return preprocess(self._decode(source)[0], self.config)
 
     def load(self, source: Source) -> Loaded:
         """:meth:`load_input` plus the source's provenance signals (when this detector reads them),
@@ -123,11 +121,18 @@ class Detector:
 
     def decode(self, source: Source) -> tuple[Image.Image, list[Signal] | None]:
         """The safe decode :meth:`load` makes (RGB; a large JPEG at the draft scale the input size
-        allows) and the provenance signals, before preprocessing: for a caller that also hands the
+        allows; ``too_small`` below :data:`~detector.decode.MIN_SIDE` pixels a side) and the provenance signals, before preprocessing: for a caller that also hands the
         image to another model (the style encoder) instead of decoding it twice. Raises DecodeError."""
+        image, metadata = self._decode(source)
+        return image, (read_provenance(metadata, source) if self.provenance else None)
+
+    def _decode(self, source: Source):
         image, metadata = decode_with_metadata(source, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
                                                draft_size=self.config.size)
-        return image, (read_provenance(metadata, source) if self.provenance else None)
+        if min(image.size) < MIN_SIDE:
+            raise DecodeError("too_small", f"{image.width}x{image.height} pixels; a verdict needs at least "
+                                           f"{MIN_SIDE} pixels on each side")
+        return image, metadata
 
     # ------------------------------------------------------------------------- batches
 

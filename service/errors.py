@@ -23,6 +23,7 @@ DECODE_STATUS = {
     "corrupt": 422,
     "empty": 422,
     "not_found": 422,
+    "too_small": 422,
 }
 
 # Every code the API answers with, and its status.
@@ -43,6 +44,7 @@ CODES = {
     "overloaded": 503,
     "not_ready": 503,
     "timeout": 504,
+    "request_timeout": 408,  # headers not complete in time (service/server.py)
     "internal": 500,
 }
 _STATUS_CODE = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found_route",

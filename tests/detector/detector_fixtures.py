@@ -93,5 +93,5 @@ def png_bomb_header(width: int = 20000, height: int = 20000) -> bytes:
     return raw_png(width, height, 8, 2, b"\x00" * 16)
 
 
-def solid(colour, size=(24, 16), mode="RGB") -> Image.Image:
+def solid(colour, size=(48, 32), mode="RGB") -> Image.Image:
     return Image.new(mode, size, colour)

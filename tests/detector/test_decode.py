@@ -36,7 +36,7 @@ def test_every_kind_of_source_gives_the_same_rgb_image(tmp_path):
     (tmp_path / "a.png").write_bytes(data)
     for source in (tmp_path / "a.png", str(tmp_path / "a.png"), data, bytearray(data), im, np.asarray(im)):
         out = decode_image(source)
-        assert out.size == (24, 16)
+        assert out.size == (48, 32)
         assert rgb(out)[0, 0].tolist() == [10, 200, 30]
 
 

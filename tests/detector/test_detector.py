@@ -42,7 +42,7 @@ def test_mixed_good_and_bad_sources_give_one_verdict_each_in_order(detector, tmp
     (tmp_path / "white.png").write_bytes(encode(solid("white"), "PNG"))
     (tmp_path / "empty.png").write_bytes(b"")
     sources = [tmp_path / "white.png", b"not an image", encode(solid("black"), "JPEG"), tmp_path / "empty.png",
-               np.full((5, 7, 3), 255, np.uint8), png_bomb_header(), str(tmp_path / "missing.png"),
+               np.full((40, 56, 3), 255, np.uint8), png_bomb_header(), str(tmp_path / "missing.png"),
                solid((128, 128, 128))]
     verdicts = detector.predict(sources, batch_size=3)
     assert [v.source for v in verdicts] == [
@@ -60,7 +60,7 @@ def test_mixed_good_and_bad_sources_give_one_verdict_each_in_order(detector, tmp
 def test_a_single_source_is_accepted(detector):
     [v] = detector.predict(solid("black"))
     assert v.label == "human"
-    [v] = detector.predict(np.zeros((4, 4, 3), np.uint8))
+    [v] = detector.predict(np.zeros((40, 40, 3), np.uint8))
     assert v.label == "human"
 
 
@@ -134,3 +134,15 @@ def test_detector_package_never_imports_torch():
                 names = [node.module or ""]
             for name in names:
                 assert not any(name == b or name.startswith(b + ".") for b in banned), f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("size", [(1, 1), (31, 400), (400, 20)])
+def test_images_too_small_for_a_verdict_are_an_error_not_a_score(detector, size):
+    """A 1 x 1 image used to come back "human 0.005"; under MIN_SIDE a side it is an error row."""
+    from mimicry.detector.decode import MIN_SIDE
+
+    tiny = Image.new("RGB", size, (120, 80, 40))
+    [v] = detector.predict(tiny)
+    assert v.label is None and v.error_code == "too_small" and str(MIN_SIDE) in v.error
+    [ok] = detector.predict(Image.new("RGB", (MIN_SIDE, MIN_SIDE), (120, 80, 40)))
+    assert ok.error_code is None and ok.label is not None

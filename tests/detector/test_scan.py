@@ -415,7 +415,7 @@ def test_run_with_a_progress_bar_on_a_terminal(folder, model_dir, tmp_path):
     many = tmp_path / "many"
     many.mkdir()
     for i in range(scan_lib.PROGRESS_MIN_FILES + 2):
-        (many / f"{i:02d}.png").write_bytes(encode(solid("black", (8, 8)), "PNG"))
+        (many / f"{i:02d}.png").write_bytes(encode(solid("black", (40, 40)), "PNG"))
     err = Console(file=io.StringIO(), force_terminal=True, width=100)
     out = Console(file=io.StringIO(), width=100)
     code = scan_lib.run([str(many)], model=model_dir, output=tmp_path / "r.csv", stdout=out, stderr=err,

@@ -60,12 +60,12 @@ def tiff_bomb(width: int, height: int) -> bytes:
 
 
 def animated_gif(frames: int) -> bytes:
-    ims = [Image.new("P", (16, 16), i % 256) for i in range(frames)]
+    ims = [Image.new("P", (48, 48), i % 256) for i in range(frames)]
     return _encode(ims[0], "GIF", save_all=True, append_images=ims[1:], duration=10, loop=0)
 
 
 def animated_webp(frames: int) -> bytes:
-    ims = [Image.new("RGB", (16, 16), (i % 256, 0, 0)) for i in range(frames)]
+    ims = [Image.new("RGB", (48, 48), (i % 256, 0, 0)) for i in range(frames)]
     return _encode(ims[0], "WEBP", save_all=True, append_images=ims[1:], duration=10, lossless=True)
 
 
