@@ -35,7 +35,7 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from .decode import Source
 from .preprocess import preprocess
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 METHODS = ("window", "occlusion")
 MAX_GRID = 32
-_LEGEND_HEIGHT = 40
 
 
 @dataclasses.dataclass
@@ -57,8 +56,8 @@ class Explanation:
     scaled down (never up) so that its longer side is at most ``max_side``. > 0 is evidence for
     ``ai-mimicry``, < 0 for ``human``; the units depend on ``method`` (module doc). Pixels the model
     does not see (cut off by a centre-crop input policy) are 0.
-    ``overlay_png`` is the image with the heat drawn over it (red: evidence for AI mimicry, blue:
-    for human) and a one-line legend. ``base_logit`` is the unoccluded image's logit.
+    ``overlay_png`` is the image with the heat drawn over it, at the heat's size, in the verdict's colour
+    (:func:`render_overlay`; :func:`legend` says it in words). ``base_logit`` is the unoccluded image's logit.
     """
 
     verdict: Verdict
@@ -169,41 +168,56 @@ class ExplainPlan:
         heat = _to_image_space(heat_input, self.image.size, out_size, det.config.resize)
         shown = self.image if self.image.size == out_size else self.image.resize(out_size, Image.Resampling.BILINEAR)
         return Explanation(verdict=verdict, heat=heat,
-                           overlay_png=render_overlay(shown, heat, verdict, self.method, self.grid),
+                           overlay_png=render_overlay(shown, heat, verdict),
                            base_logit=base, method=self.method, grid=self.grid, window=self.window)
 
 
-def render_overlay(image: Image.Image, heat: np.ndarray, verdict: Verdict | None = None, method: str | None = None,
-                   grid: int | None = None) -> bytes:
-    """``image`` (RGB, the heat's size) with ``heat`` drawn over it as PNG bytes: red where the
-    evidence is for AI mimicry, blue where it is for human, opacity growing with its size (scaled
-    to the largest absolute value), and a legend with the verdict under it."""
+# What each verdict is drawn in (RGB): the colour says the verdict, its strength where the evidence for it lies.
+VERDICT_COLOURS = {"ai-mimicry": (220, 20, 20), "human": (20, 70, 230), "uncertain": (230, 150, 0)}
+
+
+def render_overlay(image: Image.Image, heat: np.ndarray, verdict: Verdict | None = None) -> bytes:
+    """``image`` (RGB, the heat's size) with ``heat`` drawn over it, as PNG bytes of the same size (no
+    caption in the picture: the legend is the caller's to show beside it).
+
+    With a ``verdict``, the overlay is in the verdict's colour (:data:`VERDICT_COLOURS`) and its strength
+    grows with the evidence for that verdict, relative to the rest of the image: for ``ai-mimicry`` where
+    the heat is highest, for ``human`` where it is lowest, for ``uncertain`` where it is furthest from its
+    median either way. So a flagged image is never painted in the colour of "human" because its windows,
+    each seeing less than the whole, all scored under the threshold. Without a verdict, red where the heat
+    is > 0 and blue where it is < 0, scaled to the largest absolute value."""
     if image.size != (heat.shape[1], heat.shape[0]):
         raise ValueError(f"heat of shape {heat.shape} does not fit an image of size {image.size}")
     rgb = np.asarray(image.convert("RGB"), np.float32)
     grey = rgb.mean(axis=2, keepdims=True)
     base = 0.45 * grey + 0.25 * rgb + 0.3 * 255  # faded, mostly grey: the colours are the heat's
-    peak = float(np.abs(heat).max())
-    norm = heat / peak if peak > 0 else np.zeros_like(heat)
-    alpha = (0.75 * np.abs(norm))[..., None]
-    colour = np.where(norm[..., None] >= 0, np.array([220, 20, 20], np.float32), np.array([20, 70, 230], np.float32))
+    label = verdict.label if verdict is not None else None
+    if label in VERDICT_COLOURS:
+        towards = {"ai-mimicry": heat, "human": -heat}.get(label, np.abs(heat - np.median(heat)))
+        span = float(towards.max() - towards.min())
+        strength = (towards - towards.min()) / span if span > 0 else np.zeros_like(heat)
+        colour = np.broadcast_to(np.array(VERDICT_COLOURS[label], np.float32), rgb.shape)
+    else:
+        peak = float(np.abs(heat).max())
+        norm = heat / peak if peak > 0 else np.zeros_like(heat)
+        strength = np.abs(norm)
+        colour = np.where(norm[..., None] >= 0, np.array(VERDICT_COLOURS["ai-mimicry"], np.float32),
+                          np.array(VERDICT_COLOURS["human"], np.float32))
+    alpha = (0.75 * strength)[..., None]
     out = Image.fromarray(np.clip(base * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8), "RGB")
-
-    if verdict is not None:
-        canvas = Image.new("RGB", (max(out.width, 360), out.height + _LEGEND_HEIGHT), "white")
-        canvas.paste(out, (0, 0))
-        draw = ImageDraw.Draw(canvas)
-        font = ImageFont.load_default(size=12)
-        reason = verdict.evidence.get("label_reason")
-        line1 = f"{verdict.label}  score {verdict.score:.3f}" + (f"  ({reason})" if reason and reason != "model-score" else "")
-        how = f" ({method}, {grid}x{grid})" if method and grid else ""
-        line2 = "red: evidence for AI mimicry, blue: for human" + how
-        draw.text((4, out.height + 4), line1, fill="black", font=font)
-        draw.text((4, out.height + 21), line2, fill=(90, 90, 90), font=font)
-        out = canvas
     buf = io.BytesIO()
     out.save(buf, "PNG", optimize=False)
     return buf.getvalue()
+
+
+def legend(explanation: Explanation) -> str:
+    """One line that says what the overlay's colour means, for a caller to print or show beside it."""
+    v = explanation.verdict
+    colour = {"ai-mimicry": "red", "human": "blue", "uncertain": "amber"}.get(v.label, "red/blue")
+    where = {"ai-mimicry": "the evidence for AI mimicry", "human": "the evidence for human work",
+             "uncertain": "the evidence either way"}.get(v.label, "the evidence")
+    return (f"{v.label} (score {v.score:.3f}): {colour} where {where} is strongest, relative to the rest of the "
+            f"image ({explanation.method}, {explanation.grid}x{explanation.grid} windows)")
 
 
 # ----------------------------------------------------------------------------- helpers

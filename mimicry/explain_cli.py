@@ -67,7 +67,7 @@ def run(image: str, output: Path, *, model: str | os.PathLike = "default", metho
     from mimicry.detector.bundle import ModelError
     from mimicry.detector.decode import DecodeError
     from mimicry.detector.detector import Detector
-    from mimicry.detector.explain import explain
+    from mimicry.detector.explain import explain, legend
 
     try:
         detector = Detector.from_dir(model)
@@ -99,7 +99,7 @@ def run(image: str, output: Path, *, model: str | os.PathLike = "default", metho
             value = " ".join(s["value"].split())  # one line per signal
             value = value if len(value) <= 80 else value[:77] + "..."
             stdout.print(f"  {escape(s['signal'])} = {escape(value)} ({claim}{signed}; {escape(s['source'])})")
-        stdout.print(f"  heatmap ({ex.method}, {ex.grid}x{ex.grid}) written to {escape(str(output))}")
+        stdout.print(f"  heatmap written to {escape(str(output))}: {escape(legend(ex))}")
     return for_label(v.label)
 
 
@@ -125,7 +125,7 @@ def explain(
 ) -> None:
     """Say whether one image is an AI imitation and show where the evidence lies.
 
-    Prints the verdict (with any provenance signals in the file's metadata) and writes the image with a heatmap over it: red where the evidence is for AI mimicry, blue where it is for human.
+    Prints the verdict (with any provenance signals in the file's metadata) and writes the image with a heatmap over it, in the verdict's colour (red: ai-mimicry, blue: human, amber: uncertain), strongest where the evidence for that verdict lies; the legend is printed, not drawn into the picture.
 
     Exit codes, as for scan and check:
       0    not flagged

@@ -89,6 +89,12 @@ async function showHeatmap() {
       return;
     }
     $("heatmap").src = body.overlay_png;
+    const v = body.verdict;
+    const colour = { "ai-mimicry": "Red", "human": "Blue", "uncertain": "Amber" }[v.label] || "Colour";
+    const what = { "ai-mimicry": "the evidence for AI mimicry", "human": "the evidence for human work",
+                   "uncertain": "the evidence either way" }[v.label] || "the evidence";
+    $("heatmap-legend").textContent = `${colour} where ${what} is strongest, relative to the rest of the ` +
+      `picture (each of ${body.grid} x ${body.grid} windows scored on its own).`;
     $("heatmap-box").hidden = false;
     showStatus("");
   } catch (err) {

@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mimicry.detector.decode import DecodeError
-from mimicry.detector.explain import explain, render_overlay
+from mimicry.detector.explain import explain, legend, render_overlay
 
 from detector_fixtures import encode, make_model_dir, solid, tiny_card
 
@@ -57,18 +57,40 @@ def test_the_verdict_is_the_one_a_scan_gives(detector, tmp_path):
     assert ex.base_logit == pytest.approx(ex.verdict.evidence["logit"])
 
 
-def test_overlay_is_a_png_of_the_image_with_a_legend(detector):
-    # Occlusion: covering the white box lowers the logit (heat > 0), covering black raises it (< 0).
+def test_overlay_is_a_png_of_the_image_in_the_verdicts_colour(detector):
+    # Occlusion: covering the white box lowers the logit (heat > 0), covering black raises it (< 0). The tiny
+    # model calls the image human, so the overlay is blue, strongest over the black page (evidence for human).
     ex = explain(detector, encode(black_with_white_box(), "PNG"), method="occlusion", grid=4, window=0.5)
+    assert ex.verdict.label == "human"
     with Image.open(io.BytesIO(ex.overlay_png)) as im:
-        assert im.format == "PNG" and im.height == 64 + 40 and im.width >= 96
+        assert im.format == "PNG" and im.size == (96, 64)  # the image's size: no caption inside the picture
         pixels = np.asarray(im.convert("RGB"), np.int16)
     right, left = pixels[8:40, 60:88].mean(axis=(0, 1)), pixels[8:40, 4:40].mean(axis=(0, 1))
-    assert right[0] - right[2] > 40  # red over the white box (evidence for AI)
-    assert left[2] - left[0] > 20  # blue over the black page (evidence for human)
+    assert left[2] - left[0] > 40  # blue over the black page
+    assert abs(right[2] - right[0]) < left[2] - left[0]  # far less colour over the white box
+    assert "blue" in legend(ex) and "human" in legend(ex)
     summary = ex.to_dict()
     assert len(summary["heat_grid"]) == 4 and summary["heat_shape"] == [64, 96]
     json.dumps(summary)
+
+
+def test_a_flagged_image_is_never_painted_in_the_colour_of_human():
+    """The heat of a flagged image may be negative everywhere (its windows, each seeing less than the whole,
+    all under the threshold): it is drawn in red, strongest where the heat is highest, never in blue."""
+    from mimicry.detector.verdict import Verdict
+
+    heat = np.tile(np.linspace(-0.9, -0.1, 40, dtype=np.float32), (20, 1))
+    flagged = Verdict(source="x", score=0.99, label="ai-mimicry", threshold=0.9, model="m", model_version="1",
+                      error=None, error_code=None, evidence={})
+    with Image.open(io.BytesIO(render_overlay(solid("white", (40, 20)), heat, flagged))) as im:
+        px = np.asarray(im.convert("RGB"), np.int16)
+    assert (px[..., 2] <= px[..., 0]).all()  # nowhere blue
+    assert px[:, -4:, 0].mean() - px[:, -4:, 2].mean() > 100  # red where the heat is highest
+    assert abs(px[:, :4, 0].mean() - px[:, :4, 2].mean()) < 10  # hardly any colour where it is lowest
+    # Without a verdict, the sign says it: all negative is blue.
+    with Image.open(io.BytesIO(render_overlay(solid("white", (40, 20)), heat))) as im:
+        px = np.asarray(im.convert("RGB"), np.int16)
+    assert px[:, :4, 2].mean() - px[:, :4, 0].mean() > 100
 
 
 def test_large_images_get_a_heat_no_larger_than_max_side(detector):
@@ -177,7 +199,7 @@ def test_cli_explain_writes_the_overlay_and_prints_the_verdict(model_dir, tmp_pa
     assert result.exit_code == 0, result.output  # the tiny model calls it human (mostly black)
     assert "human" in result.output and "suspect.png" in result.output and str(out) in result.output
     with Image.open(out) as im:
-        assert im.format == "PNG" and im.height == 64 + 40
+        assert im.format == "PNG" and im.size == (96, 64)
 
     result = CliRunner().invoke(app, ["explain", str(src), "-o", str(out), "--model", str(model_dir), "--json"])
     body = json.loads(result.output)
@@ -212,7 +234,7 @@ def test_cli_explain_writes_the_format_its_suffix_names(model_dir, tmp_path, nam
                                       "--window", "0.5"])
     assert result.exit_code == 0, result.output
     with Image.open(out) as im:
-        assert im.format == fmt and im.mode == "RGB" and im.size[1] == 64 + 40  # the image and its legend
+        assert im.format == fmt and im.mode == "RGB" and im.size == (96, 64)  # the image alone: legend printed
 
 
 @pytest.mark.parametrize("name", ["heat.gif", "heat", "heat.png.txt"])

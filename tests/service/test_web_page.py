@@ -54,6 +54,7 @@ def test_drop_an_image_and_see_the_verdict(browser, live_server):
         assert page.get_attribute("#heatmap", "src").startswith("data:image/png;base64,")
         assert page.evaluate("document.getElementById('heatmap').decode().then(() => "
                              "document.getElementById('heatmap').naturalWidth)") > 0
+        assert "strongest" in page.text_content("#heatmap-legend")  # the legend beside the picture, not in it
 
         # Drag and drop: a real DataTransfer carrying the file, dropped on the zone.
         data = list(mimicry.read_bytes())
