@@ -201,7 +201,8 @@ def card_block(main: dict, loso: dict[str, dict], policy: dict | None = None) ->
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--main", type=Path, required=True)
-    p.add_argument("--loso", nargs="*", default=[], metavar="NAME=JSON")
+    p.add_argument("--loso", nargs="*", action="extend", default=[], metavar="NAME=JSON",
+                   help="leave-one-source-out evaluations (repeatable)")
     p.add_argument("--command", action="append", default=[], help="a command that made the JSON (repeatable)")
     p.add_argument("--notes", type=Path, default=None, help="markdown appended after the tables")
     p.add_argument("--out", type=Path, required=True)
