@@ -54,9 +54,10 @@ from .metrics import Metrics
 from .schemas import BatchOut, ErrorBody, ExplainOut, Health, ModelOut, ModelsOut, VerdictOut
 from .settings import Settings
 from .uploads import Upload, read_images
-from .work import Lanes, LaneFull, gather_all, offload
+from .work import Lanes, LaneFull, gather_all, offload, trim_memory
 
 STATIC = Path(__file__).parent / "static"
+IDLE_TRIM_S = 2.0  # how often the service looks for a moment to give freed memory back
 DOCS_STATIC = "/docs-static"  # Swagger UI and ReDoc scripts, from the fastapi-offline package
 
 _IMAGE_BODY = {
@@ -161,11 +162,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                on_batch=metrics.observe_batch)
             await state.style_batcher.start()
         metrics.queue_depth.set_function(lambda: batcher.depth)
+
+        async def trim_when_idle() -> None:
+            # After work, once nothing is queued or decoding, the C heap's freed memory goes back to the
+            # system (glibc keeps it in its per-thread arenas otherwise, and RSS creeps up with load).
+            trimmed_at = batcher.batches
+            while True:
+                await asyncio.sleep(IDLE_TRIM_S)
+                idle = batcher.depth == 0 and state.decoding == 0 and state.explaining == 0
+                if idle and batcher.batches != trimmed_at:
+                    trimmed_at = batcher.batches
+                    await offload(state.lanes.small, trim_memory)
+
+        trimmer = asyncio.create_task(trim_when_idle(), name="trim-when-idle")
         metrics.model.info({"name": det.name, "version": det.version, "sha256": det.bundle.card["onnx_sha256"]})
         state.detector, state.batcher = det, batcher
         try:
             yield
         finally:
+            trimmer.cancel()
             state.batcher = None
             await batcher.stop()
             if state.style_batcher is not None:

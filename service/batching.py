@@ -42,6 +42,7 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         # One thread: onnxruntime already uses every core inside a call.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self.batches = 0  # model calls made so far
 
     @property
     def depth(self) -> int:
@@ -108,6 +109,7 @@ class MicroBatcher:
                     if not f.done():
                         f.set_exception(exc)
                 continue
+            self.batches += 1
             if self.on_batch is not None:
                 self.on_batch(len(live), time.perf_counter() - t0)
             for (_, f), row in zip(live, out):

@@ -36,11 +36,13 @@ def test_5000_requests_at_concurrency_64_without_errors_or_growth(server):
     bodies.append(b"not an image")  # an expected 415 in the mix
     warm = Counter()
     asyncio.run(_fire(url, bodies, 500, CONCURRENCY, warm))
+    time.sleep(5)  # idle RSS on both sides: the service gives freed memory back once idle (IDLE_TRIM_S)
     rss_warm = rss_mb(proc.pid)
     statuses = Counter()
     t0 = time.monotonic()
     asyncio.run(_fire(url, bodies, REQUESTS, CONCURRENCY, statuses))
     elapsed = time.monotonic() - t0
+    time.sleep(5)
     rss_end = rss_mb(proc.pid)
     expected_415 = sum(1 for i in range(REQUESTS) if i % len(bodies) == len(bodies) - 1)
     print(f"\nsoak: {REQUESTS} requests at concurrency {CONCURRENCY} in {elapsed:.1f} s "

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from mimicry.training import export, finetune
 
 
-def make_dataset(root, n_per_class=8, size=48):
+def make_dataset(root, n_per_class=8, size=128):  # 128: a quarter of it is still >= MIN_SIDE
     """Human: shapes on a white page. Mimicry: shapes on a dark noisy page. Learnable in an epoch."""
     rng = np.random.default_rng(0)
     rows = []
