@@ -35,10 +35,8 @@ import asyncio
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -48,21 +46,11 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from serve_helpers import Server, rss_mb  # noqa: E402
+
 MODEL = ROOT / "models" / "default"
 EXAMPLE = sorted((ROOT / "examples").glob("*.png"))[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def big_png() -> bytes:
@@ -206,38 +194,21 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "MIMICRY_HOME": tmp, "MIMICRY_INTRA_OP_THREADS": "1"}
+    with Server(str(MODEL), {"MIMICRY_INTRA_OP_THREADS": "1"}) as server:
+        env = {**os.environ, "MIMICRY_HOME": server.tmp.name, "MIMICRY_KEYS_DB": os.path.join(server.tmp.name, "keys.sqlite3")}
         key = subprocess.run([sys.executable, "-m", "mimicry", "keys", "create", "abuse-bench", "--scope", "enrol"],
                              env=env, capture_output=True, text=True, check=True).stdout.strip()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "mimicry", "serve", "--model", str(MODEL), "--port", str(port),
-                                   "--log-level", "warning"], env=env, cwd=tmp)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(url + "/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the server did not start")
-                time.sleep(0.3)
-            httpx.post(url + "/v1/artists", json={"name": "Abuse Test"}, headers={"X-API-Key": key})
-            for _ in range(20):  # warm-up
-                httpx.post(url + "/v1/detect", content=EXAMPLE.read_bytes(), headers={"Content-Type": "image/png"})
-            result = {"seconds": args.seconds, "rate": args.rate, "cpus": os.cpu_count(),
-                      "baseline": asyncio.run(phase(url, port, server.pid, args.seconds, args, False, key))}
-            for r in range(args.rounds):  # a second round tells memory kept for reuse from memory leaked
-                name = "abuse" if r == 0 else f"abuse_round_{r + 1}"
-                result[name] = asyncio.run(phase(url, port, server.pid, args.seconds, args, True, key))
-                time.sleep(10)
-                result[name]["rss_mb"]["10s_after"] = round(rss_mb(server.pid), 1)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        url, pid = server.url, server.proc.pid
+        httpx.post(url + "/v1/artists", json={"name": "Abuse Test"}, headers={"X-API-Key": key})
+        for _ in range(20):  # warm-up
+            httpx.post(url + "/v1/detect", content=EXAMPLE.read_bytes(), headers={"Content-Type": "image/png"})
+        result = {"seconds": args.seconds, "rate": args.rate, "cpus": os.cpu_count(),
+                  "baseline": asyncio.run(phase(url, server.port, pid, args.seconds, args, False, key))}
+        for r in range(args.rounds):  # a second round tells memory kept for reuse from memory leaked
+            name = "abuse" if r == 0 else f"abuse_round_{r + 1}"
+            result[name] = asyncio.run(phase(url, server.port, pid, args.seconds, args, True, key))
+            time.sleep(10)
+            result[name]["rss_mb"]["10s_after"] = round(rss_mb(pid), 1)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -17,12 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,47 +26,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from serve_helpers import Server  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`mimicry serve` with extra environment variables, its output in a file."""
-
-    def __init__(self, model: str, env: dict[str, str]):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.tmp = tempfile.TemporaryDirectory()
-        self.log_path = Path(self.tmp.name) / "serve.log"
-        full_env = {**os.environ, "MIMICRY_KEYS_DB": os.path.join(self.tmp.name, "keys.sqlite3"),
-                    "MIMICRY_HOME": self.tmp.name, **env}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mimicry", "serve", "--model", model, "--port", str(self.port),
-                 "--log-level", "warning"], env=full_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-    def __enter__(self) -> Server:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(self.url + "/readyz").status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-
-    def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-    def log_bytes(self) -> int:
-        return self.log_path.stat().st_size
 
 
 async def run(url: str, bodies: list[bytes], n: int, concurrency: int, pause: tuple[float, float],
