@@ -52,6 +52,7 @@ class Server:
     def __exit__(self, *exc) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
+        self.tmp.cleanup()
 
     def log_bytes(self) -> int:
         return self.log_path.stat().st_size

@@ -23,8 +23,6 @@ import json
 import os
 import platform
 import resource
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from scan_benchmark import make_jpegs  # noqa: E402
+from serve_helpers import Server  # noqa: E402
 
 from mimicry.detector import Detector  # noqa: E402
 
@@ -56,42 +55,6 @@ def model_only(model: Path, bodies: list[bytes], batches=(1, 4, 16), seconds: fl
             n += len(x)
         rates[batch] = n / (time.perf_counter() - t0)
     return rates
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, model: Path, batch_max_size: int, wait_ms: float, queue_max: int):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.tmp = tempfile.TemporaryDirectory()
-        env = {**os.environ, "MIMICRY_KEYS_DB": os.path.join(self.tmp.name, "keys.sqlite3"),
-               "MIMICRY_QUEUE_MAX": str(queue_max)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mimicry", "serve", "--model", str(model), "--port", str(self.port),
-             "--batch-max-size", str(batch_max_size), "--batch-max-wait-ms", str(wait_ms), "--log-level", "warning"],
-            env=env, cwd=ROOT)
-
-    def __enter__(self) -> Server:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(self.url + "/readyz").status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.2)
-
-    def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.tmp.cleanup()
 
 
 async def load(url: str, bodies: list[bytes], concurrency: int, total: int) -> dict:
@@ -151,7 +114,9 @@ def main() -> int:
                "ceiling_images_per_s": round(ceiling, 1), "runs": []}
     for mode in args.modes:
         size = args.batch_max_size if mode == "on" else 1
-        with Server(args.model, size, args.wait_ms, queue_max=max(256, 2 * max(args.concurrency))) as srv:
+        env = {"MIMICRY_BATCH_MAX_SIZE": str(size), "MIMICRY_BATCH_MAX_WAIT_MS": str(args.wait_ms),
+               "MIMICRY_QUEUE_MAX": str(max(256, 2 * max(args.concurrency)))}
+        with Server(str(args.model), env) as srv:
             for c in args.concurrency:
                 r = asyncio.run(load(srv.url, bodies, c, args.requests))
                 r.update(batching=mode, batch_max_size=size, fraction_of_model_only=round(r["images_per_s"] / ceiling, 3))

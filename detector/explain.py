@@ -108,7 +108,7 @@ class ExplainPlan:
 
     def __init__(self, detector: Detector, source: Source, *, method: str = "window", grid: int = 8,
                  window: float = 0.25, max_side: int = 1024, name: str | None = None):
-        _check_settings(method, grid, window, max_side, 1)
+        _check_settings(method, grid, window, max_side)
         self.detector, self.method, self.grid, self.window, self.max_side = detector, method, grid, window, max_side
         self.name = name or _name(source)
         cfg = detector.config
@@ -223,7 +223,7 @@ def legend(explanation: Explanation) -> str:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _check_settings(method: str, grid: int, window: float, max_side: int, batch_size: int) -> None:
+def _check_settings(method: str, grid: int, window: float, max_side: int) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or not 2 <= grid <= MAX_GRID:
@@ -234,8 +234,6 @@ def _check_settings(method: str, grid: int, window: float, max_side: int, batch_
         raise ValueError(f"grid * window must be >= 1 so that the windows cover the image; got {grid} * {window}")
     if max_side < 16:
         raise ValueError(f"max_side must be >= 16, got {max_side}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
 def _view_box(size: tuple[int, int], resize_policy: str) -> tuple[float, float, float, float]:

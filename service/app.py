@@ -25,7 +25,6 @@ import hashlib
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from mimicry.detector.bundle import ModelError
-from mimicry.detector.decode import DecodeError, decode_cost
+from mimicry.detector.decode import DecodeError
 from mimicry.detector.detector import Detector
 from mimicry.detector.explain import ExplainPlan
 from mimicry.detector.preprocess import preprocess
@@ -54,7 +53,7 @@ from .metrics import Metrics
 from .schemas import BatchOut, ErrorBody, ExplainOut, Health, ModelOut, ModelsOut, VerdictOut
 from .settings import Settings
 from .uploads import Upload, read_images
-from .work import Lanes, LaneFull, gather_all, offload, trim_memory
+from .work import Lanes, LaneFull, decode_costs, gather_all, offload, trim_memory
 
 STATIC = Path(__file__).parent / "static"
 IDLE_TRIM_S = 2.0  # how often the service looks for a moment to give freed memory back
@@ -89,7 +88,6 @@ class State:
         self.detector: Detector | None = None
         self.batcher: MicroBatcher | None = None
         self.lanes: Lanes | None = None
-        self.decode_pool: ThreadPoolExecutor | None = None  # the ordinary decode lane (registry work runs there too)
         self.keys: KeyStore | None = None
         self.explaining = 0  # explain requests in progress (each is grid**2 + 1 forward passes)
         self.decoding = 0  # uploads being decoded: images on their way to the batcher
@@ -143,7 +141,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                       max_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels)
         state.lanes = Lanes(workers=settings.decode_workers, large_workers=settings.large_decode_workers,
                             large_pixels=settings.large_image_pixels, large_queue_max=settings.large_queue_max)
-        state.decode_pool = state.lanes.small
         state.keys = KeyStore(settings.keys_db)
         batcher = MicroBatcher(det.predict_arrays, max_size=settings.batch_max_size,
                                max_wait_ms=settings.batch_max_wait_ms, max_queue=settings.queue_max,
@@ -211,9 +208,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise APIError("not_ready", "the model is not loaded yet", headers={"Retry-After": "1"})
         return state.detector
 
-    require_key = auth.require_scope(state, "detect")  # any valid key (scopes: service/auth.py)
-
-    app.state.require_key = require_key
     # The detect routes ask for a key (and say so in the OpenAPI document) only when configured to.
     # Either way the caller is recorded: what verdicts say about the registry depends on it.
     detect_auth = [Depends(auth.detect_caller(state))]
@@ -226,13 +220,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         headers={"Retry-After": str(settings.retry_after_s)})
 
     async def costs_of(det: Detector, uploads: list[Upload]) -> list[int]:
-        """Each upload's decode cost from its header (service/work.py); 413 past the request's budget."""
-        costs = await offload(state.lanes.small, lambda: [decode_cost(u.data, draft_size=det.config.size)
-                                                          for u in uploads])
-        if sum(costs) > settings.max_request_pixels:
-            raise APIError("too_many_pixels", f"the images of this request decode to {sum(costs):,} pixels; the "
-                                              f"limit per request is {settings.max_request_pixels:,}")
-        return costs
+        return await decode_costs(state.lanes.small, [u.data for u in uploads], draft_size=det.config.size,
+                                  budget=settings.max_request_pixels)
 
     def decode_upload(det: Detector, data: bytes, attribute: bool):
         """One decode for both models: the detector's input, the provenance signals and, when the caller
@@ -240,7 +229,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         here, off the event loop)."""
         image, signals = det.decode(data)
         x = preprocess(image, det.config)
-        attribute = attribute and state.registry is not None and state.registry.has_works()
+        attribute = attribute and state.registry.has_works()
         return x, signals, (state.style.prepare(image) if attribute else None)
 
     async def verdict_for(det: Detector, upload: Upload, name: str, cost: int) -> Verdict:
@@ -387,7 +376,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics_test=card["metrics"].get("test"), trained_on=det.bundle.trained_on,
             onnx_sha256=card["onnx_sha256"])]}
 
-    app.include_router(artists.router(state, require_key))
+    app.include_router(artists.router(state))
 
     @app.get("/healthz", response_model=Health, tags=["ops"], summary="The process is alive")
     async def healthz():

@@ -19,7 +19,6 @@ keys, which may read them from the registry anyway.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -28,14 +27,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from mimicry.detector.decode import decode_cost
 from mimicry.detector.registry import ArtistMatch, RegistryError
 
 from . import auth
 from .errors import APIError
 from .schemas import ErrorBody
 from .uploads import read_images
-from .work import offload
+from .work import decode_costs, offload
 
 if TYPE_CHECKING:
     from .app import State
@@ -123,10 +121,9 @@ _IMAGES_BODY = {"required": True, "content": {"multipart/form-data": {"schema": 
     "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}, "required": ["files"]}}}}
 
 
-def router(state: State, require_key=None) -> APIRouter:
+def router(state: State) -> APIRouter:
     """The /v1/artists routes, bound to the app's state; each needs a key of its scope (``enrol``, or
-    ``admin`` to remove an artist). ``require_key`` (any valid key) is not needed: the scoped
-    dependencies check the key themselves."""
+    ``admin`` to remove an artist)."""
     enrol_key = [Depends(auth.require_scope(state, "enrol"))]
     admin_key = [Depends(auth.require_scope(state, "admin"))]
     r = APIRouter(prefix="/v1/artists", tags=["artists"], responses={**_ERRORS, 403: {"model": ErrorBody}})
@@ -137,7 +134,7 @@ def router(state: State, require_key=None) -> APIRouter:
         return state.registry
 
     async def in_thread(fn, *args, **kwargs):
-        return await asyncio.get_running_loop().run_in_executor(state.decode_pool, lambda: fn(*args, **kwargs))
+        return await offload(state.lanes.small, lambda: fn(*args, **kwargs))
 
     def not_found_or_conflict(exc: RegistryError) -> APIError:
         code = getattr(exc, "code", "registry_error")
@@ -199,11 +196,8 @@ def router(state: State, require_key=None) -> APIRouter:
             state.metrics.overloaded.inc()
             raise APIError("overloaded", f"{lanes.enrolling} enrolments are in progress; retry shortly",
                            headers={"Retry-After": str(settings.retry_after_s)})
-        size = state.style.config.size
-        cost = sum(await in_thread(lambda: [decode_cost(u.data, draft_size=size) for u in uploads]))
-        if cost > settings.max_request_pixels:
-            raise APIError("too_many_pixels", f"the images of this request decode to {cost:,} pixels; the limit "
-                                              f"per request is {settings.max_request_pixels:,}")
+        await decode_costs(lanes.small, [u.data for u in uploads], draft_size=state.style.config.size,
+                           budget=settings.max_request_pixels)
         deadline = time.monotonic() + settings.enrol_timeout_s
 
         def check_deadline(stage: str, done: int, total: int) -> None:  # between chunks, and between rows

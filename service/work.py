@@ -31,6 +31,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from mimicry.detector.decode import decode_cost
+
+from .errors import APIError
+
 T = TypeVar("T")
 
 
@@ -73,6 +77,16 @@ async def gather_all(coros) -> list:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def decode_costs(pool: ThreadPoolExecutor, images: list[bytes], *, draft_size: int, budget: int) -> list[int]:
+    """Each image's decode cost (:func:`~mimicry.detector.decode.decode_cost`, read on ``pool``); 413
+    ``too_many_pixels`` when together they cost more than ``budget``, before any is decoded."""
+    costs = await offload(pool, lambda: [decode_cost(data, draft_size=draft_size) for data in images])
+    if sum(costs) > budget:
+        raise APIError("too_many_pixels", f"the images of this request decode to {sum(costs):,} pixels; the "
+                                          f"limit per request is {budget:,}")
+    return costs
 
 
 @functools.cache
