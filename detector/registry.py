@@ -347,7 +347,7 @@ class Registry:
     """An open registry database. Use :meth:`open`; close with :meth:`close` or a ``with`` block."""
 
     def __init__(self, conn, path: Path | str, aggregate: str | None = None, *, dialect: Dialect = SQLITE,
-                 reconnect: Callable[[], Any] | None = None):
+                 reconnect: Callable[[], Any] | None = None, write_timeout: float = 30.0):
         if aggregate is not None and aggregate not in AGGREGATES:
             raise ValueError(f"unknown aggregate {aggregate!r}; known: {AGGREGATES}")
         self._conn = conn
@@ -360,7 +360,7 @@ class Registry:
         # Writers wait for another connection's write lock on this, which lets go of _lock while waiting:
         # reads (the attribution of every upload) never wait behind a writer that waits for the database.
         self._write_turn = threading.Condition(self._lock)
-        self.write_timeout = 30.0  # seconds a write waits for another connection's write lock
+        self.write_timeout = write_timeout  # seconds a write waits for another connection's write lock
         self._index: _Index | None = None
         self._index_version: tuple[int, int] | None = None
         self._writes = 0
@@ -414,9 +414,7 @@ class Registry:
             conn.close()
             raise
         reconnect = (lambda: dialect.connect(location, timeout)) if dialect is not SQLITE else None
-        registry = cls(conn, where, aggregate, dialect=dialect, reconnect=reconnect)
-        registry.write_timeout = timeout
-        return registry
+        return cls(conn, where, aggregate, dialect=dialect, reconnect=reconnect, write_timeout=timeout)
 
     def close(self) -> None:
         with self._lock:
