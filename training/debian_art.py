@@ -36,6 +36,9 @@ class Entry:
     group_depth: int = 1  # group = the first N folders under root; 0: the file (openclipart: the Author chunk)
     min_bytes: int = 20_000  # icons and tiles are not artworks
     one_per_group: bool = False  # the same work at several resolutions: keep the largest file only
+    # A regular expression on the file's stem whose first group names the group (a photographer's suffix, a
+    # sprite's name without its frame number); a stem it does not match is a group of its own.
+    group_re: str | None = None
 
 
 CATALOGUE = (
@@ -63,6 +66,20 @@ CATALOGUE = (
     Entry("plasma-wallpapers", "plasma-workspace-wallpapers", "/usr/share/wallpapers",
           ("*/contents/images/*.*",), "digital wallpapers (abstract and painted)", group_depth=1,
           min_bytes=50_000, one_per_group=True),
+    # Kinds a platform sees that the sources above lack: photographs, 3D renders, photo cut-outs.
+    Entry("photographs", "endless-sky-data", "/usr/share/games/endless-sky/images", ("land/*.jpg", "scene/*.*"),
+          "landscape, city and archival photographs (morgueFile, Wikimedia Commons and named photographers)",
+          group_depth=0, min_bytes=40_000, group_re=r"^.+-([a-z]+)$"),
+    Entry("rendered-sprites", "endless-sky-data", "/usr/share/games/endless-sky/images", ("ship/**/*.png",),
+          "3D-rendered spaceship sprites", group_depth=0, min_bytes=40_000, group_re=r"^(.*?)[ -]*\d*$"),
+    Entry("tuxpaint-stamps", "tuxpaint-stamps-default", "/usr/share/tuxpaint/stamps", ("**/*.png",),
+          "photo cut-outs and drawn stamps of a children's paint program", group_depth=2, min_bytes=40_000),
+    Entry("desktop-wallpapers", "mate-backgrounds", "/usr/share/backgrounds", ("mate/**/*.jpg", "mate/**/*.png"),
+          "desktop wallpapers: photographs, abstract and painted digital art", group_depth=0, min_bytes=40_000,
+          group_re=r"^([A-Za-z]+)"),
+    Entry("desktop-wallpapers", "gnome-backgrounds", "/usr/share/backgrounds", ("gnome/*.webp", "gnome/*.jpg"),
+          "desktop wallpapers: photographs, abstract and painted digital art", group_depth=0, min_bytes=40_000,
+          group_re=r"^([A-Za-z]+)"),
 )
 
 
@@ -120,6 +137,9 @@ def rows_for(entry: Entry) -> list[dict]:
                 artist = ""
                 # group_depth 0: each file is its own group (collections of works by many hands)
                 group = "/".join(rel.parts[: min(entry.group_depth, len(rel.parts) - 1)]) or str(rel)
+                m = re.match(entry.group_re, path.stem) if entry.group_re else None
+                if m and m.group(1).strip():
+                    group = f"{entry.package}:{m.group(1).strip().lower()}"
             rows.append({
                 "file": str(path), "label": "human", "source": entry.source, **({"group": group} if group else {}),
                 "repo": f"debian:{entry.package}", "commit": version, "path_in_repo": str(path),
