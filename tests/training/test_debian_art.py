@@ -1,0 +1,71 @@
+"""The Debian art catalogue's grouping rules, and the per-source flag tally, on real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mimicry.detector import Detector
+from mimicry.training import debian_art, source_flags
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _noise(path: Path, size=(96, 64), seed=0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def test_group_re_groups_a_makers_files_and_leaves_the_rest_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(debian_art, "package_version", lambda package: "1.0-1")
+    for i, name in enumerate(["mountain1-sfiera", "beach8-sfiera", "city2-harro", "valley3", "water0"]):
+        _noise(tmp_path / "land" / f"{name}.png", seed=i)
+    Image.new("RGB", (8, 8)).save(tmp_path / "land" / "tiny-sfiera.png")  # under min_bytes: not an artwork
+    entry = debian_art.Entry("photographs", "some-package", str(tmp_path), ("land/*.png",), "photographs",
+                             group_depth=0, min_bytes=5_000, group_re=r"^.+-([a-z]+)$")
+    rows = debian_art.rows_for(entry)
+    groups = {Path(r["file"]).stem: r["group"] for r in rows}
+    assert set(groups) == {"mountain1-sfiera", "beach8-sfiera", "city2-harro", "valley3", "water0"}
+    assert groups["mountain1-sfiera"] == groups["beach8-sfiera"] == "some-package:sfiera"
+    assert groups["city2-harro"] == "some-package:harro"
+    # No maker suffix: each file is its own group, so unrelated photographs are split independently.
+    assert groups["valley3"] != groups["water0"] and "sfiera" not in groups["valley3"]
+    assert all(r["commit"] == "1.0-1" and r["label"] == "human" for r in rows)
+
+
+def test_frames_of_one_sprite_share_a_group(tmp_path, monkeypatch):
+    monkeypatch.setattr(debian_art, "package_version", lambda package: "2")
+    for i, name in enumerate(["void sprite adult-00", "void sprite adult-09", "deep river 2", "deep river 3", "kestrel"]):
+        _noise(tmp_path / "ship" / f"{name}.png", seed=i)
+    entry = debian_art.Entry("rendered-sprites", "pkg", str(tmp_path), ("ship/*.png",), "sprites", group_depth=0,
+                             min_bytes=5_000, group_re=r"^(.*?)[ -]*\d*$")
+    groups = {Path(r["file"]).stem: r["group"] for r in debian_art.rows_for(entry)}
+    assert groups["void sprite adult-00"] == groups["void sprite adult-09"] == "pkg:void sprite adult"
+    assert groups["deep river 2"] == groups["deep river 3"] == "pkg:deep river"
+    assert groups["kestrel"] == "pkg:kestrel"
+
+
+def test_source_flags_tallies_the_detectors_own_labels_per_source(tmp_path):
+    files = sorted((ROOT / "examples").glob("*.png"))
+    prov = tmp_path / "prov.jsonl"
+    prov.write_text("".join(json.dumps({"file": str(f), "source": f.name.split("_")[0], "label": "x"}) + "\n"
+                            for f in files))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    with prov.open("a") as fh:
+        fh.write(json.dumps({"file": "broken.png", "source": "real", "label": "human"}) + "\n")  # relative path
+    out = tmp_path / "flags.json"
+    assert source_flags.main(["--model", "default", "--provenance", str(prov), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    verdicts = {Path(v.source).name: v for v in Detector.from_dir("default").predict([str(f) for f in files])}
+    for source in ("mimicry", "real"):
+        mine = [v for name, v in verdicts.items() if name.startswith(source)]
+        tally = result["sources"][source]
+        assert tally["n"] == len(mine)
+        assert tally["flagged"] == sum(v.label == "ai-mimicry" for v in mine) / len(mine)
+        assert tally["uncertain"] == sum(v.label == "uncertain" for v in mine) / len(mine)
+    assert result["sources"]["real"]["errors"] == 1 and result["sources"]["mimicry"]["errors"] == 0
+    assert result["sources"]["mimicry"]["flagged"] > result["sources"]["real"]["flagged"]
