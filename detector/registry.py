@@ -15,7 +15,9 @@ the service share; the SQL that differs between the two lives in :mod:`mimicry.d
             print(m.artist, m.similarity, m.passes, [w.source for w in m.nearest_works])
 
 What is stored: artists (name, consent note, created time) and, per work, its style embedding
-(float32), the sha256 of the file's bytes, a small WebP thumbnail and the file name it came from.
+(float32), the sha256 of the file's bytes, a small WebP thumbnail, the file name it came from and
+its copy signature (:mod:`mimicry.detector.copies`: a 64-bit hash and a 32 x 32 grey thumbnail), by
+which :meth:`Registry.find_copy` recognises copies of it whatever the style threshold says.
 The original file is stored only when asked (``keep_originals=True``). One file (one sha256) is
 enrolled under one artist: a file already enrolled under another artist is a reported skip
 (``enrolled_elsewhere``, whose message names no one), as one already enrolled under the same artist
@@ -67,6 +69,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mimicry.detector import copies
+from mimicry.detector.copies import CopyMatch
+from mimicry.detector.decode import DecodeError, decode_image
 from mimicry.detector.locations import private_dir
 from mimicry.detector.registry_backends import SQLITE, Dialect, dialect_of, is_url, postgres, redact
 
@@ -106,6 +111,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE artists ADD COLUMN name_key TEXT;
         CREATE UNIQUE INDEX artists_by_name_key ON artists (name_key);
         CREATE INDEX works_by_sha256 ON works (sha256);
+    """),
+    (4, "copy signatures of works (difference hash, grey thumbnail, aspect ratio)", """
+        ALTER TABLE works ADD COLUMN copy_hash {blob};
+        ALTER TABLE works ADD COLUMN copy_thumb {blob};
+        ALTER TABLE works ADD COLUMN copy_aspect REAL;
     """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -330,6 +340,8 @@ class _Index:
     starts: np.ndarray  # (A,)
     centroids: np.ndarray  # (A, D) float32: each artist's mean embedding, unit length
     aggregate: str  # how artists are scored (see Registry.aggregate)
+    copy_hashes: np.ndarray  # (W,) uint64: each work's dhash (copies.Signature), 0 where it has none
+    has_signature: np.ndarray  # (W,) bool
 
     @property
     def dim(self) -> int:
@@ -509,18 +521,18 @@ class Registry:
             chunk = sources[start:start + batch_size]
             # Images come back thumbnail-sized: a chunk holds one full-size decode at a time.
             for offset, (src, result) in enumerate(zip(chunk, encoder.embed_with_images(
-                    chunk, image_side=THUMBNAIL_SIDE * 4))):
+                    chunk, image_side=THUMBNAIL_SIDE * 4, full_size=copies.signature))):
                 label = labels[start + offset] if labels is not None else _source_label(src, start + offset)
                 if isinstance(result, Exception):
                     report.skipped.append((label, getattr(result, "code", "error"), str(result)))
                     continue
-                emb, image, raw = result
+                emb, image, raw, sig = result
                 digest = hashlib.sha256(raw).hexdigest()
                 if digest in seen:
                     report.skipped.append((label, "duplicate", "the same bytes appear twice in this enrolment"))
                     continue
                 seen.add(digest)
-                prepared.append((label, digest, emb, make_thumbnail(image), raw if keep_originals else None))
+                prepared.append((label, digest, emb, make_thumbnail(image), raw if keep_originals else None, sig))
             if progress:
                 progress("embed", min(start + batch_size, len(sources)), len(sources))
         identity = encoder.identity()
@@ -540,7 +552,7 @@ class Registry:
                     self._execute("UPDATE artists SET consent = ? WHERE id = ?", (consent, artist_id))
             report.artist = name
             enrolled = self._enrolled([p[1] for p in prepared])
-            for i, (label, digest, emb, thumb, original) in enumerate(prepared):
+            for i, (label, digest, emb, thumb, original, sig) in enumerate(prepared):
                 owner = enrolled.get(digest)
                 if owner == artist_id:
                     report.skipped.append((label, "duplicate", f"already enrolled for {name}"))
@@ -550,9 +562,10 @@ class Registry:
                 else:
                     enrolled[digest] = artist_id
                     self._execute(
-                        "INSERT INTO works (artist_id, sha256, embedding, thumbnail, created_at, source, original) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (artist_id, digest, np.asarray(emb, "<f4").tobytes(), thumb, now, label, original))
+                        "INSERT INTO works (artist_id, sha256, embedding, thumbnail, created_at, source, original, "
+                        "copy_hash, copy_thumb, copy_aspect) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (artist_id, digest, np.asarray(emb, "<f4").tobytes(), thumb, now, label, original,
+                         sig.hash_bytes, sig.thumb, sig.aspect))
                     report.added += 1
                 if progress:
                     progress("write", i + 1, len(prepared))
@@ -626,6 +639,37 @@ class Registry:
             near = self._nearest(index, q[0], j, works_per_artist, None)
         details = self._work_details(index.work_ids[[r for r, _ in near]])
         return self._artist_match(index, j, score, near, details, threshold)
+
+    def find_copy(self, signature: copies.Signature, embedding: np.ndarray | None = None) -> CopyMatch | None:
+        """The enrolled work that the image of ``signature`` (:func:`mimicry.detector.copies.signature`)
+        is a copy of (the same picture, re-encoded, resized), or None; whatever its style similarity
+        and with no threshold on it. ``embedding``, the image's style embedding, adds the works
+        nearest in style to the hash's candidates. :mod:`mimicry.detector.copies` says how it
+        decides; the rates it reaches are in BENCHMARKS.md. Works that have no signature (see
+        migration 4: none could be made from what was stored) are never found."""
+        index = self._current_index()
+        if index is None or not signature.detailed:
+            return None
+        bits = np.where(index.has_signature, copies.hamming(index.copy_hashes, signature.dhash), 65)
+        near = np.flatnonzero(bits <= copies.CANDIDATE_BITS)
+        if len(near) > copies.MAX_CANDIDATES:
+            near = near[np.argpartition(bits[near], copies.MAX_CANDIDATES - 1)[:copies.MAX_CANDIDATES]]
+        rows = set(near.tolist())
+        if embedding is not None:
+            q = self._check_queries(np.asarray(embedding)[None, :], index)[0]
+            sims = np.where(index.has_signature, similarities(index.matrix, q), -np.inf)
+            rows.update(int(r) for r in top_k_indices(sims, copies.STYLE_CANDIDATES) if np.isfinite(sims[r]))
+        if not rows:
+            return None
+        bits_of = {int(index.work_ids[r]): int(bits[r]) for r in rows}
+        best: CopyMatch | None = None
+        for wid, source, digest, thumb, aspect, artist in self._copy_candidates(sorted(bits_of)):
+            if len(thumb) != len(signature.thumb) or not copies.aspect_close(signature.aspect, aspect):
+                continue
+            d = copies.distance(signature.thumb, bytes(thumb))
+            if d <= copies.COPY_DISTANCE and (best is None or d < best.distance):
+                best = CopyMatch(wid, source, digest, artist, d, bits_of[wid])
+        return best
 
     def work_count(self) -> int:
         with self._lock:
@@ -733,7 +777,7 @@ class Registry:
 
     def _load_index(self) -> _Index | None:
         # In the works_by_artist index's order: no sort, and no per-row Python objects but the blobs.
-        rows = self._execute("SELECT artist_id, id, embedding FROM works ORDER BY artist_id, id").fetchall()
+        rows = self._execute("SELECT artist_id, id, embedding, copy_hash FROM works ORDER BY artist_id, id").fetchall()
         if not rows:
             return None
         names = dict(self._execute("SELECT id, name FROM artists").fetchall())
@@ -743,9 +787,12 @@ class Registry:
         uniq, starts = np.unique(artist_ids, return_index=True)
         sums = np.add.reduceat(matrix, starts, axis=0, dtype=np.float64)
         centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        has_signature = np.fromiter((r[3] is not None for r in rows), bool, len(rows))
+        copy_hashes = np.frombuffer(b"".join([bytes(r[3]) if r[3] is not None else bytes(8) for r in rows]), ">u8")
         return _Index(matrix=np.ascontiguousarray(matrix, dtype=np.float32), work_ids=work_ids,
                       artists=[names[int(a)] for a in uniq], starts=starts.astype(np.int64),
-                      centroids=np.ascontiguousarray(centroids, dtype=np.float32), aggregate=self.aggregate)
+                      centroids=np.ascontiguousarray(centroids, dtype=np.float32), aggregate=self.aggregate,
+                      copy_hashes=copy_hashes.astype(np.uint64), has_signature=has_signature)
 
     def _work_details(self, work_ids: np.ndarray) -> dict[int, tuple[str, str]]:
         """``{work id: (source, sha256)}``; a work deleted since the index was built is left out."""
@@ -758,6 +805,20 @@ class Registry:
                 for wid, source, digest in self._execute(
                         f"SELECT id, source, sha256 FROM works WHERE id IN ({marks})", chunk):
                     out[wid] = (source, digest)
+        return out
+
+    def _copy_candidates(self, work_ids: list[int]) -> list[tuple]:
+        """``(id, source, sha256, copy thumbnail, aspect ratio, artist)`` of those works that have a
+        copy signature; a work deleted since the index was built is left out."""
+        out = []
+        with self._lock:
+            for start in range(0, len(work_ids), 500):
+                chunk = work_ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                out += self._execute(
+                    "SELECT w.id, w.source, w.sha256, w.copy_thumb, w.copy_aspect, a.name FROM works w "
+                    f"JOIN artists a ON a.id = w.artist_id WHERE w.copy_thumb IS NOT NULL AND w.id IN ({marks})",
+                    chunk).fetchall()
         return out
 
     def _score_all(self, index: _Index, q: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -936,8 +997,28 @@ def _backfill_name_keys(conn, dialect: Dialect) -> None:
         conn.execute(dialect.sql("UPDATE artists SET name_key = ? WHERE id = ?"), (key, artist_id))
 
 
+def _backfill_copy_signatures(conn, dialect: Dialect) -> None:
+    """Migration 4's data step: each work's copy signature, from its original when it was kept, else
+    from its stored thumbnail (at most 96 px: enough for the 32 px comparison). A work neither of
+    which decodes keeps none: it cannot be recognised as copied (:meth:`Registry.find_copy`)."""
+    ids = [int(r[0]) for r in conn.execute("SELECT id FROM works ORDER BY id").fetchall()]
+    for work_id in ids:  # one row at a time: originals may be large
+        original, thumbnail = conn.execute(dialect.sql("SELECT original, thumbnail FROM works WHERE id = ?"),
+                                           (work_id,)).fetchone()
+        for stored in (original, thumbnail):
+            if stored is None:
+                continue
+            try:
+                sig = copies.signature(decode_image(bytes(stored), draft_size=copies.SIDE * 4))
+            except (DecodeError, ValueError):
+                continue
+            conn.execute(dialect.sql("UPDATE works SET copy_hash = ?, copy_thumb = ?, copy_aspect = ? WHERE id = ?"),
+                         (sig.hash_bytes, sig.thumb, sig.aspect, work_id))
+            break
+
+
 # Python steps of migrations, run after the version's SQL in the same transaction.
-_MIGRATION_STEPS: dict[int, Callable[[Any, Dialect], None]] = {3: _backfill_name_keys}
+_MIGRATION_STEPS: dict[int, Callable[[Any, Dialect], None]] = {3: _backfill_name_keys, 4: _backfill_copy_signatures}
 
 
 def _encoder_key(identity: dict) -> tuple:

@@ -190,7 +190,7 @@ def check(
 ) -> None:
     """Is IMAGE an AI imitation, and of whose style?
 
-    The detector's verdict, then the enrolled artists whose style is closest (similarity, whether it reaches the encoder's threshold, and the nearest enrolled works). With --artist, the similarity to that artist only.
+    The detector's verdict; whether IMAGE is a copy of an enrolled work (the same picture, re-encoded or resized), whatever the style similarity; then the enrolled artists whose style is closest (similarity, whether it reaches the encoder's threshold, and the nearest enrolled works). With --artist, the similarity to that artist only.
 
     Exit codes, as for scan and explain:
       0    not flagged
@@ -206,7 +206,7 @@ def check(
 def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str, registry: Optional[str],
            encoder: str) -> int:
     """``mimicry check``; returns the exit code (raises typer.Exit for a usage error)."""
-    from mimicry.detector import Detector
+    from mimicry.detector import Detector, copies
     from mimicry.detector.bundle import ModelError
     from mimicry.detector.decode import DecodeError
     from mimicry.detector.registry import RegistryError
@@ -220,15 +220,17 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
     if verdict.error:
         raise _fail(f"{image}: {verdict.error_code}: {verdict.error}", EXIT_ERRORS)
     try:
-        embedding = enc.embed_one(str(image))
+        x, decoded = enc.load(str(image))
     except DecodeError as exc:
         raise _fail(f"{image}: {exc.code}: {exc.message}", EXIT_ERRORS) from None
+    embedding = enc.embed_arrays(x[None])[0]
     with _open_registry(registry, enc) as reg:
         try:
             matches = ([reg.similarity_to(embedding, artist, threshold=enc.threshold)] if artist
                        else reg.match(embedding, k, threshold=enc.threshold))
         except RegistryError as exc:
             raise _fail(str(exc)) from None
+        copy_of = reg.find_copy(copies.signature(decoded), embedding)
         n_artists = len(reg.list_artists())
     result = {
         "source": str(image), "label": verdict.label, "score": verdict.score, "threshold": verdict.threshold,
@@ -237,6 +239,9 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
         "artists": [{"artist": m.artist, "similarity": round(m.similarity, 4), "passes": m.passes,
                      "nearest_works": [{"source": w.source, "sha256": w.sha256, "similarity": round(w.similarity, 4)}
                                        for w in m.nearest_works]} for m in matches],
+        "copy_of": None if copy_of is None else {
+            "artist": copy_of.artist, "work_id": copy_of.work_id, "source": copy_of.source,
+            "sha256": copy_of.sha256, "distance": round(copy_of.distance, 4), "hash_bits": copy_of.hash_bits},
     }
     if as_json:
         typer.echo(json.dumps(result))
@@ -247,6 +252,11 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
     if not n_artists:
         out.print("no artists enrolled: add some with `mimicry artists add NAME DIR`")
         return for_label(verdict.label)
+    if copy_of is not None:
+        out.print(f"[bold red]copy[/] of enrolled work {copy_of.work_id} ({_shown(Path(copy_of.source).name)}) "
+                  f"by {_shown(copy_of.artist)} (distance {copy_of.distance:.3f}; a copy is <= {copies.COPY_DISTANCE})")
+    else:
+        out.print("not a copy of any enrolled work")
     heading = f"similarity to {_shown(artist)}" if artist else f"closest enrolled styles (of {n_artists})"
     out.print(f"{heading}; attributed at >= {enc.threshold:.3f}:")
     for m in matches:

@@ -36,6 +36,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from mimicry.detector import copies
 from mimicry.detector.bundle import ModelError
 from mimicry.detector.decode import DecodeError
 from mimicry.detector.detector import Detector
@@ -225,12 +226,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def decode_upload(det: Detector, data: bytes, attribute: bool):
         """One decode for both models: the detector's input, the provenance signals and, when the caller
-        may see attribution and anyone is enrolled, the style encoder's input (the registry is asked
-        here, off the event loop)."""
+        may see attribution and anyone is enrolled, the style encoder's input and the image's copy
+        signature (the registry is asked here, off the event loop)."""
         image, signals = det.decode(data)
         x = preprocess(image, det.config)
         attribute = attribute and state.registry.has_works()
-        return x, signals, (state.style.prepare(image) if attribute else None)
+        return x, signals, ((state.style.prepare(image), copies.signature(image)) if attribute else None)
 
     async def verdict_for(det: Detector, upload: Upload, name: str, cost: int) -> Verdict:
         state.decoding += 1
@@ -257,12 +258,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.images.labels(verdict.label).inc()
         return verdict
 
-    async def style_matches(sx: np.ndarray) -> list[dict]:
+    async def style_matches(prepared: tuple[np.ndarray, copies.Signature]) -> dict:
+        sx, signature = prepared
         try:
             embedding = await state.style_batcher.submit(sx)
         except Overloaded as exc:
             raise overloaded(exc) from None
-        return await offload(state.lanes.small, artists.top_artists, state, embedding)
+        return await offload(state.lanes.small, artists.attribution, state, embedding, signature)
 
     async def explain_upload(request: Request, det: Detector, method: str, grid: int):
         """The heatmap's forward passes go through the same bounded batcher as detections, a chunk at a

@@ -15,6 +15,11 @@ by who asks (:func:`visible_matches`): nothing for an anonymous caller unless th
 ``show_artists_to_anonymous``, and then artists' names, similarities and whether they pass; the same
 for a ``detect`` key; the nearest works' ids, file names and sha256 only for ``enrol`` and ``admin``
 keys, which may read them from the registry anyway.
+
+A copy of an enrolled work (the same picture, re-encoded or resized: :mod:`mimicry.detector.copies`) is
+``evidence["copy_of"]``, whatever the style similarity says: the artist and the distance for
+everyone who may see artists; the work's id, file name and sha256 too for ``enrol`` and ``admin``
+keys. It is None when the image is no copy of any enrolled work.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from mimicry.detector.copies import CopyMatch, Signature
 from mimicry.detector.registry import ArtistMatch, RegistryError
 
 from . import auth
@@ -93,6 +99,13 @@ def match_to_dict(m: ArtistMatch) -> dict:
                                "similarity": w.similarity} for w in m.nearest_works]}
 
 
+def copy_to_dict(c: CopyMatch | None) -> dict | None:
+    if c is None:
+        return None
+    return {"artist": c.artist, "work_id": c.work_id, "source": c.source, "sha256": c.sha256,
+            "distance": c.distance, "hash_bits": c.hash_bits}
+
+
 def caller_view(settings) -> str | None:
     """What the current detect caller may see of the registry: ``"works"`` (enrol and admin keys),
     ``"names"`` (detect keys; anonymous callers where ``show_artists_to_anonymous``), or None."""
@@ -103,17 +116,19 @@ def caller_view(settings) -> str | None:
 
 
 async def visible_matches(state: State, style_matches, prepared) -> dict:
-    """The ``artists`` evidence for one upload as the current caller may see it (see the module's
-    docstring): ``{}`` when they may see nothing, without spending a style embedding on it, else
-    ``{"artists": [...]}`` from ``await style_matches(prepared)`` (:func:`top_artists`' dicts)."""
+    """The ``artists`` and ``copy_of`` evidence for one upload as the current caller may see it (see
+    the module's docstring): ``{}`` when they may see nothing, without spending a style embedding on
+    it, else :func:`attribution`'s dict from ``await style_matches(prepared)``."""
     view = caller_view(state.settings)
     if view is None:
         return {}
-    matches = await style_matches(prepared)
+    found = await style_matches(prepared)
     if view != "works":
-        matches = [{**m, "nearest_works": [{"similarity": w["similarity"]} for w in m["nearest_works"]]}
-                   for m in matches]
-    return {"artists": matches}
+        copy_of = found["copy_of"]
+        found = {"artists": [{**m, "nearest_works": [{"similarity": w["similarity"]} for w in m["nearest_works"]]}
+                             for m in found["artists"]],
+                 "copy_of": None if copy_of is None else {k: copy_of[k] for k in ("artist", "distance")}}
+    return found
 
 
 _ERRORS = {s: {"model": ErrorBody} for s in (400, 401, 404, 409, 413, 503, 504)}
@@ -251,3 +266,9 @@ def top_artists(state: State, embedding: np.ndarray) -> list[dict]:
     """The enrolled artists closest in style to one embedding (empty when nobody is enrolled)."""
     matches = state.registry.match(embedding, k=state.settings.artists_top_k, threshold=state.style.threshold)
     return [match_to_dict(m) for m in matches]
+
+
+def attribution(state: State, embedding: np.ndarray, signature: Signature) -> dict:
+    """``{"artists": top_artists(...), "copy_of": the enrolled work it is a copy of, or None}``."""
+    return {"artists": top_artists(state, embedding),
+            "copy_of": copy_to_dict(state.registry.find_copy(signature, embedding))}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+from PIL import Image
 from typer.testing import CliRunner
 
 from mimicry.cli import app
@@ -39,6 +40,16 @@ def test_add_list_check_remove(db, portfolios, tmp_path, monkeypatch):
     assert r.exit_code == (1 if flagged else 0), r.output  # scan's and explain's exit codes
     assert [a["artist"] for a in out["artists"]] == ["Ink Person", "Flat"]
     assert out["artists"][0]["passes"] is True and len(out["artists"][0]["nearest_works"]) == 3
+    assert out["copy_of"] is None  # the style passes, but it is a new work
+
+    enrolled = sorted(folder.glob("ink_*.png"))[0]
+    Image.open(enrolled).convert("RGB").save(tmp_path / "reposted.jpg", quality=75)
+    out = json.loads(_run(db, "check", str(tmp_path / "reposted.jpg"), "--json").output)
+    assert out["copy_of"]["artist"] == "Ink Person" and out["copy_of"]["source"] == str(enrolled)
+    assert 0 <= out["copy_of"]["distance"] <= 0.22 and isinstance(out["copy_of"]["work_id"], int)
+    r = _run(db, "check", str(tmp_path / "reposted.jpg"), "--artist", "Flat")  # whatever artist is asked about
+    assert f"copy of enrolled work {out['copy_of']['work_id']} ({enrolled.name}) by Ink Person" in r.output
+    assert "not a copy of any enrolled work" in _run(db, "check", str(tmp_path / "query.png")).output
 
     r = _run(db, "check", str(tmp_path / "query.png"), "--artist", "Flat")
     assert r.exit_code == (1 if flagged else 0) and "similarity to Flat" in r.output and "no match" in r.output

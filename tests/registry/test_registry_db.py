@@ -167,13 +167,13 @@ def test_migrates_from_version_1(db):
     assert [r[0] for r in conn.execute("PRAGMA table_info(works)")].count("source") == 0
     conn.close()
     with Registry.open(db) as reg:
-        assert schema_version(reg._conn) == SCHEMA_VERSION == 3
+        assert schema_version(reg._conn) == SCHEMA_VERSION == 4
         assert [(a.name, a.works, a.consent) for a in reg.list_artists()] == [("Old", 1, "note")]
         [m] = reg.match(emb, k=1)
         assert m.artist == "Old" and m.similarity == pytest.approx(1.0)
         assert reg.works("Old")[0]["source"] == ""
         versions = reg._conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(1,), (2,), (3,), (4,)]
 
 
 def test_refuses_newer_or_foreign_databases(db, tmp_path):

@@ -85,7 +85,7 @@ def test_migrates_from_version_1_and_refuses_newer_or_foreign_databases(pg_serve
         conn.execute("INSERT INTO works (artist_id, sha256, embedding, thumbnail, created_at) "
                      "VALUES (1, %s, %s, '\\x00', '2025-01-01')", ("a" * 64, emb.tobytes()))
     with Registry.open(db) as reg:
-        assert schema_version(reg._conn) == SCHEMA_VERSION == 3
+        assert schema_version(reg._conn) == SCHEMA_VERSION == 4
         assert [(a.name, a.works, a.consent) for a in reg.list_artists()] == [("Old", 1, "note")]
         [m] = reg.match(emb, k=1)
         assert m.artist == "Old" and m.similarity == pytest.approx(1.0)
@@ -138,7 +138,7 @@ def test_replicas_starting_together_migrate_once(db):
         reg.close()
     assert errors == [] and len(opened) == n
     with _connect(db) as conn:
-        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,)]
+        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,)]
 
 
 def test_write_transactions_of_replicas_run_one_at_a_time(db, encoder, portfolios):

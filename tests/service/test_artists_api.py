@@ -85,6 +85,26 @@ def test_verdicts_name_the_closest_enrolled_artists(api, make_settings):
     for v in batch:
         assert v["evidence"]["artists"][0]["artist"] == "Enrolled"
         assert -1.0 <= v["evidence"]["artists"][0]["similarity"] <= 1.0
+        assert v["evidence"]["copy_of"] is None  # works nobody enrolled
+
+
+def test_verdicts_say_which_enrolled_work_an_upload_copies(api, make_settings, tmp_path):
+    """A re-encoded enrolled work is named as that work, whatever its style score; a caller with a
+    detect key learns the artist and the distance only (as it learns no enrolled file's name)."""
+    real = [p for p in EXAMPLES if p.name.startswith("real")]
+    api.post("/v1/artists", json={"name": "Enrolled"})
+    api.post("/v1/artists/Enrolled/works", files=files_of(real[:3]))
+    [work] = [w for w in api.get("/v1/artists/Enrolled").json()["work_list"] if w["source"] == real[1].name]
+    buf = io.BytesIO()
+    Image.open(real[1]).convert("RGB").save(buf, "JPEG", quality=75)
+    r = api.post("/v1/detect", files={"file": ("reposted.jpg", buf.getvalue())})
+    copy_of = r.json()["evidence"]["copy_of"]
+    assert (copy_of["artist"], copy_of["work_id"], copy_of["source"]) == ("Enrolled", work["id"], real[1].name)
+    assert copy_of["sha256"] == work["sha256"] and 0 <= copy_of["distance"] <= 0.22
+
+    detect_key, _ = KeyStore(api.app.state.mimicry.settings.keys_db).create("platform", scope="detect")
+    r = api.post("/v1/detect", files={"file": ("reposted.jpg", buf.getvalue())}, headers={"X-API-Key": detect_key})
+    assert r.json()["evidence"]["copy_of"] == {"artist": "Enrolled", "distance": copy_of["distance"]}
 
 
 def test_service_runs_without_attribution_when_told(make_settings, tmp_path):
