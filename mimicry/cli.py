@@ -2,7 +2,7 @@
 
 Training commands forward their arguments to the module's ``argparse`` parser (``--help`` shows its
 options) and import torch only when run, so ``mimicry --help`` stays fast. ``scan`` forwards its
-options to ``mimicry.detector.scan.run`` (onnxruntime, never torch). A command whose extra is not
+options to ``mimicry.scan_cli.run`` (onnxruntime, never torch). A command whose extra is not
 installed (train, serve, keys, ``scan --engine ray``) says which in one line and exits 2
 (:mod:`mimicry.extras`).
 """
@@ -156,7 +156,7 @@ def scan(
     and rows come in completion order, not input order.
     """
     with interruptible():
-        from mimicry.detector import scan as scan_lib
+        from mimicry import scan_cli
 
         if engine is ScanEngine.ray:
             with needs_extra("scale", "scan --engine ray"):
@@ -167,10 +167,10 @@ def scan(
                     actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
                     batch_size=batch_size))
         else:
-            code = scan_lib.run(
+            code = scan_cli.run(
                 paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume,
                 force=force, model=model, batch_size=batch_size,
-                workers=scan_lib.DEFAULT_WORKERS if workers is None else workers)
+                workers=scan_cli.DEFAULT_WORKERS if workers is None else workers)
     raise typer.Exit(code)
 
 

@@ -1,8 +1,8 @@
 """The exit codes of ``mimicry scan``, ``check`` and ``explain``: one meaning each, for every command.
 
 0 nothing flagged, 1 at least one ai-mimicry verdict, 2 usage error or unusable model, 3 some files
-had errors (and none was flagged), 130 interrupted. ``mimicry.detector.scan`` returns the same codes
-from its ``run`` (the library cannot import the command line; a test holds the two sets equal).
+had errors (and none was flagged), 130 interrupted. The scan command (``mimicry.scan_cli``, both
+engines) takes them from here; the library (``mimicry.detector``) has no exit codes.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ import functools
 import logging
 import math
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,8 +38,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 from rich.console import Console
-from rich.markup import escape as _escape
 
+from mimicry import scan_cli
 from mimicry.detector import scan as scan_lib
 from mimicry.detector.bundle import ModelError
 from mimicry.detector.decode import DecodeError
@@ -291,7 +290,7 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
     ``output`` is never overwritten unless ``force`` (or appended to, with ``resume``)."""
     stdout = stdout or Console()
     stderr = stderr or Console(stderr=True)
-    warn, fail = scan_lib.messages(stderr)
+    warn, fail = scan_cli.messages(stderr)
     summary = scan_lib.ScanSummary()
 
     try:
@@ -311,9 +310,9 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
         return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot read {output}: {exc.strerror or exc}")
-    scan_lib.report_existing(existing, output, warn)
+    scan_cli.report_existing(existing, output, warn)
     if not found:
-        return fail(scan_lib.no_inputs_message(paths, summary))
+        return fail(scan_cli.no_inputs_message(paths, summary))
     todo = [s for s in found if s not in existing.done]
 
     from mimicry.detector.detector import Detector
@@ -349,10 +348,7 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             reason = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
             return fail(f"the scan on Ray failed{where}: {reason[-1].strip()}")  # the cause, not Ray's traceback
         except KeyboardInterrupt:
-            where = f"{output}; run again with --resume to finish" if output else "the terminal"
-            stderr.print(f"interrupted after {summary.scanned} images; rows so far are in {_escape(where)}",
-                         highlight=False, soft_wrap=True)
-            return scan_lib.EXIT_INTERRUPTED
+            return scan_cli.interrupted(stderr, summary, output)
         finally:
             sink.close()
             if out_file is not None:
@@ -361,22 +357,16 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
         if started:
             ray.shutdown()
 
-    scan_lib._print_summary(stderr, summary, detector, output)
-    return summary.exit_code
+    scan_cli.print_summary(stderr, summary, detector, output)
+    return scan_cli.exit_code(summary)
 
 
 def _open_sink(fmt: str, output: Path | None, resume: bool, detector, stdout: Console, every: int,
                columns: tuple[str, ...] = scan_lib.COLUMNS):
-    if fmt == "table":
-        return scan_lib.TableSink(stdout, detector.name, detector.version,
-                                  detector.bundle.thresholds.ai_mimicry, every=every), None
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
+        output.parent.mkdir(parents=True, exist_ok=True)
         return ParquetSink(output), None
-    out_file = open(output, "a" if resume else "w", encoding="utf-8", newline="") if output else None
-    stream = out_file or sys.stdout
-    return (scan_lib.CsvSink(stream, columns) if fmt == "csv" else scan_lib.JsonlSink(stream)), out_file
+    return scan_cli.open_sink(fmt, output, resume, detector, stdout, every=every, columns=columns)
 
 
 def write_rows(batches: Iterable[pa.Table | pa.RecordBatch], sink, summary: scan_lib.ScanSummary) -> None:

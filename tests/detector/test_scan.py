@@ -14,6 +14,7 @@ from PIL.PngImagePlugin import PngInfo
 from rich.console import Console
 from typer.testing import CliRunner
 
+from mimicry import exits, scan_cli
 from mimicry.detector import scan as scan_lib
 from mimicry.detector import verdict as verdict_lib
 from detector_fixtures import encode, png_bomb_header, solid
@@ -181,7 +182,7 @@ def test_interrupted_scan_keeps_its_rows_and_resumes(folder, model_dir, tmp_path
 
     monkeypatch.setattr(scan_lib.JsonlSink, "write", write_then_die)
     result = invoke(folder, "--model", model_dir, "-o", out, "--workers", "1", "--batch-size", "2")
-    assert result.exit_code == scan_lib.EXIT_INTERRUPTED and "--resume" in result.stderr
+    assert result.exit_code == exits.EXIT_INTERRUPTED and "--resume" in result.stderr
     assert len(read_jsonl(out)) == 3
     monkeypatch.setattr(scan_lib.JsonlSink, "write", real_write)
     assert invoke(folder, "--model", model_dir, "-o", out, "--resume").exit_code == 1
@@ -300,7 +301,7 @@ def test_a_folder_of_nothing_but_other_files_says_what_it_left_out(model_dir, tm
 def test_the_summary_lines_never_wrap(folder, model_dir, tmp_path):
     """A summary line is one line on any terminal, whatever width the images/s figure takes."""
     err = Console(file=io.StringIO(), width=30)
-    code = scan_lib.run([str(folder)], model=model_dir, output=tmp_path / "r.csv", workers=1,
+    code = scan_cli.run([str(folder)], model=model_dir, output=tmp_path / "r.csv", workers=1,
                         stdout=Console(file=io.StringIO(), width=30), stderr=err)
     assert code == 1
     lines = err.file.getvalue().splitlines()
@@ -414,13 +415,13 @@ def test_resume_into_jsonl_rows_without_the_new_keys(folder, model_dir, tmp_path
 def test_run_with_a_progress_bar_on_a_terminal(folder, model_dir, tmp_path):
     many = tmp_path / "many"
     many.mkdir()
-    for i in range(scan_lib.PROGRESS_MIN_FILES + 2):
+    for i in range(scan_cli.PROGRESS_MIN_FILES + 2):
         (many / f"{i:02d}.png").write_bytes(encode(solid("black", (40, 40)), "PNG"))
     err = Console(file=io.StringIO(), force_terminal=True, width=100)
     out = Console(file=io.StringIO(), width=100)
-    code = scan_lib.run([str(many)], model=model_dir, output=tmp_path / "r.csv", stdout=out, stderr=err,
+    code = scan_cli.run([str(many)], model=model_dir, output=tmp_path / "r.csv", stdout=out, stderr=err,
                         workers=1, batch_size=4)
-    assert code == 0 and len(read_csv(tmp_path / "r.csv")) == scan_lib.PROGRESS_MIN_FILES + 2
+    assert code == 0 and len(read_csv(tmp_path / "r.csv")) == scan_cli.PROGRESS_MIN_FILES + 2
     assert "scanned 12 images" in err.file.getvalue()
 
 
@@ -440,4 +441,4 @@ def test_scan_streams_rows_to_the_sink(folder, model_dir):
     summary = scan_lib.scan(det, iter(sources), sink, batch_size=2, workers=1, skip={sources[0]})
     assert [r["source"] for r in sink.rows] == sources[1:]
     assert (summary.found, summary.skipped, summary.scanned) == (3, 1, 2)
-    assert summary.labels["human"] == 1 and summary.errors["empty"] == 1 and summary.exit_code == 3
+    assert summary.labels["human"] == 1 and summary.errors["empty"] == 1 and scan_cli.exit_code(summary) == 3

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 ray = pytest.importorskip("ray")  # the scale extra; installed in the project's venv
 
+from mimicry import exits, scan_cli  # noqa: E402
 from mimicry.detector import scan as scan_lib  # noqa: E402
 from mimicry.detector import verdict as verdict_lib  # noqa: E402
 from mimicry import ray_scan  # noqa: E402
@@ -65,8 +66,8 @@ def folder(tmp_path_factory) -> Path:
 def local_rows(folder, tmp_path_factory) -> dict[str, dict]:
     """The local engine's rows for ``folder``, keyed by source."""
     out = tmp_path_factory.mktemp("local") / "rows.jsonl"
-    code = scan_lib.run([str(folder)], output=out, model=MODEL, stderr=_quiet())
-    assert code == scan_lib.EXIT_FLAGGED
+    code = scan_cli.run([str(folder)], output=out, model=MODEL, stderr=_quiet())
+    assert code == exits.EXIT_FLAGGED
     return _by_source(_jsonl(out))
 
 
@@ -123,15 +124,15 @@ def test_uri_listing_follows_the_local_rules(folder, tmp_path):
 
 def test_usage_errors_exit_2_before_starting_ray(folder, tmp_path):
     err = Console(stderr=True, record=True, width=200)
-    assert ray_scan.run([str(folder)], fmt="parquet", model=MODEL, stderr=err) == scan_lib.EXIT_USAGE
+    assert ray_scan.run([str(folder)], fmt="parquet", model=MODEL, stderr=err) == exits.EXIT_USAGE
     assert ray_scan.run([str(folder)], output=tmp_path / "x.parquet", resume=True, model=MODEL,
-                        stderr=err) == scan_lib.EXIT_USAGE
-    assert ray_scan.run([str(tmp_path)], model=MODEL, stderr=err) == scan_lib.EXIT_USAGE
-    assert ray_scan.run(["nosuchscheme://x/y.png"], model=MODEL, stderr=err) == scan_lib.EXIT_USAGE
-    assert ray_scan.run([str(folder)], model=tmp_path, stderr=err) == scan_lib.EXIT_USAGE
+                        stderr=err) == exits.EXIT_USAGE
+    assert ray_scan.run([str(tmp_path)], model=MODEL, stderr=err) == exits.EXIT_USAGE
+    assert ray_scan.run(["nosuchscheme://x/y.png"], model=MODEL, stderr=err) == exits.EXIT_USAGE
+    assert ray_scan.run([str(folder)], model=tmp_path, stderr=err) == exits.EXIT_USAGE
     for name in ("kept.parquet", "kept.jsonl"):
         (tmp_path / name).write_bytes(b"earlier results")
-        assert ray_scan.run([str(folder)], output=tmp_path / name, model=MODEL, stderr=err) == scan_lib.EXIT_USAGE
+        assert ray_scan.run([str(folder)], output=tmp_path / name, model=MODEL, stderr=err) == exits.EXIT_USAGE
         assert (tmp_path / name).read_bytes() == b"earlier results"
     text = err.export_text()
     for expected in ("needs -o/--output FILE.parquet", "cannot resume into a Parquet file", "no input files",
@@ -148,7 +149,7 @@ def test_ray_rows_equal_local_rows_and_errors_are_rows(cluster, folder, local_ro
     out = tmp_path / "ray.jsonl"
     code = ray_scan.run([str(folder)], output=out, model=MODEL, stderr=_quiet(),
                         options=ray_scan.RayOptions(actors=2, batch_size=4, sources_per_block=2))  # 5 blocks
-    assert code == scan_lib.EXIT_FLAGGED
+    assert code == exits.EXIT_FLAGGED
     rows = _by_source(_jsonl(out))
     _assert_same_rows(rows, local_rows)
     for name, code in BAD.items():
@@ -167,7 +168,7 @@ def test_parquet_from_a_uri_has_the_same_rows(cluster, folder, local_rows, tmp_p
     out = tmp_path / "rows.parquet"
     missing = folder.as_uri() + "/missing.png"
     code = ray_scan.run([folder.as_uri(), missing], output=out, model=MODEL, stderr=_quiet())
-    assert code == scan_lib.EXIT_FLAGGED
+    assert code == exits.EXIT_FLAGGED
     table = pq.read_table(out)
     assert table.schema.names == list(scan_lib.COLUMNS)
     rows = _by_source(table.to_pylist())
@@ -183,7 +184,7 @@ def test_resume_scans_only_the_rest(cluster, folder, local_rows, tmp_path):
     done = sorted(local_rows)[:5]
     out.write_text("".join(json.dumps(local_rows[s]) + "\n" for s in done) + '{"source": "cut off', encoding="utf-8")
     code = ray_scan.run([str(folder)], output=out, resume=True, model=MODEL, stderr=_quiet())
-    assert code == scan_lib.EXIT_FLAGGED
+    assert code == exits.EXIT_FLAGGED
     rows = _jsonl(out)
     assert [r["source"] for r in rows[:5]] == done
     _assert_same_rows(_by_source(rows), local_rows)
@@ -200,7 +201,7 @@ def test_resume_into_an_older_csv_keeps_its_columns_and_the_summary_counts_files
     before = out.read_text(encoding="utf-8")
     err = Console(stderr=True, record=True, width=60)
     code = ray_scan.run([str(folder)], output=out, resume=True, model=MODEL, stderr=err)
-    assert code in (scan_lib.EXIT_FLAGGED, scan_lib.EXIT_ERRORS)  # the folder holds bad files
+    assert code in (exits.EXIT_FLAGGED, exits.EXIT_ERRORS)  # the folder holds bad files
     text = err.export_text()
     assert "written by an older version without label_reason, signals" in text
     assert "not scanned: 1 file in the folders without an image suffix (1 .txt)" in text
@@ -216,12 +217,12 @@ def test_cli_engine_ray_with_exit_codes(cluster, folder, local_rows, tmp_path):
     out = tmp_path / "cli.csv"
     result = CliRunner().invoke(app, ["scan", "--engine", "ray", str(folder / "real_00.png"),
                                       str(folder / "notes.png"), "-o", str(out), "--model", str(MODEL)])
-    assert result.exit_code == scan_lib.EXIT_ERRORS, result.output  # no flag, one error
+    assert result.exit_code == exits.EXIT_ERRORS, result.output  # no flag, one error
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[0] == ",".join(scan_lib.COLUMNS) and len(lines) == 3
     result = CliRunner().invoke(app, ["scan", "--engine", "ray", str(folder / "real_00.png"), "--format", "jsonl",
                                       "--model", str(MODEL)])
-    assert result.exit_code == scan_lib.EXIT_OK, result.output
+    assert result.exit_code == exits.EXIT_OK, result.output
     row = json.loads(result.stdout.splitlines()[0])
     _assert_same_rows({row["source"]: row}, {row["source"]: local_rows[str(folder / "real_00.png")]})
 
@@ -232,8 +233,8 @@ def test_gpu_actors_without_cuda_onnxruntime_fail_clearly(cluster, folder, tmp_p
     err = Console(stderr=True, record=True, width=400)
     opts = ray_scan.RayOptions(gpus_per_actor=1)
     assert ray_scan.run([str(folder)], output=tmp_path / "x.jsonl", model=MODEL, options=opts,
-                        stderr=err) == scan_lib.EXIT_USAGE
+                        stderr=err) == exits.EXIT_USAGE
     assert "GPU actors need onnxruntime with CUDAExecutionProvider" in err.export_text()
     opts = ray_scan.RayOptions(gpus_per_actor=2)
-    assert ray_scan.run([str(folder)], model=MODEL, options=opts, stderr=err) == scan_lib.EXIT_USAGE
+    assert ray_scan.run([str(folder)], model=MODEL, options=opts, stderr=err) == exits.EXIT_USAGE
     assert "--gpus-per-actor 2 but the Ray cluster has 1 GPUs" in err.export_text()

@@ -1,0 +1,247 @@
+"""``mimicry scan``: the command around the scan library (``mimicry.detector.scan``), for both engines.
+
+The terminal is here, not in the library: the table printed as rows arrive, the progress bar, the
+warnings and errors, the summary lines and the exit codes (``mimicry.exits``). :func:`run` is the
+local engine's whole command; ``mimicry.ray_scan`` uses the same pieces for ``--engine ray``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape as _escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from mimicry.detector.scan import (COLUMNS, DEFAULT_WORKERS, CsvSink, Existing, JsonlSink, ScanSummary,
+                                   ScanUsageError, check_output, iter_inputs, output_format, read_existing, scan)
+from mimicry.exits import EXIT_ERRORS, EXIT_FLAGGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+PROGRESS_MIN_FILES = 10  # below this a progress bar only flickers
+_LABEL_STYLES = {"human": "green", "uncertain": "yellow", "ai-mimicry": "bold red"}
+
+
+def exit_code(summary: ScanSummary) -> int:
+    """1 if any row in the output is flagged (an earlier run's rows included), else 3 if any is an
+    error, else 0."""
+    if summary.flagged:
+        return EXIT_FLAGGED
+    if summary.error_rows:
+        return EXIT_ERRORS
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- the terminal
+
+
+class TableSink:
+    """Rows as a rich table for the terminal, printed every ``every`` rows.
+
+    The columns that are the same on every row (model, version, threshold) go once into the
+    heading, so the source and the error get the width. Column widths are fixed, so the pieces
+    printed batch by batch line up as one table.
+    """
+
+    def __init__(self, console: Console, model: str, version: str, threshold: float, every: int = 32):
+        self.console, self.every = console, every
+        self.title = f"model {model} {version}: ai-mimicry at score >= {threshold:.3f}"
+        self.rows: list[dict] = []
+        self.first = True
+
+    def write(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.every:
+            self._print()
+
+    def close(self) -> None:
+        if self.rows:
+            self._print()
+
+    def _print(self) -> None:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, show_header=self.first, expand=True,
+                      title=_escape(self.title) if self.first else None, title_justify="left")
+        table.add_column("source", ratio=3, overflow="fold")
+        table.add_column("label", width=10, no_wrap=True)
+        table.add_column("score", width=5, no_wrap=True, justify="right")
+        table.add_column("error", ratio=2, overflow="fold")
+        for r in self.rows:
+            label = f"[{_LABEL_STYLES[r['label']]}]{r['label']}[/]" if r["label"] else ""
+            score = f"{r['score']:.3f}" if r["score"] is not None else ""
+            error = f"{r['error_code']}: {r['error']}" if r["error_code"] else ""
+            table.add_row(_escape(r["source"]), label, score, _escape(error))
+        self.console.print(table)
+        self.rows, self.first = [], False
+
+
+class _RateColumn(ProgressColumn):
+    """Images per second, for the progress bar."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed or 0:.1f} img/s")
+
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, output: Path | None = None,
+        resume: bool = False, force: bool = False, model: str | os.PathLike = "default", batch_size: int = 16,
+        workers: int = DEFAULT_WORKERS, stdout: Console | None = None, stderr: Console | None = None) -> int:
+    """The whole ``mimicry scan`` command on the local engine; returns its exit code (see the
+    command's help).
+
+    ``output`` is never overwritten unless ``force`` (or appended to, with ``resume``)."""
+    stdout = stdout or Console()
+    stderr = stderr or Console(stderr=True)
+    warn, fail = messages(stderr)
+
+    try:
+        fmt = output_format(output, fmt)
+        if resume and output is None:
+            raise ScanUsageError("--resume needs -o/--output: the file of the scan to resume")
+        check_output(output, resume, force)
+        if batch_size < 1 or workers < 0:
+            raise ScanUsageError("--batch-size must be >= 1 and --workers >= 0")
+        existing = read_existing(output, fmt) if resume else Existing()
+    except ScanUsageError as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        return fail(f"cannot read {output}: {exc.strerror or exc}")
+    report_existing(existing, output, warn)
+
+    summary = ScanSummary(previous_labels=existing.labels, previous_errors=existing.errors)
+    inputs = iter_inputs(paths, recursive, warn, ignored=summary.ignore)
+    first = next(inputs, None)
+    if first is None:
+        return fail(no_inputs_message(paths, summary))
+    inputs = itertools.chain([first], inputs)
+
+    from mimicry.detector.bundle import ModelError  # here, not at the top: `mimicry --help` stays light
+    from mimicry.detector.detector import Detector
+
+    try:
+        detector = Detector.from_dir(model)
+    except ModelError as exc:
+        return fail(f"cannot load model: {exc}")
+
+    # No bar when CSV/JSONL rows stream to the same terminal: they would tear it apart (and show
+    # the progress themselves).
+    total = None
+    if stderr.is_terminal and not (output is None and fmt != "table" and stdout.is_terminal):
+        total = sum(1 for _ in iter_inputs(paths, recursive))  # a cheap walk, to size the bar
+    progress = None
+    if total is not None and total > PROGRESS_MIN_FILES:
+        progress = Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
+                            _RateColumn(), TimeRemainingColumn(),
+                            console=stderr, redirect_stdout=False, redirect_stderr=False, transient=True)
+
+    try:
+        # While the bar is live on the same terminal, print the table above it through its console.
+        console = stderr if progress and stdout.is_terminal else stdout
+        sink, out_file = open_sink(fmt, output, resume, detector, console, every=batch_size,
+                                   columns=existing.columns)
+    except OSError as exc:
+        return fail(f"cannot write {output}: {exc.strerror or exc}")
+
+    try:
+        if progress is not None:
+            with progress:
+                task = progress.add_task("scan", total=total)
+                scan(detector, inputs, sink, batch_size=batch_size, workers=workers, skip=existing.done,
+                     summary=summary, advance=lambda: progress.advance(task))
+        else:
+            scan(detector, inputs, sink, batch_size=batch_size, workers=workers, skip=existing.done,
+                 summary=summary)
+    except KeyboardInterrupt:
+        return interrupted(stderr, summary, output)
+    finally:
+        sink.close()
+        if out_file is not None:
+            out_file.close()
+
+    print_summary(stderr, summary, detector, output)
+    return exit_code(summary)
+
+
+def no_inputs_message(paths: list[str], summary: ScanSummary) -> str:
+    """Why there is nothing to scan, with the files left out for their suffix, if any."""
+    n = sum(summary.ignored.values())
+    left_out = f" ({n} file{'s' if n != 1 else ''} without an image suffix left out)" if n else ""
+    return "no input files in " + " ".join(paths) + left_out
+
+
+def messages(console: Console) -> tuple[Callable[[str], None], Callable[[str], int]]:
+    """``warn(msg)`` and ``fail(msg) -> EXIT_USAGE``, printing one unwrapped line each on ``console``."""
+
+    def warn(msg: str) -> None:
+        console.print(f"[yellow]warning:[/] {_escape(msg)}", highlight=False, soft_wrap=True)
+
+    def fail(msg: str) -> int:
+        console.print(f"[red]error:[/] {_escape(msg)}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+
+    return warn, fail
+
+
+def report_existing(existing: Existing, output: Path | None, warn: Callable[[str], None]) -> None:
+    """Warn of what resuming into ``output`` changed or will keep."""
+    if existing.dropped_partial_line:
+        warn(f"dropped an incomplete last row from {output} (left by an interrupted scan); it is scanned again")
+    if existing.columns != COLUMNS:
+        missing = ", ".join(c for c in COLUMNS if c not in existing.columns)
+        warn(f"{output} was written by an older version without {missing}; the rows appended keep its columns")
+
+
+def print_summary(console: Console, s: ScanSummary, detector, output: Path | None) -> None:
+    """The summary lines, each one line however narrow the terminal (soft wrap: never broken)."""
+    rate = s.scanned / s.seconds if s.seconds > 0 else 0.0
+    parts = [f"{s.labels[k]} {k}" for k in ("human", "uncertain", "ai-mimicry")]
+    n_err = sum(s.errors.values())
+    errors = f"{n_err} error{'s' if n_err != 1 else ''}"
+    if n_err:
+        errors += " (" + ", ".join(f"{n} {code}" for code, n in s.errors.most_common()) + ")"
+    console.print(f"scanned {s.scanned} image{'s' if s.scanned != 1 else ''} in {s.seconds:.1f} s "
+                  f"({rate:.1f} images/s): {', '.join(parts)}, {errors}", highlight=False, soft_wrap=True)
+    if s.skipped:
+        prev = sum(s.previous_labels.values()) + sum(s.previous_errors.values())
+        console.print(f"skipped {s.skipped} already in {_escape(str(output))} ({prev} rows from the earlier run, "
+                      f"{s.previous_labels['ai-mimicry']} ai-mimicry, {sum(s.previous_errors.values())} errors)",
+                      highlight=False, soft_wrap=True)
+    n_ignored = sum(s.ignored.values())
+    if n_ignored:
+        by_count = sorted(s.ignored.items(), key=lambda kv: (-kv[1], kv[0]))
+        kinds = ", ".join(f"{n} {_escape(suffix)}" for suffix, n in by_count)
+        console.print(f"not scanned: {n_ignored} file{'s' if n_ignored != 1 else ''} in the folders without an "
+                      f"image suffix ({kinds}); name a file to try it anyway", highlight=False, soft_wrap=True)
+    console.print(f"model {detector.name} {detector.version}, trained on: "
+                  f"{_escape(detector.bundle.trained_on)}", highlight=False, soft_wrap=True)
+
+
+def open_sink(fmt: str, output: Path | None, resume: bool, detector, console: Console, *, every: int,
+              columns: tuple[str, ...] = COLUMNS):
+    """``(sink, file)``: a table on ``console``, or CSV / JSONL rows into ``output`` (appended to
+    with ``resume``) or onto standard output; ``file`` is the file to close, or None."""
+    if fmt == "table":
+        return TableSink(console, detector.name, detector.version, detector.bundle.thresholds.ai_mimicry,
+                         every=every), None
+    out_file = None
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        out_file = open(output, "a" if resume else "w", encoding="utf-8", newline="")
+    stream = out_file or sys.stdout
+    return (CsvSink(stream, columns) if fmt == "csv" else JsonlSink(stream)), out_file
+
+
+def interrupted(console: Console, summary: ScanSummary, output: Path | None) -> int:
+    """Say where the rows written before Ctrl-C are; the exit code of an interrupted scan."""
+    where = f"{output}; run again with --resume to finish" if output else "the terminal"
+    console.print(f"interrupted after {summary.scanned} images; rows so far are in {_escape(where)}",
+                  highlight=False, soft_wrap=True)
+    return EXIT_INTERRUPTED
