@@ -24,6 +24,10 @@ T = TypeVar("T")
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
+# What a model directory holds, so one is never loaded as the other. Detector cards written before
+# ``kind`` existed have none and are read as detectors; the style encoder's card always had it.
+KIND = "detector"
+KINDS = ("detector", "style-encoder")
 ONNX_FILE = "model.onnx"
 CARD_FILE = "model.json"
 # Dotted paths that every card must have; sections may hold more (notes, extra metrics).
@@ -122,6 +126,7 @@ def parse_card(card: object, where: str = CARD_FILE) -> tuple[PreprocessConfig, 
     """Check a ``model.json`` dict and return what inference needs from it; raise :class:`ModelError`."""
     if not isinstance(card, Mapping):
         raise ModelError(f"{where}: expected a JSON object, got {type(card).__name__}")
+    check_kind(card, KIND, where, default=KIND)
     version = card.get("format_version")
     if version is None:
         raise ModelError(f"{where}: format_version missing")
@@ -159,17 +164,28 @@ def parse_card(card: object, where: str = CARD_FILE) -> tuple[PreprocessConfig, 
     return preprocess, calibration, thresholds
 
 
-def write_model_json(model_dir: str | os.PathLike, card: Mapping) -> dict:
+def check_kind(card: Mapping, kind: str, where: str, default: str | None = None) -> None:
+    """Refuse (:class:`ModelError`) a card whose ``kind`` is not ``kind``; a card without one is
+    ``default`` (None: the field is required)."""
+    found = card.get("kind", default)
+    if found != kind:
+        hint = f" (is this a {found.replace('-', ' ')} directory?)" if found in KINDS else ""
+        raise ModelError(f"{where}: kind is {found!r}, not {kind!r}{hint}")
+
+
+def write_card(model_dir: str | os.PathLike, card: Mapping, parse: Callable[[object, str], object],
+               what: str = "model") -> dict:
     """Write ``model_dir/model.json`` from ``card`` with ``onnx_sha256`` filled in from
-    ``model_dir/model.onnx``. The card is checked first, so an export cannot write a directory that
-    :meth:`ModelBundle.from_dir` would refuse. Returns the card as written."""
+    ``model_dir/model.onnx``, after checking it with ``parse`` (the same check the loader runs), so
+    an export never writes a directory its loader would refuse. Returns the card as written. Used
+    for every kind of model directory (detector, style encoder)."""
     model_dir = Path(model_dir)
     onnx_path = model_dir / ONNX_FILE
     if not onnx_path.is_file():
         raise ModelError(f"{onnx_path} not found: export the ONNX file before writing model.json")
     full = dict(card)
     full["onnx_sha256"] = file_sha256(onnx_path)
-    parse_card(full, where=f"model card for {model_dir}")
+    parse(full, f"{what} card for {model_dir}")
     text = json.dumps(full, indent=2, ensure_ascii=False) + "\n"
     # Write then rename, so a crash never leaves a half-written card beside a good model.
     fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".model.json.")
@@ -182,6 +198,11 @@ def write_model_json(model_dir: str | os.PathLike, card: Mapping) -> dict:
         Path(tmp).unlink(missing_ok=True)
         raise
     return full
+
+
+def write_model_json(model_dir: str | os.PathLike, card: Mapping) -> dict:
+    """Write a detector's ``model.json`` (:func:`write_card`); ``kind`` is set to ``detector``."""
+    return write_card(model_dir, {"kind": KIND, **card}, parse_card)
 
 
 _telemetry_off = False

@@ -15,9 +15,7 @@ numpy + Pillow + onnxruntime only. ``session.run`` is thread-safe, so one instan
 from __future__ import annotations
 
 import io
-import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .bundle import ModelError, _has, file_sha256, read_checked_card
+from .bundle import ModelError, _has, check_kind, read_checked_card, write_card
 from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeError, Source, decode_image
 from .preprocess import PreprocessConfig, preprocess
 
@@ -60,8 +58,7 @@ def parse_style_card(card: object, where: str = CARD_FILE) -> PreprocessConfig:
     """Check a style-encoder card and return its preprocessing; raise :class:`ModelError`."""
     if not isinstance(card, Mapping):
         raise ModelError(f"{where}: expected a JSON object, got {type(card).__name__}")
-    if card.get("kind") != KIND:
-        raise ModelError(f"{where}: kind is {card.get('kind')!r}, not {KIND!r} (is this a detector directory?)")
+    check_kind(card, KIND, where, default="detector")  # cards without a kind are older detector cards
     if card.get("format_version") != FORMAT_VERSION:
         raise ModelError(f"{where}: format_version {card.get('format_version')!r} is not supported "
                          f"(supported: {FORMAT_VERSION})")
@@ -89,25 +86,9 @@ def parse_style_card(card: object, where: str = CARD_FILE) -> PreprocessConfig:
 
 
 def write_style_card(model_dir: str | os.PathLike, card: Mapping) -> dict:
-    """Write ``model_dir/model.json`` with ``onnx_sha256`` filled in from ``model_dir/model.onnx``,
-    after checking it as :meth:`StyleEncoder.from_dir` will. Returns the card as written."""
-    model_dir = Path(model_dir)
-    onnx_path = model_dir / ONNX_FILE
-    if not onnx_path.is_file():
-        raise ModelError(f"{onnx_path} not found: export the ONNX file before writing model.json")
-    full = dict(card)
-    full["onnx_sha256"] = file_sha256(onnx_path)
-    parse_style_card(full, where=f"style card for {model_dir}")
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".model.json.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(full, indent=2, ensure_ascii=False) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, model_dir / CARD_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return full
+    """Write a style encoder's ``model.json`` (:func:`~detector.bundle.write_card`), checked as
+    :meth:`StyleEncoder.from_dir` will check it. Returns the card as written."""
+    return write_card(model_dir, card, parse_style_card, what="style")
 
 
 class StyleEncoder:

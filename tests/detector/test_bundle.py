@@ -119,6 +119,34 @@ def test_a_card_shaped_like_training_exports_loads(tmp_path):
     ModelBundle.from_dir(make_model_dir(tmp_path / "m", card))
 
 
+def test_cards_say_what_kind_of_model_they_are(tmp_path, copy):
+    """A detector card is written with kind "detector"; a card of another kind is refused with a hint,
+    and a card from before ``kind`` existed still loads as a detector."""
+    d = tmp_path / "w"
+    tiny_onnx(d / "model.onnx")
+    assert write_model_json(d, tiny_card())["kind"] == "detector"
+    rewrite_card(copy, kind="style-encoder")
+    with pytest.raises(ModelError, match="kind is 'style-encoder', not 'detector' .is this a style encoder directory"):
+        ModelBundle.from_dir(copy)
+    rewrite_card(copy, kind="something")
+    with pytest.raises(ModelError, match="kind is 'something', not 'detector'"):
+        ModelBundle.from_dir(copy)
+    card = json.loads((copy / "model.json").read_text())
+    del card["kind"]
+    (copy / "model.json").write_text(json.dumps(card))
+    assert ModelBundle.from_dir(copy).name == "tiny-test"
+
+
+def test_the_bundled_style_encoder_is_refused_as_a_detector_and_vice_versa():
+    from mimicry.detector.locations import resolve_model_dir
+    from mimicry.detector.style import StyleEncoder
+
+    with pytest.raises(ModelError, match="is this a style encoder directory"):
+        ModelBundle.from_dir(resolve_model_dir("style-encoder"))
+    with pytest.raises(ModelError, match="is this a detector directory"):
+        StyleEncoder.from_dir(resolve_model_dir("default"))
+
+
 # ----------------------------------------------------------------------------- calibration
 
 

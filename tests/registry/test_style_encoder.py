@@ -45,7 +45,7 @@ def test_refuses_a_changed_model_or_a_detector_dir(tmp_path):
         f.write(b"\0")
     with pytest.raises(ModelError, match="does not match its model.json"):
         StyleEncoder.from_dir(bad)
-    with pytest.raises(ModelError, match="kind is None"):
+    with pytest.raises(ModelError, match="kind is .detector., not .style-encoder. .is this a detector directory"):
         StyleEncoder.from_dir(REPO / "models" / "default")
     with pytest.raises(ModelError, match="not found"):
         StyleEncoder.from_dir(tmp_path / "nowhere")
