@@ -30,6 +30,7 @@ _EXPORTS = {
     "explain": "mimicry.detector.explain",
     "Explanation": "mimicry.detector.explain",
     "StyleEncoder": "mimicry.detector.style",
+    "Attribution": "mimicry.detector.attribution",
     "Registry": "mimicry.detector.registry",
     "PreprocessConfig": "mimicry.detector.preprocess",
     "preprocess": "mimicry.detector.preprocess",

@@ -8,6 +8,11 @@ several threads.
 Every verdict also carries the file's provenance signals (``mimicry.detector.provenance``): a file that
 declares itself AI-made is labelled ``ai-mimicry`` whatever its score, with
 ``evidence["label_reason"] == "declared-ai-by-metadata"``; nothing in metadata ever lowers a label.
+
+With an :class:`~detector.attribution.Attribution` (``Detector.from_dir(..., attribution=att)``),
+verdicts also say whose enrolled style each image is closest to and which enrolled work it copies
+(``evidence["artists"]``, ``evidence["copy_of"]``), from the same decode, with the style encoder run
+in batches as the detector is.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -27,6 +32,9 @@ from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MIN_SIDE, DecodeError
 from .preprocess import PreprocessConfig, preprocess
 from .provenance import DECLARED_AI, Signal, declares_ai, read_provenance
 from .verdict import Verdict
+
+if TYPE_CHECKING:
+    from .attribution import Attribution, Evidence, Prepared
 
 MODEL_SCORE = "model-score"
 
@@ -59,11 +67,13 @@ def open_session(onnx_path, *, providers: list[str] | None = None,
 
 
 class Loaded(NamedTuple):
-    """One decoded source: the model's input ``(3, size, size)`` and its provenance signals
-    (None when provenance is not read)."""
+    """One decoded source: the model's input ``(3, size, size)``, its provenance signals (None when
+    provenance is not read) and what attribution needs of it (None without attribution, or when
+    nobody is enrolled)."""
 
     x: np.ndarray
     provenance: list[Signal] | None
+    style: Prepared | None = None
 
 
 class Detector:
@@ -71,25 +81,30 @@ class Detector:
 
     def __init__(self, bundle: ModelBundle, session: ort.InferenceSession, *,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 provenance: bool = True):
+                 provenance: bool = True, attribution: Attribution | None = None):
         self.bundle = bundle
         self.session = session
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.provenance = provenance
+        self.attribution = attribution
         self.input_name, self.output_name = _check_session(bundle, session)
 
     @classmethod
     def from_dir(cls, path: str | os.PathLike, *, providers: list[str] | None = None,
                  intra_op_threads: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, provenance: bool = True) -> Detector:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, provenance: bool = True,
+                 attribution: Attribution | None = None) -> Detector:
         """Load a model directory (see :class:`~detector.bundle.ModelBundle`) into an
         onnxruntime session. ``providers`` defaults to :func:`default_providers`;
         ``intra_op_threads`` to ``os.cpu_count()``; ``provenance=False`` leaves metadata unread
-        (verdicts then have no ``evidence["provenance"]``). Raises :class:`~detector.bundle.ModelError`."""
+        (verdicts then have no ``evidence["provenance"]``); with ``attribution`` verdicts say whose
+        enrolled style each image is closest to (:mod:`mimicry.detector.attribution`).
+        Raises :class:`~detector.bundle.ModelError`."""
         bundle = ModelBundle.from_dir(path)
         session = open_session(bundle.onnx_path, providers=providers, intra_op_threads=intra_op_threads)
-        return cls(bundle, session, max_bytes=max_bytes, max_pixels=max_pixels, provenance=provenance)
+        return cls(bundle, session, max_bytes=max_bytes, max_pixels=max_pixels, provenance=provenance,
+                   attribution=attribution)
 
     @property
     def config(self) -> PreprocessConfig:
@@ -113,11 +128,15 @@ class Detector:
         """
         return preprocess(self._decode(source)[0], self.config)
 
-    def load(self, source: Source) -> Loaded:
-        """:meth:`load_input` plus the source's provenance signals (when this detector reads them),
-        from the same decode; raises DecodeError. Pass both to :meth:`verdict`."""
+    def load(self, source: Source, *, attribute: bool = True) -> Loaded:
+        """:meth:`load_input` plus the source's provenance signals (when this detector reads them)
+        and, with attribution (unless ``attribute=False``) while anyone is enrolled, what attribution
+        needs of it, all from the same decode; raises DecodeError. Pass them to :meth:`verdict`."""
         image, signals = self.decode(source)
-        return Loaded(preprocess(image, self.config), signals)
+        style = None
+        if attribute and self.attribution is not None and self.attribution.active():
+            style = self.attribution.prepare(image)
+        return Loaded(preprocess(image, self.config), signals, style)
 
     def decode(self, source: Source) -> tuple[Image.Image, list[Signal] | None]:
         """The safe decode :meth:`load` makes (RGB; a large JPEG at the draft scale the input size
@@ -127,8 +146,11 @@ class Detector:
         return image, (read_provenance(metadata, source) if self.provenance else None)
 
     def _decode(self, source: Source):
+        draft = self.config.size
+        if self.attribution is not None:  # the style encoder takes the same decode: keep enough pixels for it
+            draft = max(draft, self.attribution.input_size)
         image, metadata = decode_with_metadata(source, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
-                                               draft_size=self.config.size)
+                                               draft_size=draft)
         if min(image.size) < MIN_SIDE:
             raise DecodeError("too_small", f"{image.width}x{image.height} pixels; a verdict needs at least "
                                            f"{MIN_SIDE} pixels on each side")
@@ -197,16 +219,26 @@ class Detector:
         logits = self.predict_arrays(np.stack(good)) if good else np.zeros(0, np.float32)
         scores = self.bundle.calibration(logits)
         scored = iter(zip(logits.tolist(), scores.tolist()))
+        attributed = iter(self._attribute([x.style for x in loaded if isinstance(x, Loaded) and x.style is not None]))
         verdicts = []
         for (index, source), x in zip(chunk, loaded):
             name = describe_source(source, index)
             if isinstance(x, DecodeError):
                 verdicts.append(self.error_verdict(name, x.code, x.message))
             else:
-                verdicts.append(self._scored(name, *next(scored), x.provenance))
+                verdicts.append(self._scored(name, *next(scored), x.provenance,
+                                             next(attributed) if x.style is not None else None))
         return verdicts
 
-    def _scored(self, name: str, logit: float, score: float, provenance: Sequence[Signal] | None = None) -> Verdict:
+    def _attribute(self, prepared: list[Prepared]) -> list[Evidence]:
+        """One style-encoder batch and one registry match for the attributed images of a batch."""
+        if not prepared:
+            return []
+        att = self.attribution
+        return att.evidence(att.embed(prepared), [p.signature for p in prepared])
+
+    def _scored(self, name: str, logit: float, score: float, provenance: Sequence[Signal] | None = None,
+                attribution: Evidence | None = None) -> Verdict:
         t = self.bundle.thresholds
         label = model_label = t.label(score)
         evidence = {"logit": logit, "model_trained_on": self.bundle.trained_on}
@@ -218,15 +250,19 @@ class Detector:
                 label, reason = "ai-mimicry", DECLARED_AI
         evidence["model_label"] = model_label
         evidence["label_reason"] = reason
+        if attribution is not None:
+            evidence.update(attribution.to_dict())
         return Verdict(source=name, score=score, label=label, threshold=t.ai_mimicry,
                        model=self.name, model_version=self.version, evidence=evidence)
 
-    def verdict(self, source: str, logit: float, provenance: Sequence[Signal] | None = None) -> Verdict:
+    def verdict(self, source: str, logit: float, provenance: Sequence[Signal] | None = None,
+                attribution: Evidence | None = None) -> Verdict:
         """The verdict for one raw model output (as :meth:`predict_arrays` returns it): calibrated
-        score, band and evidence, with ``provenance`` (from :meth:`load`) folded in when given.
-        For callers that batch inputs themselves (the HTTP service)."""
+        score, band and evidence, with ``provenance`` (from :meth:`load`) and ``attribution`` (from
+        :meth:`~detector.attribution.Attribution.evidence`) folded in when given. For callers that
+        batch inputs themselves (the HTTP service)."""
         score = float(self.bundle.calibration(np.asarray([logit], np.float32))[0])
-        return self._scored(source, float(logit), score, provenance)
+        return self._scored(source, float(logit), score, provenance, attribution)
 
     def error_verdict(self, source: str, code: str, message: str) -> Verdict:
         """A verdict for a source that could not be scored (no score, no label)."""

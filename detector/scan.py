@@ -29,6 +29,11 @@ COLUMNS = ("source", "label", "label_reason", "score", "threshold", "signals", "
            "error_code", "error")
 # The columns of CSV files written before label_reason and signals: --resume appends to them in kind.
 LEGACY_COLUMNS = ("source", "label", "score", "threshold", "model", "model_version", "error_code", "error")
+# With attribution (a detector given an Attribution; ``mimicry scan --registry``), after COLUMNS: the
+# closest enrolled artist, its similarity and whether it reaches the encoder's threshold (a match), and
+# the enrolled work the image is a copy of (its artist and file name); empty when nobody is enrolled.
+ATTRIBUTION_COLUMNS = ("closest_artist", "artist_similarity", "artist_match", "copy_of_artist", "copy_of_work")
+ATTRIBUTED_COLUMNS = COLUMNS + ATTRIBUTION_COLUMNS
 CSV_LIST_SEPARATOR = ";"
 FORMATS = ("table", "csv", "jsonl")
 SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -141,16 +146,36 @@ def check_output(output: Path | None, resume: bool, force: bool) -> None:
                              "or --force to overwrite it")
 
 
-def verdict_row(v: Verdict) -> dict:
+def columns(attributed: bool) -> tuple[str, ...]:
+    """The columns of a scan's rows: :data:`ATTRIBUTED_COLUMNS` with attribution, else :data:`COLUMNS`."""
+    return ATTRIBUTED_COLUMNS if attributed else COLUMNS
+
+
+def verdict_row(v: Verdict, attributed: bool = False) -> dict:
     """A verdict as one output row with exactly the :data:`COLUMNS`: the verdict's fields, why it
     has its label (:func:`~detector.verdict.label_reason`) and the names of its provenance signals
-    (:func:`~detector.verdict.signal_names`, a list or None)."""
+    (:func:`~detector.verdict.signal_names`, a list or None); with ``attributed``, the
+    :data:`ATTRIBUTION_COLUMNS` too (:func:`attribution_cells`)."""
     row = {c: getattr(v, c, None) for c in COLUMNS}
     row["label_reason"] = label_reason(v)
     row["signals"] = signal_names(v)
     if row["error"]:
         row["error"] = " ".join(row["error"].split())  # one row, one line: resume relies on it
+    if attributed:
+        row.update(attribution_cells(v))
     return row
+
+
+def attribution_cells(v: Verdict) -> dict:
+    """The :data:`ATTRIBUTION_COLUMNS` of a verdict, read from its evidence (``artists``,
+    ``copy_of``: :class:`~detector.attribution.Evidence`); None where it says nothing."""
+    top = (v.evidence.get("artists") or [None])[0]
+    copy_of = v.evidence.get("copy_of")
+    return {"closest_artist": top["artist"] if top else None,
+            "artist_similarity": top["similarity"] if top else None,
+            "artist_match": top["passes"] if top else None,
+            "copy_of_artist": copy_of["artist"] if copy_of else None,
+            "copy_of_work": copy_of["source"] if copy_of else None}
 
 
 class CsvSink:
@@ -178,6 +203,8 @@ class CsvSink:
 def _csv_cell(value):
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as JSONL writes it
     if isinstance(value, (list, tuple)):
         return CSV_LIST_SEPARATOR.join(map(str, value))
     return value
@@ -202,14 +229,15 @@ class JsonlSink:
 
 @dataclasses.dataclass
 class Existing:
-    """What an earlier, interrupted scan already wrote; ``columns`` are a CSV file's (rows appended
-    to it keep them: :data:`LEGACY_COLUMNS` for a file written before label_reason and signals)."""
+    """What an earlier, interrupted scan already wrote; ``columns`` are a CSV file's header (rows
+    appended to it keep them: :data:`LEGACY_COLUMNS` for a file written before label_reason and
+    signals), None where there is none (no file yet, an empty one, JSONL)."""
 
     done: set[str] = dataclasses.field(default_factory=set)
     labels: Counter = dataclasses.field(default_factory=Counter)
     errors: Counter = dataclasses.field(default_factory=Counter)
     dropped_partial_line: bool = False
-    columns: tuple[str, ...] = COLUMNS
+    columns: tuple[str, ...] | None = None
 
 
 def read_existing(path: Path, fmt: str) -> Existing:
@@ -219,7 +247,9 @@ def read_existing(path: Path, fmt: str) -> Existing:
     rows appended next start on a line of their own) and its source is scanned again. Any other
     unreadable row is an error: resuming into a file that is not a scan output would corrupt it.
     Files written before ``label_reason`` and ``signals`` resume too: a CSV with
-    :data:`LEGACY_COLUMNS` (``existing.columns`` says so) and JSONL rows without those keys.
+    :data:`LEGACY_COLUMNS` (``existing.columns`` says so) and JSONL rows without those keys; so do
+    CSV files written with or without attribution (:data:`ATTRIBUTED_COLUMNS`, :data:`COLUMNS`), and
+    :func:`check_resume_columns` says whether this scan can append to them.
     """
     existing = Existing()
     if not path.exists():
@@ -229,7 +259,7 @@ def read_existing(path: Path, fmt: str) -> Existing:
         if fmt == "csv":
             reader = csv.DictReader(f)
             if reader.fieldnames is not None:
-                if tuple(reader.fieldnames) not in (COLUMNS, LEGACY_COLUMNS):
+                if tuple(reader.fieldnames) not in (COLUMNS, ATTRIBUTED_COLUMNS, LEGACY_COLUMNS):
                     raise ScanUsageError(f"{path} is not a scan CSV (header {reader.fieldnames}); "
                                          "cannot resume into it")
                 existing.columns = tuple(reader.fieldnames)
@@ -245,6 +275,16 @@ def read_existing(path: Path, fmt: str) -> Existing:
             elif row.get("label"):
                 existing.labels[row["label"]] += 1
     return existing
+
+
+def check_resume_columns(existing: Existing, attributed: bool, path: Path | None) -> None:
+    """Refuse (:class:`ScanUsageError`) to append rows without attribution to a CSV file whose
+    header has the attribution columns: their cells would be empty, which reads as "no artist".
+    The other way round (attribution into a file without its columns) appends rows in the file's
+    columns, as resuming an older file does."""
+    if not attributed and existing.columns is not None and set(ATTRIBUTION_COLUMNS) <= set(existing.columns):
+        raise ScanUsageError(f"{path} was written with attribution ({', '.join(ATTRIBUTION_COLUMNS)}); "
+                             "resume it with --registry (or --attribute) as well")
 
 
 def _jsonl_rows(f: IO[str], path: Path) -> Iterator[dict]:
@@ -333,9 +373,11 @@ def scan(detector, sources: Iterable[str], sink, *, batch_size: int = 16, worker
          advance: Callable[[], None] = lambda: None) -> ScanSummary:
     """Write one row per source not in ``skip`` to ``sink``; return the counts.
 
-    ``advance`` is called once per source (scanned or skipped), for a progress bar.
+    ``advance`` is called once per source (scanned or skipped), for a progress bar. Rows have the
+    attribution columns when the detector has an attribution (``detector.attribution``).
     """
     summary = summary or ScanSummary()
+    attributed = getattr(detector, "attribution", None) is not None
 
     def todo() -> Iterator[str]:
         for s in sources:
@@ -349,7 +391,7 @@ def scan(detector, sources: Iterable[str], sink, *, batch_size: int = 16, worker
     start = time.perf_counter()
     try:
         for v in detector.stream(todo(), batch_size=batch_size, workers=workers):
-            sink.write(verdict_row(v))
+            sink.write(verdict_row(v, attributed))
             summary.add(v)
             advance()
     finally:

@@ -29,7 +29,9 @@ class Verdict:
     ``provenance`` (the file's metadata signals, ``mimicry.detector.provenance.Signal.to_dict()`` each;
     absent when they were not read), ``model_label`` (the band of ``score`` alone) and
     ``label_reason``: ``"model-score"``, or ``"declared-ai-by-metadata"`` when the file declares
-    itself AI-made and that, not the score, makes the label ``ai-mimicry``.
+    itself AI-made and that, not the score, makes the label ``ai-mimicry``. With attribution (a
+    detector given an :class:`~detector.attribution.Attribution`, while anyone is enrolled) also
+    ``artists`` and ``copy_of``, shaped as :class:`~detector.attribution.Evidence` says.
     """
 
     source: str

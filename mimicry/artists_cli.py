@@ -205,10 +205,12 @@ def check(
 
 def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str, registry: Optional[str],
            encoder: str) -> int:
-    """``mimicry check``; returns the exit code (raises typer.Exit for a usage error)."""
+    """``mimicry check``; returns the exit code (raises typer.Exit for a usage error). The evidence is
+    the detector's, with the attribution component every door uses (``mimicry.detector.attribution``):
+    the same ``artists`` and ``copy_of`` as scan rows and the API give, from one decode."""
     from mimicry.detector import Detector, copies
+    from mimicry.detector.attribution import Attribution
     from mimicry.detector.bundle import ModelError
-    from mimicry.detector.decode import DecodeError
     from mimicry.detector.registry import RegistryError
 
     try:
@@ -216,32 +218,21 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
     except ModelError as exc:
         raise _fail(str(exc)) from None
     enc = _load_encoder(encoder)
-    verdict = det.predict([str(image)])[0]
-    if verdict.error:
-        raise _fail(f"{image}: {verdict.error_code}: {verdict.error}", EXIT_ERRORS)
-    try:
-        x, decoded = enc.load(str(image))
-    except DecodeError as exc:
-        raise _fail(f"{image}: {exc.code}: {exc.message}", EXIT_ERRORS) from None
-    embedding = enc.embed_arrays(x[None])[0]
     with _open_registry(registry, enc) as reg:
         try:
-            matches = ([reg.similarity_to(embedding, artist, threshold=enc.threshold)] if artist
-                       else reg.match(embedding, k, threshold=enc.threshold))
+            det.attribution = Attribution(enc, reg, top_k=k, artist=artist)
+            verdict = det.predict([str(image)])[0]
         except RegistryError as exc:
             raise _fail(str(exc)) from None
-        copy_of = reg.find_copy(copies.signature(decoded), embedding)
         n_artists = len(reg.list_artists())
+    if verdict.error:
+        raise _fail(f"{image}: {verdict.error_code}: {verdict.error}", EXIT_ERRORS)
+    matches, copy_of = verdict.evidence.get("artists", []), verdict.evidence.get("copy_of")
     result = {
         "source": str(image), "label": verdict.label, "score": verdict.score, "threshold": verdict.threshold,
         "model": verdict.model, "model_version": verdict.model_version,
         "style_threshold": enc.threshold, "style_encoder": enc.name,
-        "artists": [{"artist": m.artist, "similarity": round(m.similarity, 4), "passes": m.passes,
-                     "nearest_works": [{"source": w.source, "sha256": w.sha256, "similarity": round(w.similarity, 4)}
-                                       for w in m.nearest_works]} for m in matches],
-        "copy_of": None if copy_of is None else {
-            "artist": copy_of.artist, "work_id": copy_of.work_id, "source": copy_of.source,
-            "sha256": copy_of.sha256, "distance": round(copy_of.distance, 4), "hash_bits": copy_of.hash_bits},
+        "artists": matches, "copy_of": copy_of,
     }
     if as_json:
         typer.echo(json.dumps(result))
@@ -253,14 +244,15 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
         out.print("no artists enrolled: add some with `mimicry artists add NAME DIR`")
         return for_label(verdict.label)
     if copy_of is not None:
-        out.print(f"[bold red]copy[/] of enrolled work {copy_of.work_id} ({_shown(Path(copy_of.source).name)}) "
-                  f"by {_shown(copy_of.artist)} (distance {copy_of.distance:.3f}; a copy is <= {copies.COPY_DISTANCE})")
+        out.print(f"[bold red]copy[/] of enrolled work {copy_of['work_id']} ({_shown(Path(copy_of['source']).name)}) "
+                  f"by {_shown(copy_of['artist'])} (distance {copy_of['distance']:.3f}; "
+                  f"a copy is <= {copies.COPY_DISTANCE})")
     else:
         out.print("not a copy of any enrolled work")
     heading = f"similarity to {_shown(artist)}" if artist else f"closest enrolled styles (of {n_artists})"
     out.print(f"{heading}; attributed at >= {enc.threshold:.3f}:")
     for m in matches:
-        mark = "[bold red]match[/]" if m.passes else "no match"
-        near = ", ".join(f"{_shown(Path(w.source).name)} {w.similarity:.3f}" for w in m.nearest_works)
-        out.print(f"  {_shown(m.artist)}: {m.similarity:.3f} {mark}   nearest: {near}")
+        mark = "[bold red]match[/]" if m["passes"] else "no match"
+        near = ", ".join(f"{_shown(Path(w['source']).name)} {w['similarity']:.3f}" for w in m["nearest_works"])
+        out.print(f"  {_shown(m['artist'])}: {m['similarity']:.3f} {mark}   nearest: {near}")
     return for_label(verdict.label)

@@ -130,6 +130,15 @@ def scan(
         "--gpus-per-actor", min=0, help="Ray: GPUs per actor (0: CPU actors).")] = 0.0,
     cpus_per_actor: Annotated[int, typer.Option(
         "--cpus-per-actor", min=1, help="Ray: CPUs per actor (its decode and onnxruntime threads).")] = 1,
+    attribute: Annotated[bool, typer.Option(
+        "--attribute", help="Add the attribution columns, from the default registry "
+                            "($MIMICRY_REGISTRY, else registry.sqlite3 in the user data dir).")] = False,
+    registry: Annotated[Optional[str], typer.Option(
+        "--registry", show_default=False,
+        help="Add the attribution columns, from this registry: a SQLite file or a postgresql:// URL.")] = None,
+    encoder: Annotated[str, typer.Option(
+        "--encoder", help="Style encoder for attribution: a directory, or a name ($MIMICRY_MODELS, "
+                          "then the bundled models).")] = "style-encoder",
 ) -> None:
     """Say for each image whether it is an AI imitation of an artist's style.
 
@@ -143,6 +152,11 @@ def scan(
     score-below-uncertain-band, or declared-ai-by-metadata (the file's
     metadata says a generator made it). signals: the provenance signals
     found in its metadata (a list in JSONL, ;-joined in CSV).
+    With --registry or --attribute, five more, the same attribution as
+    check and the API give: closest_artist, artist_similarity, artist_match
+    (the similarity reaches the style encoder's threshold), copy_of_artist,
+    copy_of_work (the enrolled work the image is a copy of); empty when
+    nobody is enrolled or nothing is found.
     An existing -o file is kept: --resume appends to it, --force overwrites it.
 
     Exit codes (with --resume, over every row in the file):
@@ -165,12 +179,13 @@ def scan(
                 paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume,
                 force=force, model=model, address=address, options=ray_scan.RayOptions(
                     actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-                    batch_size=batch_size))
+                    batch_size=batch_size), attribute=attribute, registry=registry, encoder=encoder)
         else:
             code = scan_cli.run(
                 paths, recursive=recursive, fmt=fmt.value if fmt else None, output=output, resume=resume,
                 force=force, model=model, batch_size=batch_size,
-                workers=scan_cli.DEFAULT_WORKERS if workers is None else workers)
+                workers=scan_cli.DEFAULT_WORKERS if workers is None else workers,
+                attribute=attribute, registry=registry, encoder=encoder)
     raise typer.Exit(code)
 
 

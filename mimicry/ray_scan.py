@@ -17,6 +17,12 @@ JSONL: byte for byte the same lines) or to one Parquet file, and counts them for
 codes. Rows come in completion order, not input order. The model travels to the workers through
 the object store, so nodes need the package installed but no copy of the model.
 
+With attribution (``--registry``/``--attribute``) each actor's detector also holds an
+:class:`~detector.attribution.Attribution`: the style encoder travels as the model does, and the
+actor opens the registry itself (it must be reachable from every node: a ``postgresql://`` URL, or a
+SQLite file at the same path on each, as on one machine); rows get the local engine's attribution
+columns (:data:`ATTRIBUTED_ROW_SCHEMA`).
+
 Ray is imported here only; ``detector/`` never imports it.
 """
 
@@ -39,7 +45,7 @@ import pyarrow.parquet as pq
 import ray
 from rich.console import Console
 
-from mimicry import scan_cli
+from mimicry import exits, scan_cli
 from mimicry.detector import scan as scan_lib
 from mimicry.detector.bundle import ModelError
 from mimicry.detector.decode import DecodeError
@@ -49,7 +55,14 @@ ROW_SCHEMA = pa.schema([
     ("threshold", pa.float64()), ("signals", pa.list_(pa.string())), ("model", pa.string()),
     ("model_version", pa.string()), ("error_code", pa.string()), ("error", pa.string()),
 ])
+# With attribution (``--registry``): the local engine's attribution columns after them.
+ATTRIBUTED_ROW_SCHEMA = pa.schema(list(ROW_SCHEMA) + [
+    pa.field("closest_artist", pa.string()), pa.field("artist_similarity", pa.float64()),
+    pa.field("artist_match", pa.bool_()), pa.field("copy_of_artist", pa.string()),
+    pa.field("copy_of_work", pa.string()),
+])
 assert tuple(ROW_SCHEMA.names) == scan_lib.COLUMNS  # one row shape for both engines
+assert tuple(ATTRIBUTED_ROW_SCHEMA.names) == scan_lib.ATTRIBUTED_COLUMNS
 SOURCES_PER_BLOCK = 64  # small blocks: work spreads evenly, a retried task redoes little, rows flow early
 MAX_BLOCKS = 20_000  # beyond this, bigger blocks: the driver tracks every block
 _MODEL_FILES = ("model.json", "model.onnx")
@@ -115,6 +128,11 @@ def _iter_uri(uri: str, recursive: bool, warn: Callable[[str], None] | None,
 
 
 @functools.lru_cache(maxsize=64)
+def row_schema(attributed: bool) -> pa.Schema:
+    """:data:`ATTRIBUTED_ROW_SCHEMA` with attribution, else :data:`ROW_SCHEMA`."""
+    return ATTRIBUTED_ROW_SCHEMA if attributed else ROW_SCHEMA
+
+
 def _filesystem_root(base: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(base)
 
@@ -164,15 +182,22 @@ class Predictor:
     a URI from its bytes, and its row is named by the URI.
     """
 
-    def __init__(self, model_files: ray.ObjectRef, *, providers: list[str], threads: int, batch_size: int):
+    def __init__(self, model_files: ray.ObjectRef, *, providers: list[str], threads: int, batch_size: int,
+                 attribution: dict | None = None):
         from mimicry.detector.detector import Detector
 
-        model_files = ray.get(model_files)  # put once by the driver, fetched once per actor
-        self._dir = tempfile.TemporaryDirectory(prefix="mimicry-model-")
-        for name, data in model_files.items():
-            Path(self._dir.name, name).write_bytes(data)
+        self._dir = _unpack(model_files, "mimicry-model-")  # put once by the driver, fetched once per actor
+        att = None
+        if attribution is not None:  # {"encoder_files": ObjectRef, "registry": location, "top_k": k}
+            from mimicry.detector.attribution import Attribution
+
+            self._encoder_dir = _unpack(attribution["encoder_files"], "mimicry-style-")
+            # migrate=False: a node without the SQLite file fails here instead of making an empty registry.
+            att = Attribution.open(attribution["registry"], self._encoder_dir.name, providers=providers,
+                                   intra_op_threads=threads, migrate=False, top_k=attribution["top_k"])
         # from_dir checks model.onnx against model.json's sha256: a damaged copy is refused here too.
-        self.detector = Detector.from_dir(self._dir.name, providers=providers, intra_op_threads=threads)
+        self.detector = Detector.from_dir(self._dir.name, providers=providers, intra_op_threads=threads,
+                                          attribution=att)
         if providers[0] not in self.detector.session.get_providers():  # onnxruntime falls back silently
             raise ModelError(f"GPU actors need onnxruntime with {providers[0]} on every GPU node "
                              f"(pip install onnxruntime-gpu); this one has {self.detector.session.get_providers()}")
@@ -180,6 +205,7 @@ class Predictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         det = self.detector
+        attributed = det.attribution is not None
         names = [str(s) for s in batch["source"]]
         rows: list[dict | None] = [None] * len(names)
         todo, inputs = [], []
@@ -192,12 +218,20 @@ class Predictor:
                 inputs.append(_read_uri(name, det.max_bytes))
                 todo.append(i)
             except DecodeError as exc:
-                rows[i] = scan_lib.verdict_row(det.error_verdict(name, exc.code, exc.message))
+                rows[i] = scan_lib.verdict_row(det.error_verdict(name, exc.code, exc.message), attributed)
         verdicts = det.stream(inputs, batch_size=self.batch_size, workers=self.threads)
         for i, v in zip(todo, verdicts):
             v.source = names[i]  # bytes read from a URI would be named "<bytes #n>"
-            rows[i] = scan_lib.verdict_row(v)
-        return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+            rows[i] = scan_lib.verdict_row(v, attributed)
+        return pa.Table.from_pylist(rows, schema=row_schema(attributed))
+
+
+def _unpack(files: ray.ObjectRef, prefix: str) -> tempfile.TemporaryDirectory:
+    """A temporary directory holding the files (``{name: bytes}``) the driver put in the object store."""
+    directory = tempfile.TemporaryDirectory(prefix=prefix)
+    for name, data in ray.get(files).items():
+        Path(directory.name, name).write_bytes(data)
+    return directory
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -215,9 +249,15 @@ class RayOptions:
     sources_per_block: int = SOURCES_PER_BLOCK
 
 
-def build_dataset(sources: list[str], model_dir: Path, opts: RayOptions) -> ray.data.Dataset:
-    """The lazy Ray Dataset of output rows (:data:`ROW_SCHEMA`) for ``sources``."""
+def build_dataset(sources: list[str], model_dir: Path, opts: RayOptions,
+                  attribution: dict | None = None) -> ray.data.Dataset:
+    """The lazy Ray Dataset of output rows (:func:`row_schema`) for ``sources``. ``attribution``:
+    ``{"encoder_dir": Path, "registry": location, "top_k": k}`` for the attribution columns."""
     model_files = {name: (model_dir / name).read_bytes() for name in _MODEL_FILES}
+    if attribution is not None:
+        encoder_files = {name: (attribution["encoder_dir"] / name).read_bytes() for name in _MODEL_FILES}
+        attribution = {"encoder_files": ray.put(encoder_files), "registry": attribution["registry"],
+                       "top_k": attribution["top_k"]}
     providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if opts.gpus_per_actor > 0
                  else ["CPUExecutionProvider"])
     per_block = max(opts.sources_per_block, math.ceil(len(sources) / MAX_BLOCKS))
@@ -229,14 +269,16 @@ def build_dataset(sources: list[str], model_dir: Path, opts: RayOptions) -> ray.
         compute=ray.data.ActorPoolStrategy(size=min(opts.actors or 1, len(blocks))),  # idle actors help nobody
         num_cpus=opts.cpus_per_actor, num_gpus=opts.gpus_per_actor or None,
         fn_constructor_kwargs={"model_files": ray.put(model_files), "providers": providers,
-                               "threads": opts.cpus_per_actor, "batch_size": opts.batch_size})
+                               "threads": opts.cpus_per_actor, "batch_size": opts.batch_size,
+                               "attribution": attribution})
 
 
 class ParquetSink:
-    """Rows into one Parquet file (:data:`ROW_SCHEMA`), a row group per ``every`` rows."""
+    """Rows into one Parquet file (``schema``: :func:`row_schema`), a row group per ``every`` rows."""
 
-    def __init__(self, path: Path, every: int = 4096):
-        self.writer = pq.ParquetWriter(path, ROW_SCHEMA)
+    def __init__(self, path: Path, every: int = 4096, schema: pa.Schema = ROW_SCHEMA):
+        self.schema = schema
+        self.writer = pq.ParquetWriter(path, schema)
         self.rows: list[dict] = []
         self.every = every
 
@@ -247,7 +289,7 @@ class ParquetSink:
 
     def _flush(self) -> None:
         if self.rows:
-            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=ROW_SCHEMA))
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
             self.rows = []
 
     def close(self) -> None:
@@ -284,10 +326,12 @@ def connect(address: str | None) -> bool:
 
 def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, output: Path | None = None,
         resume: bool = False, force: bool = False, model: str | os.PathLike = "default", address: str | None = None,
-        options: RayOptions = RayOptions(), stdout: Console | None = None,
+        options: RayOptions = RayOptions(), attribute: bool = False, registry: str | None = None,
+        encoder: str | os.PathLike = scan_cli.DEFAULT_ENCODER, stdout: Console | None = None,
         stderr: Console | None = None) -> int:
     """``mimicry scan --engine ray``; returns the local engine's exit codes (0, 1, 2, 3, 130).
-    ``output`` is never overwritten unless ``force`` (or appended to, with ``resume``)."""
+    ``output`` is never overwritten unless ``force`` (or appended to, with ``resume``); ``attribute``,
+    ``registry`` and ``encoder`` as for the local engine (:func:`mimicry.scan_cli.run`)."""
     stdout = stdout or Console()
     stderr = stderr or Console(stderr=True)
     warn, fail = scan_cli.messages(stderr)
@@ -305,12 +349,14 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             raise scan_lib.ScanUsageError("--batch-size, --actors, cpus_per_actor and sources_per_block must be "
                                           ">= 1, --gpus-per-actor >= 0")
         existing = scan_lib.read_existing(output, fmt) if resume else scan_lib.Existing()
+        attribute = attribute or registry is not None
+        scan_lib.check_resume_columns(existing, attribute, output)
         found = list(iter_sources(paths, recursive, warn, ignored=summary.ignore))
     except scan_lib.ScanUsageError as exc:
         return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot read {output}: {exc.strerror or exc}")
-    scan_cli.report_existing(existing, output, warn)
+    scan_cli.report_existing(existing, output, warn, scan_lib.columns(attribute))
     if not found:
         return fail(scan_cli.no_inputs_message(paths, summary))
     todo = [s for s in found if s not in existing.done]
@@ -321,6 +367,15 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
         detector = Detector.from_dir(model, providers=["CPUExecutionProvider"], intra_op_threads=1)
     except ModelError as exc:
         return fail(f"cannot load model: {exc}")
+    attribution = None
+    if attribute:  # opened on the driver too: a bad encoder or registry fails here, and it is migrated once
+        detector.attribution = scan_cli.open_attribution(registry, encoder, warn, fail,
+                                                         providers=["CPUExecutionProvider"], intra_op_threads=1)
+        if detector.attribution is None:
+            return exits.EXIT_USAGE
+        attribution = {"encoder_dir": detector.attribution.encoder.path, "registry": _registry_location(registry),
+                       "top_k": detector.attribution.top_k}
+        detector.attribution.close()  # the actors open their own; the summary reads only names from it
 
     summary.found, summary.skipped = len(found), len(found) - len(todo)
     summary.previous_labels, summary.previous_errors = existing.labels, existing.errors
@@ -336,13 +391,14 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             options = dataclasses.replace(options, actors=options.actors or default_actors(options))
         try:
             sink, out_file = _open_sink(fmt, output, resume, detector, stdout, options.batch_size,
-                                        existing.columns)
+                                        existing.columns or scan_lib.columns(attribute))
         except OSError as exc:
             return fail(f"cannot write {output}: {exc.strerror or exc}")
         try:
             if todo:
-                ds = build_dataset(todo, detector.bundle.path, options)  # the resolved directory
-                write_rows(ds.iter_batches(batch_format="pyarrow", batch_size=None), sink, summary)
+                ds = build_dataset(todo, detector.bundle.path, options, attribution)  # the resolved directories
+                write_rows(ds.iter_batches(batch_format="pyarrow", batch_size=None), sink, summary,
+                           scan_lib.columns(attribute))
         except ray.exceptions.RayError as exc:  # e.g. actors that cannot start, nodes lost beyond retries
             where = f"; rows so far are in {output} (run again with --resume)" if output else ""
             reason = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
@@ -361,20 +417,31 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
     return scan_cli.exit_code(summary)
 
 
+def _registry_location(registry: str | None) -> str:
+    """Where the actors find the registry: the URL, or the SQLite file's absolute path."""
+    from mimicry.detector.registry import default_location
+    from mimicry.detector.registry_backends import is_url
+
+    location = registry if registry is not None else default_location()
+    return str(location) if is_url(location) else str(Path(location).expanduser().resolve())
+
+
 def _open_sink(fmt: str, output: Path | None, resume: bool, detector, stdout: Console, every: int,
                columns: tuple[str, ...] = scan_lib.COLUMNS):
     if fmt == "parquet":
         output.parent.mkdir(parents=True, exist_ok=True)
-        return ParquetSink(output), None
+        return ParquetSink(output, schema=row_schema(columns == scan_lib.ATTRIBUTED_COLUMNS)), None
     return scan_cli.open_sink(fmt, output, resume, detector, stdout, every=every, columns=columns)
 
 
-def write_rows(batches: Iterable[pa.Table | pa.RecordBatch], sink, summary: scan_lib.ScanSummary) -> None:
-    """Write the rows of ``batches`` (of :data:`ROW_SCHEMA`) to ``sink`` as they arrive, counting them."""
+def write_rows(batches: Iterable[pa.Table | pa.RecordBatch], sink, summary: scan_lib.ScanSummary,
+               columns: tuple[str, ...] = scan_lib.COLUMNS) -> None:
+    """Write the ``columns`` of the rows of ``batches`` (of :func:`row_schema`) to ``sink`` as they
+    arrive, counting them."""
     start = time.perf_counter()
     try:
         for batch in batches:
-            for row in batch.select(scan_lib.COLUMNS).to_pylist():
+            for row in batch.select(columns).to_pylist():
                 sink.write(row)
                 summary.add_row(row)
     finally:

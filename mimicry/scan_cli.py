@@ -21,9 +21,11 @@ from rich.table import Table
 from rich.text import Text
 
 from mimicry.detector.scan import (COLUMNS, DEFAULT_WORKERS, CsvSink, Existing, JsonlSink, ScanSummary,
-                                   ScanUsageError, check_output, iter_inputs, output_format, read_existing, scan)
+                                   ScanUsageError, check_output, check_resume_columns, columns, iter_inputs,
+                                   output_format, read_existing, scan)
 from mimicry.exits import EXIT_ERRORS, EXIT_FLAGGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
+DEFAULT_ENCODER = "style-encoder"  # mimicry.detector.locations.DEFAULT_ENCODER
 PROGRESS_MIN_FILES = 10  # below this a progress bar only flickers
 _LABEL_STYLES = {"human": "green", "uncertain": "yellow", "ai-mimicry": "bold red"}
 
@@ -46,11 +48,14 @@ class TableSink:
 
     The columns that are the same on every row (model, version, threshold) go once into the
     heading, so the source and the error get the width. Column widths are fixed, so the pieces
-    printed batch by batch line up as one table.
+    printed batch by batch line up as one table. With ``attributed`` (rows with the attribution
+    columns) two more: the closest enrolled artist with its similarity ("match" when it reaches the
+    style threshold), and the enrolled work the image is a copy of.
     """
 
-    def __init__(self, console: Console, model: str, version: str, threshold: float, every: int = 32):
-        self.console, self.every = console, every
+    def __init__(self, console: Console, model: str, version: str, threshold: float, every: int = 32,
+                 attributed: bool = False):
+        self.console, self.every, self.attributed = console, every, attributed
         self.title = f"model {model} {version}: ai-mimicry at score >= {threshold:.3f}"
         self.rows: list[dict] = []
         self.first = True
@@ -70,14 +75,32 @@ class TableSink:
         table.add_column("source", ratio=3, overflow="fold")
         table.add_column("label", width=10, no_wrap=True)
         table.add_column("score", width=5, no_wrap=True, justify="right")
+        if self.attributed:
+            table.add_column("closest artist", ratio=2, overflow="fold")
+            table.add_column("copy of", ratio=2, overflow="fold")
         table.add_column("error", ratio=2, overflow="fold")
         for r in self.rows:
             label = f"[{_LABEL_STYLES[r['label']]}]{r['label']}[/]" if r["label"] else ""
             score = f"{r['score']:.3f}" if r["score"] is not None else ""
             error = f"{r['error_code']}: {r['error']}" if r["error_code"] else ""
-            table.add_row(_escape(r["source"]), label, score, _escape(error))
+            cells = [_escape(r["source"]), label, score]
+            if self.attributed:
+                cells += _attribution_cells(r)
+            table.add_row(*cells, _escape(error))
         self.console.print(table)
         self.rows, self.first = [], False
+
+
+def _attribution_cells(r: dict) -> list[str]:
+    """The table's "closest artist" and "copy of" cells of one row (names escaped: others wrote them)."""
+    artist = ""
+    if r["closest_artist"] is not None:
+        mark = " [bold red]match[/]" if r["artist_match"] else ""
+        artist = f"{_escape(r['closest_artist'])} {r['artist_similarity']:.3f}{mark}"
+    copy_of = ""
+    if r["copy_of_artist"] is not None:
+        copy_of = f"[bold red]{_escape(Path(r['copy_of_work']).name)}[/] by {_escape(r['copy_of_artist'])}"
+    return [artist, copy_of]
 
 
 class _RateColumn(ProgressColumn):
@@ -93,11 +116,15 @@ class _RateColumn(ProgressColumn):
 
 def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, output: Path | None = None,
         resume: bool = False, force: bool = False, model: str | os.PathLike = "default", batch_size: int = 16,
-        workers: int = DEFAULT_WORKERS, stdout: Console | None = None, stderr: Console | None = None) -> int:
+        workers: int = DEFAULT_WORKERS, attribute: bool = False, registry: str | None = None,
+        encoder: str | os.PathLike = DEFAULT_ENCODER, stdout: Console | None = None,
+        stderr: Console | None = None) -> int:
     """The whole ``mimicry scan`` command on the local engine; returns its exit code (see the
     command's help).
 
-    ``output`` is never overwritten unless ``force`` (or appended to, with ``resume``)."""
+    ``output`` is never overwritten unless ``force`` (or appended to, with ``resume``). With
+    ``attribute`` (or a ``registry``: a SQLite file or a ``postgresql://`` URL; default as
+    ``Registry.open`` says) rows have the attribution columns, from the style ``encoder``."""
     stdout = stdout or Console()
     stderr = stderr or Console(stderr=True)
     warn, fail = messages(stderr)
@@ -110,11 +137,13 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
         if batch_size < 1 or workers < 0:
             raise ScanUsageError("--batch-size must be >= 1 and --workers >= 0")
         existing = read_existing(output, fmt) if resume else Existing()
+        attribute = attribute or registry is not None
+        check_resume_columns(existing, attribute, output)
     except ScanUsageError as exc:
         return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot read {output}: {exc.strerror or exc}")
-    report_existing(existing, output, warn)
+    report_existing(existing, output, warn, columns(attribute))
 
     summary = ScanSummary(previous_labels=existing.labels, previous_errors=existing.errors)
     inputs = iter_inputs(paths, recursive, warn, ignored=summary.ignore)
@@ -130,7 +159,21 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
         detector = Detector.from_dir(model)
     except ModelError as exc:
         return fail(f"cannot load model: {exc}")
+    if attribute:
+        detector.attribution = open_attribution(registry, encoder, warn, fail)
+        if detector.attribution is None:
+            return EXIT_USAGE
+    try:
+        return _scan(detector, paths, recursive, inputs, fmt, output, resume, existing, summary, batch_size,
+                     workers, stdout, stderr, fail)
+    finally:
+        if detector.attribution is not None:
+            detector.attribution.close()
 
+
+def _scan(detector, paths, recursive, inputs, fmt, output, resume, existing, summary, batch_size, workers,
+          stdout, stderr, fail) -> int:
+    """:func:`run` once the inputs, the output and the detector (with its attribution) are settled."""
     # No bar when CSV/JSONL rows stream to the same terminal: they would tear it apart (and show
     # the progress themselves).
     total = None
@@ -146,7 +189,7 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
         # While the bar is live on the same terminal, print the table above it through its console.
         console = stderr if progress and stdout.is_terminal else stdout
         sink, out_file = open_sink(fmt, output, resume, detector, console, every=batch_size,
-                                   columns=existing.columns)
+                                   columns=existing.columns or columns(detector.attribution is not None))
     except OSError as exc:
         return fail(f"cannot write {output}: {exc.strerror or exc}")
 
@@ -170,6 +213,27 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
     return exit_code(summary)
 
 
+def open_attribution(registry: str | None, encoder: str | os.PathLike, warn: Callable[[str], None],
+                     fail: Callable[[str], int], **kwargs):
+    """The scan's :class:`~detector.attribution.Attribution` (``kwargs`` to its ``open``), or None
+    after saying why it cannot be had; warns when nobody is enrolled (the columns stay empty)."""
+    from mimicry.detector.attribution import Attribution
+    from mimicry.detector.bundle import ModelError
+    from mimicry.detector.registry import RegistryError
+
+    try:
+        att = Attribution.open(registry, encoder, **kwargs)
+    except ModelError as exc:
+        fail(f"cannot load the style encoder: {exc}")
+        return None
+    except RegistryError as exc:
+        fail(f"cannot open the registry: {exc}")
+        return None
+    if not att.active():
+        warn(f"no artists enrolled in {att.registry.path}: the attribution columns stay empty")
+    return att
+
+
 def no_inputs_message(paths: list[str], summary: ScanSummary) -> str:
     """Why there is nothing to scan, with the files left out for their suffix, if any."""
     n = sum(summary.ignored.values())
@@ -190,13 +254,20 @@ def messages(console: Console) -> tuple[Callable[[str], None], Callable[[str], i
     return warn, fail
 
 
-def report_existing(existing: Existing, output: Path | None, warn: Callable[[str], None]) -> None:
-    """Warn of what resuming into ``output`` changed or will keep."""
+def report_existing(existing: Existing, output: Path | None, warn: Callable[[str], None],
+                    expected: tuple[str, ...] = COLUMNS) -> None:
+    """Warn of what resuming into ``output`` changed or will keep; ``expected`` are the columns this
+    scan's rows have."""
     if existing.dropped_partial_line:
         warn(f"dropped an incomplete last row from {output} (left by an interrupted scan); it is scanned again")
-    if existing.columns != COLUMNS:
-        missing = ", ".join(c for c in COLUMNS if c not in existing.columns)
-        warn(f"{output} was written by an older version without {missing}; the rows appended keep its columns")
+    missing = [c for c in COLUMNS if existing.columns is not None and c not in existing.columns]
+    if missing:
+        warn(f"{output} was written by an older version without {', '.join(missing)}; "
+             "the rows appended keep its columns")
+    left_out = [c for c in expected if existing.columns is not None and c not in existing.columns and c not in COLUMNS]
+    if left_out:
+        warn(f"{output} was written without attribution; the rows appended keep its columns, "
+             f"without {', '.join(left_out)}")
 
 
 def print_summary(console: Console, s: ScanSummary, detector, output: Path | None) -> None:
@@ -222,15 +293,21 @@ def print_summary(console: Console, s: ScanSummary, detector, output: Path | Non
                       f"image suffix ({kinds}); name a file to try it anyway", highlight=False, soft_wrap=True)
     console.print(f"model {detector.name} {detector.version}, trained on: "
                   f"{_escape(detector.bundle.trained_on)}", highlight=False, soft_wrap=True)
+    att = getattr(detector, "attribution", None)
+    if att is not None:
+        console.print(f"attribution: registry {_escape(str(att.registry.path))}, style encoder {_escape(att.encoder.name)} "
+                      f"{_escape(att.encoder.version)}, a match at similarity >= {att.threshold:.3f}",
+                      highlight=False, soft_wrap=True)
 
 
 def open_sink(fmt: str, output: Path | None, resume: bool, detector, console: Console, *, every: int,
               columns: tuple[str, ...] = COLUMNS):
     """``(sink, file)``: a table on ``console``, or CSV / JSONL rows into ``output`` (appended to
-    with ``resume``) or onto standard output; ``file`` is the file to close, or None."""
+    with ``resume``) or onto standard output; ``file`` is the file to close, or None. ``columns``:
+    those of a CSV file (the attribution columns among them show in the table too)."""
     if fmt == "table":
         return TableSink(console, detector.name, detector.version, detector.bundle.thresholds.ai_mimicry,
-                         every=every), None
+                         every=every, attributed="closest_artist" in columns), None
     out_file = None
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -36,12 +36,11 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from mimicry.detector import copies
+from mimicry.detector.attribution import Attribution, Prepared
 from mimicry.detector.bundle import ModelError
 from mimicry.detector.decode import DecodeError
 from mimicry.detector.detector import Detector
 from mimicry.detector.explain import ExplainPlan
-from mimicry.detector.preprocess import preprocess
 from mimicry.detector.registry import Registry
 from mimicry.detector.style import StyleEncoder
 from mimicry.detector.verdict import Verdict
@@ -95,6 +94,7 @@ class State:
         self.style: StyleEncoder | None = None
         self.style_batcher: MicroBatcher | None = None
         self.registry: Registry | None = None
+        self.attribution: Attribution | None = None  # the detector's: state.style and state.registry
 
     @property
     def ready(self) -> bool:
@@ -155,6 +155,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except ModelError as exc:
                 raise ModelError(f"style encoder: {exc} (set MIMICRY_STYLE_ENCODER_DIR= to run without attribution)") from None
             state.registry = await run_in_threadpool(Registry.open, settings.registry, aggregate=state.style.aggregate)
+            # The one attribution component (the detector's, as in every door); its encoder runs
+            # through the style batcher below, not in the detector's own batches.
+            state.attribution = det.attribution = Attribution(state.style, state.registry,
+                                                               top_k=settings.artists_top_k)
             state.style_batcher = MicroBatcher(state.style.embed_arrays, max_size=settings.batch_max_size,
                                                max_wait_ms=settings.batch_max_wait_ms, max_queue=settings.queue_max,
                                                on_batch=metrics.observe_batch)
@@ -225,19 +229,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                   budget=settings.max_request_pixels)
 
     def decode_upload(det: Detector, data: bytes, attribute: bool):
-        """One decode for both models: the detector's input, the provenance signals and, when the caller
-        may see attribution and anyone is enrolled, the style encoder's input and the image's copy
-        signature (the registry is asked here, off the event loop)."""
-        image, signals = det.decode(data)
-        x = preprocess(image, det.config)
-        attribute = attribute and state.registry.has_works()
-        return x, signals, ((state.style.prepare(image), copies.signature(image)) if attribute else None)
+        """One decode for both models (``Detector.load``): the detector's input, the provenance signals
+        and, when the caller may see attribution and anyone is enrolled, what attribution needs (the
+        registry is asked here, off the event loop)."""
+        return det.load(data, attribute=attribute)
 
     async def verdict_for(det: Detector, upload: Upload, name: str, cost: int) -> Verdict:
         state.decoding += 1
         try:
             # Who the caller is lives in a context variable the lane's threads do not see: ask here.
-            attribute = state.registry is not None and artists.caller_view(settings) is not None
+            attribute = state.attribution is not None and artists.caller_view(settings) is not None
             x, signals, sx = await state.lanes.run(cost, decode_upload, det, upload.data, attribute)
         except DecodeError as exc:
             metrics.images.labels(exc.code).inc()
@@ -258,13 +259,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.images.labels(verdict.label).inc()
         return verdict
 
-    async def style_matches(prepared: tuple[np.ndarray, copies.Signature]) -> dict:
-        sx, signature = prepared
+    async def style_matches(prepared: Prepared) -> dict:
         try:
-            embedding = await state.style_batcher.submit(sx)
+            embedding = await state.style_batcher.submit(prepared.x)
         except Overloaded as exc:
             raise overloaded(exc) from None
-        return await offload(state.lanes.small, artists.attribution, state, embedding, signature)
+        [found] = await offload(state.lanes.small, state.attribution.evidence, embedding[None], [prepared.signature])
+        return found.to_dict()
 
     async def explain_upload(request: Request, det: Detector, method: str, grid: int):
         """The heatmap's forward passes go through the same bounded batcher as detections, a chunk at a

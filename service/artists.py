@@ -10,8 +10,9 @@ finds names (its stored form, or any with the same letters: :func:`mimicry.detec
 and answers give the stored name. A name that the registry refuses is 422 ``validation_error``; one
 that is taken (in any form) 409 ``artist_exists``.
 
-Attribution comes with each detect verdict (``evidence["artists"]``) when anyone is enrolled, shaped
-by who asks (:func:`visible_matches`): nothing for an anonymous caller unless the operator set
+Attribution comes with each detect verdict (``evidence["artists"]``) when anyone is enrolled: the
+evidence of :mod:`mimicry.detector.attribution`, the component every door uses (scan rows and
+``mimicry check`` show the same), shaped by who asks (:func:`visible_matches`): nothing for an anonymous caller unless the operator set
 ``show_artists_to_anonymous``, and then artists' names, similarities and whether they pass; the same
 for a ``detect`` key; the nearest works' ids, file names and sha256 only for ``enrol`` and ``admin``
 keys, which may read them from the registry anyway.
@@ -27,13 +28,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from mimicry.detector.copies import CopyMatch, Signature
-from mimicry.detector.registry import ArtistMatch, RegistryError
+from mimicry.detector.registry import RegistryError
 
 from . import auth
 from .errors import APIError
@@ -93,19 +92,6 @@ class RemovedOut(BaseModel):
     removed_works: int
 
 
-def match_to_dict(m: ArtistMatch) -> dict:
-    return {"artist": m.artist, "similarity": m.similarity, "passes": m.passes,
-            "nearest_works": [{"work_id": w.work_id, "source": w.source, "sha256": w.sha256,
-                               "similarity": w.similarity} for w in m.nearest_works]}
-
-
-def copy_to_dict(c: CopyMatch | None) -> dict | None:
-    if c is None:
-        return None
-    return {"artist": c.artist, "work_id": c.work_id, "source": c.source, "sha256": c.sha256,
-            "distance": c.distance, "hash_bits": c.hash_bits}
-
-
 def caller_view(settings) -> str | None:
     """What the current detect caller may see of the registry: ``"works"`` (enrol and admin keys),
     ``"names"`` (detect keys; anonymous callers where ``show_artists_to_anonymous``), or None."""
@@ -118,7 +104,8 @@ def caller_view(settings) -> str | None:
 async def visible_matches(state: State, style_matches, prepared) -> dict:
     """The ``artists`` and ``copy_of`` evidence for one upload as the current caller may see it (see
     the module's docstring): ``{}`` when they may see nothing, without spending a style embedding on
-    it, else :func:`attribution`'s dict from ``await style_matches(prepared)``."""
+    it, else the evidence (``mimicry.detector.attribution.Evidence.to_dict()``) that
+    ``await style_matches(prepared)`` returns, less what the caller may not see."""
     view = caller_view(state.settings)
     if view is None:
         return {}
@@ -260,15 +247,3 @@ def router(state: State) -> APIRouter:
 
 class _PastDeadline(Exception):
     """An enrolment ran past its deadline (raised between chunks; in the write, it rolls back)."""
-
-
-def top_artists(state: State, embedding: np.ndarray) -> list[dict]:
-    """The enrolled artists closest in style to one embedding (empty when nobody is enrolled)."""
-    matches = state.registry.match(embedding, k=state.settings.artists_top_k, threshold=state.style.threshold)
-    return [match_to_dict(m) for m in matches]
-
-
-def attribution(state: State, embedding: np.ndarray, signature: Signature) -> dict:
-    """``{"artists": top_artists(...), "copy_of": the enrolled work it is a copy of, or None}``."""
-    return {"artists": top_artists(state, embedding),
-            "copy_of": copy_to_dict(state.registry.find_copy(signature, embedding))}

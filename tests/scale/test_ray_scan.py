@@ -238,3 +238,40 @@ def test_gpu_actors_without_cuda_onnxruntime_fail_clearly(cluster, folder, tmp_p
     opts = ray_scan.RayOptions(gpus_per_actor=2)
     assert ray_scan.run([str(folder)], model=MODEL, options=opts, stderr=err) == exits.EXIT_USAGE
     assert "--gpus-per-actor 2 but the Ray cluster has 1 GPUs" in err.export_text()
+
+
+def test_ray_rows_with_attribution_equal_local_rows(cluster, folder, tmp_path):
+    """With --registry both engines give every row the same attribution columns, from one component."""
+    from mimicry.detector.registry import Registry
+    from mimicry.detector.style import StyleEncoder
+
+    encoder_dir = ROOT / "models" / "style-encoder"
+    encoder = StyleEncoder.from_dir(encoder_dir, intra_op_threads=1)
+    db = tmp_path / "registry.sqlite3"
+    with Registry.open(db, aggregate=encoder.aggregate) as reg:
+        reg.enrol("Ann", [EXAMPLES / "real_00.png", EXAMPLES / "real_01.png"], encoder)
+        reg.enrol("Bo", [EXAMPLES / "mimicry_00.png"], encoder)
+    local_out, ray_out, parquet_out = tmp_path / "local.jsonl", tmp_path / "ray.jsonl", tmp_path / "ray.parquet"
+    attribution = {"registry": str(db), "encoder": encoder_dir}
+    assert scan_cli.run([str(folder)], output=local_out, model=MODEL, stderr=_quiet(), **attribution) \
+        == exits.EXIT_FLAGGED
+    opts = ray_scan.RayOptions(actors=2, batch_size=4, sources_per_block=2)
+    assert ray_scan.run([str(folder)], output=ray_out, model=MODEL, stderr=_quiet(), options=opts,
+                        **attribution) == exits.EXIT_FLAGGED
+    local, rows = _by_source(_jsonl(local_out)), _by_source(_jsonl(ray_out))
+    assert rows.keys() == local.keys()
+    for source, want in local.items():
+        got = rows[source]
+        assert list(got) == list(want) == list(scan_lib.ATTRIBUTED_COLUMNS)
+        floats = ("score", "artist_similarity")
+        for c in floats:
+            assert got[c] == pytest.approx(want[c], abs=1e-5)
+        assert {**got, **dict.fromkeys(floats)} == {**want, **dict.fromkeys(floats)}
+    copied = rows[str(folder / "real_00.png")]
+    assert (copied["closest_artist"], copied["copy_of_artist"]) == ("Ann", "Ann")
+    assert copied["copy_of_work"] == str(EXAMPLES / "real_00.png")
+    assert all(r["closest_artist"] is None for r in rows.values() if r["error_code"])
+    assert ray_scan.run([str(folder / "real_00.png")], output=parquet_out, model=MODEL, stderr=_quiet(),
+                        **attribution) == exits.EXIT_OK
+    [row] = pq.read_table(parquet_out).to_pylist()
+    assert list(row) == list(scan_lib.ATTRIBUTED_COLUMNS) and row["artist_match"] is True
