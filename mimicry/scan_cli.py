@@ -7,6 +7,7 @@ local engine's whole command; ``mimicry.ray_scan`` uses the same pieces for ``--
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -163,54 +164,45 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
         detector.attribution = open_attribution(registry, encoder, warn, fail)
         if detector.attribution is None:
             return EXIT_USAGE
-    try:
-        return _scan(detector, paths, recursive, inputs, fmt, output, resume, existing, summary, batch_size,
-                     workers, stdout, stderr, fail)
-    finally:
-        if detector.attribution is not None:
-            detector.attribution.close()
+    # The registry stays open until the last row is written (closed by the with, whatever happens).
+    with detector.attribution or contextlib.nullcontext():
+        # No bar when CSV/JSONL rows stream to the same terminal: they would tear it apart (and show
+        # the progress themselves).
+        total = None
+        if stderr.is_terminal and not (output is None and fmt != "table" and stdout.is_terminal):
+            total = sum(1 for _ in iter_inputs(paths, recursive))  # a cheap walk, to size the bar
+        progress = None
+        if total is not None and total > PROGRESS_MIN_FILES:
+            progress = Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
+                                _RateColumn(), TimeRemainingColumn(),
+                                console=stderr, redirect_stdout=False, redirect_stderr=False, transient=True)
 
+        try:
+            # While the bar is live on the same terminal, print the table above it through its console.
+            console = stderr if progress and stdout.is_terminal else stdout
+            sink, out_file = open_sink(fmt, output, resume, detector, console, every=batch_size,
+                                       columns=existing.columns or columns(detector.attribution is not None))
+        except OSError as exc:
+            return fail(f"cannot write {output}: {exc.strerror or exc}")
 
-def _scan(detector, paths, recursive, inputs, fmt, output, resume, existing, summary, batch_size, workers,
-          stdout, stderr, fail) -> int:
-    """:func:`run` once the inputs, the output and the detector (with its attribution) are settled."""
-    # No bar when CSV/JSONL rows stream to the same terminal: they would tear it apart (and show
-    # the progress themselves).
-    total = None
-    if stderr.is_terminal and not (output is None and fmt != "table" and stdout.is_terminal):
-        total = sum(1 for _ in iter_inputs(paths, recursive))  # a cheap walk, to size the bar
-    progress = None
-    if total is not None and total > PROGRESS_MIN_FILES:
-        progress = Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
-                            _RateColumn(), TimeRemainingColumn(),
-                            console=stderr, redirect_stdout=False, redirect_stderr=False, transient=True)
-
-    try:
-        # While the bar is live on the same terminal, print the table above it through its console.
-        console = stderr if progress and stdout.is_terminal else stdout
-        sink, out_file = open_sink(fmt, output, resume, detector, console, every=batch_size,
-                                   columns=existing.columns or columns(detector.attribution is not None))
-    except OSError as exc:
-        return fail(f"cannot write {output}: {exc.strerror or exc}")
-
-    try:
-        if progress is not None:
-            with progress:
-                task = progress.add_task("scan", total=total)
+        try:
+            if progress is not None:
+                with progress:
+                    task = progress.add_task("scan", total=total)
+                    scan(detector, inputs, sink, batch_size=batch_size, workers=workers, skip=existing.done,
+                         summary=summary, advance=lambda: progress.advance(task))
+            else:
                 scan(detector, inputs, sink, batch_size=batch_size, workers=workers, skip=existing.done,
-                     summary=summary, advance=lambda: progress.advance(task))
-        else:
-            scan(detector, inputs, sink, batch_size=batch_size, workers=workers, skip=existing.done,
-                 summary=summary)
-    except KeyboardInterrupt:
-        return interrupted(stderr, summary, output)
-    finally:
-        sink.close()
-        if out_file is not None:
-            out_file.close()
+                     summary=summary)
+        except KeyboardInterrupt:
+            return interrupted(stderr, summary, output)
+        finally:
+            sink.close()
+            if out_file is not None:
+                out_file.close()
 
-    print_summary(stderr, summary, detector, output)
-    return exit_code(summary)
+        print_summary(stderr, summary, detector, output)
+        return exit_code(summary)
 
 
 def open_attribution(registry: str | None, encoder: str | os.PathLike, warn: Callable[[str], None],
