@@ -25,6 +25,7 @@ _EXPORTS = {
     "DecodeError": "mimicry.detector.decode",
     "decode_image": "mimicry.detector.decode",
     "decode_with_metadata": "mimicry.detector.decode",
+    "decode_frames": "mimicry.detector.decode",
     "read_provenance": "mimicry.detector.provenance",
     "Signal": "mimicry.detector.provenance",
     "explain": "mimicry.detector.explain",

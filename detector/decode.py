@@ -13,6 +13,16 @@ exactly as its training data was made. That function also pads and resizes; deco
 :func:`decode_with_metadata` also hands back what Pillow already read from the file's headers (text
 chunks, the XMP packet, EXIF) as :class:`ImageMetadata`, for ``mimicry.detector.provenance``; nothing more
 is parsed to get it.
+
+**Animations.** :func:`decode_image` and :func:`decode_with_metadata` give the first frame. :func:`decode_frames`
+gives several frames of an animated GIF, WebP or PNG (APNG) with more than one frame: up to
+:data:`MAX_FRAMES`, spread evenly over the frames it may reach, each made RGB as a still image is. Reaching a
+late frame means decoding every frame before it, so the frames reached are bounded by pixels:
+``min(MAX_FRAMES_REACHED, FRAME_PIXEL_BUDGET // (width * height))`` frames (at least the first), each later
+frame's size checked against ``max_pixels`` and the budget before it is decoded. A frame that cannot be
+reached within the budget, or cannot be decoded, ends the animation there: the frames are spread over those
+before it (which may take one more pass over them, so at most twice the budget is decoded). Other
+multi-frame files (a multi-page TIFF, an MPO) give their first frame, as every still does.
 """
 
 from __future__ import annotations
@@ -34,6 +44,13 @@ ERROR_CODES = ("too_large", "too_many_pixels", "unsupported_format", "corrupt", 
 # The smallest side a detector judges (mimicry.detector.detector.Detector.decode): below it an image holds too
 # little of a style for any verdict to mean something (a 1 x 1 image used to come back "human 0.005").
 MIN_SIDE = 32
+# Animations (decode_frames): the frame formats that animate, how many frames are scored, and what reaching
+# them may cost. 8,000,000 pixels is the decode of one large still (the service's large_image_pixels): 32
+# frames of 500 x 500, 101 of 320 x 240; a frame of more than that many pixels leaves only the first.
+ANIMATED_FORMATS = ("GIF", "WEBP", "PNG")
+MAX_FRAMES = 4
+FRAME_PIXEL_BUDGET = 8_000_000
+MAX_FRAMES_REACHED = 512  # however small the frames: each costs a fixed overhead to seek past
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
@@ -41,6 +58,10 @@ _EXIF_ORIENTATION = 0x0112
 _TIFF_C2PA_TAG = 0xCD41
 _EXIF_IFD = 0x8769
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I")
+# EXIF orientation -> the transpose that displays it upright (as ImageOps.exif_transpose does)
+_ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                 4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+                 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +90,29 @@ class Decoded(NamedTuple):
     metadata: ImageMetadata
 
 
+class Animation(NamedTuple):
+    """Which frames of an animated source :func:`decode_frames` decoded.
+
+    ``count``: the frames in the file, from its header (WebP, APNG), or for a GIF as far as it was read
+    (None when the GIF goes on past the frames reached: counting them would mean reading the whole file).
+    ``reached``: the leading frames the decoded ones are spread over (``count``, unless the pixel budget
+    or an unreadable frame ended it sooner). ``indices``: the frames decoded, 0-based, ascending; 0 always.
+    """
+
+    count: int | None
+    reached: int
+    indices: tuple[int, ...]
+
+
+class DecodedFrames(NamedTuple):
+    """What :func:`decode_frames` returns: RGB images (one, or one per frame in ``animation.indices``),
+    the file's metadata (read with the first frame) and ``animation`` (None for a still image)."""
+
+    images: list[Image.Image]
+    metadata: ImageMetadata
+    animation: Animation | None
+
+
 class DecodeError(Exception):
     """An image that cannot be decoded; ``code`` is one of :data:`ERROR_CODES`."""
 
@@ -93,7 +137,7 @@ def decode_image(
     The same as ``decode_with_metadata(...).image``.
 
     ``source`` is a path, encoded bytes, a PIL image or a uint8 array (HxW grey, HxWx3 RGB or
-    HxWx4 RGBA). Only the first frame of an animation is read. ``draft_size``, when given, lets
+    HxWx4 RGBA). Only the first frame of an animation is read (:func:`decode_frames` reads several). ``draft_size``, when given, lets
     JPEGs decode at 1/2, 1/4 or 1/8 scale as long as both sides stay >= ``draft_size`` (several
     times faster for large photos; the caller resizes to that size afterwards anyway).
     """
@@ -110,15 +154,45 @@ def decode_with_metadata(
     draft_size: int | None = None,
 ) -> Decoded:
     """:func:`decode_image`, plus the :class:`ImageMetadata` Pillow read on the way (no extra pass)."""
+    images, metadata, _ = _decode(source, max_bytes, max_pixels, allowed_formats, draft_size, None)
+    return Decoded(images[0], metadata)
+
+
+def decode_frames(
+    source: Source,
+    *,
+    max_frames: int = MAX_FRAMES,
+    frame_pixel_budget: int = FRAME_PIXEL_BUDGET,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allowed_formats: tuple[str, ...] | list[str] = DEFAULT_FORMATS,
+    draft_size: int | None = None,
+) -> DecodedFrames:
+    """:func:`decode_with_metadata` for a source that may be animated: a still image gives one image and
+    ``animation=None``; an animated GIF, WebP or PNG (more than one frame) gives up to ``max_frames``
+    frames spread evenly over the first ``min(MAX_FRAMES_REACHED, frame_pixel_budget // (width * height))``
+    (the module's docstring has the whole rule), each through :func:`to_rgb` with the first frame's EXIF
+    orientation, and :class:`Animation` saying which. A PIL image is sampled only when it is at its first
+    frame (one the caller has moved to a later frame is that frame, as a still). Raises DecodeError only
+    for what :func:`decode_with_metadata` raises: a later frame that cannot be read ends the animation."""
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    sampling = (max(1, max_frames), max(0, frame_pixel_budget))
+    return DecodedFrames(*_decode(source, max_bytes, max_pixels, allowed_formats, draft_size, sampling))
+
+
+def _decode(source: Source, max_bytes: int, max_pixels: int, allowed_formats, draft_size: int | None,
+            sampling: tuple[int, int] | None):
+    """(images, metadata, animation); ``sampling`` is (max_frames, frame_pixel_budget) or None (first frame)."""
     formats = _check_formats(allowed_formats)
     if isinstance(source, (str, os.PathLike)):
-        return _decode_path(Path(source), max_bytes, max_pixels, formats, draft_size)
+        return _decode_path(Path(source), max_bytes, max_pixels, formats, draft_size, sampling)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         _check_byte_count(len(data), max_bytes)
-        return _decode_stream(io.BytesIO(data), max_pixels, formats, draft_size)
+        return _decode_stream(io.BytesIO(data), max_pixels, formats, draft_size, sampling)
     if isinstance(source, Image.Image):
-        return _decode_pil(source, max_pixels, formats)
+        return _decode_pil(source, max_pixels, formats, sampling)
     if isinstance(source, np.ndarray):
         return _decode_array(source, max_pixels)
     raise DecodeError("unsupported_format", f"cannot decode a {type(source).__name__}; "
@@ -129,12 +203,19 @@ def decode_cost(data: bytes | bytearray | memoryview, *, draft_size: int | None 
                 allowed_formats: tuple[str, ...] | list[str] = DEFAULT_FORMATS) -> int:
     """The pixels that decoding ``data`` will produce, read from its header only (nothing is decoded):
     width x height, divided by the JPEG draft scale that ``draft_size`` allows (as
-    :func:`decode_with_metadata` decodes). 0 when the header cannot be read: the decode will then fail
-    at once, at no cost. What a server budgets its memory and CPU by before it decodes."""
+    :func:`decode_with_metadata` decodes), times the frames :func:`decode_frames` reaches in an animation
+    (its count from the header, at most the default budget's reach; a GIF counts as long as that reach).
+    0 when the header cannot be read: the decode will then fail at once, at no cost. What a server budgets
+    its memory and CPU by before it decodes."""
     try:
         with Image.open(io.BytesIO(bytes(data)), formats=list(_check_formats(allowed_formats))) as im:
             w, h = im.size
             fmt = im.format
+            frames = 1
+            if w > 0 and h > 0 and _is_animated(im):
+                frames = _reach(w * h, FRAME_PIXEL_BUDGET)
+                if fmt != "GIF":
+                    frames = min(frames, max(1, int(im.n_frames)))
     except Exception:  # unreadable or a bomb's header: the decode itself says which
         return 0
     if draft_size and fmt in ("JPEG", "MPO"):
@@ -142,7 +223,7 @@ def decode_cost(data: bytes | bytearray | memoryview, *, draft_size: int | None 
         while scale < 8 and min(w, h) // (scale * 2) >= draft_size:
             scale *= 2
         return -(-w // scale) * -(-h // scale)
-    return w * h
+    return w * h * frames
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -166,7 +247,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _decode_path(path: Path, max_bytes: int, max_pixels: int, formats: tuple[str, ...],
-                 draft_size: int | None) -> Decoded:
+                 draft_size: int | None, sampling: tuple[int, int] | None):
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -183,10 +264,11 @@ def _decode_path(path: Path, max_bytes: int, max_pixels: int, formats: tuple[str
     # Pillow reads lazily from the open file: nothing beyond the header is read before the pixel
     # check, and the file is never held in memory twice.
     with f:
-        return _decode_stream(f, max_pixels, formats, draft_size)
+        return _decode_stream(f, max_pixels, formats, draft_size, sampling)
 
 
-def _decode_stream(fp, max_pixels: int, formats: tuple[str, ...], draft_size: int | None) -> Decoded:
+def _decode_stream(fp, max_pixels: int, formats: tuple[str, ...], draft_size: int | None,
+                   sampling: tuple[int, int] | None):
     try:
         im = Image.open(fp, formats=list(formats))
     except Image.DecompressionBombError as exc:
@@ -200,31 +282,48 @@ def _decode_stream(fp, max_pixels: int, formats: tuple[str, ...], draft_size: in
     _check_pixel_count(im.size, max_pixels)
     if draft_size and im.format in ("JPEG", "MPO"):
         im.draft(None, (draft_size, draft_size))
+    # Asked before the first frame is decoded: a GIF answers by reading the next frame's header and
+    # rewinding, which would drop a frame already loaded.
+    animated = sampling is not None and _is_animated(im)
     try:
-        im.load()  # the first frame only: animations are never seeked
+        im.load()  # the first frame; later ones only in _sample_frames, within its budget
     except Image.DecompressionBombError as exc:
         raise DecodeError("too_many_pixels", _pillow_bomb_message(exc)) from None
     except Exception as exc:  # truncated data, bad checksums, broken compressed streams
         raise DecodeError("corrupt", f"{im.format} data is corrupt or truncated "
                           f"({_short(exc)})") from None
-    return _finish(im)
+    return _finish(im, sampling if animated else None, max_pixels)
 
 
-def _decode_pil(image: Image.Image, max_pixels: int, formats: tuple[str, ...]) -> Decoded:
+def _decode_pil(image: Image.Image, max_pixels: int, formats: tuple[str, ...], sampling: tuple[int, int] | None):
     if image.format is not None and image.format not in formats and not (
             image.format == "MPO" and "JPEG" in formats):
         raise DecodeError("unsupported_format", f"{image.format} is not an allowed format "
                           f"({', '.join(formats)})")
     _check_pixel_count(image.size, max_pixels)
+    animated = False
+    if sampling is not None:
+        try:  # a caller's image moved to a later frame is judged as that frame
+            animated = image.tell() == 0 and _is_animated(image)
+        except Exception:
+            animated = False
     try:
         image.load()  # a lazily opened ImageFile may still hold undecoded, possibly broken data
     except Exception as exc:
         raise DecodeError("corrupt", f"image data is corrupt or truncated ({_short(exc)})") from None
-    rgb, metadata = _finish(image)
-    return Decoded(rgb.copy() if rgb is image else rgb, metadata)  # never hand the caller's own object back
+    try:
+        images, metadata, animation = _finish(image, sampling if animated else None, max_pixels)
+    finally:
+        if animated:
+            try:
+                image.seek(0)  # the caller's image is left at the frame it was given at
+            except Exception:
+                pass
+    images[0] = images[0].copy() if images[0] is image else images[0]  # never hand the caller's own object back
+    return images, metadata, animation
 
 
-def _decode_array(arr: np.ndarray, max_pixels: int) -> Decoded:
+def _decode_array(arr: np.ndarray, max_pixels: int):
     if arr.dtype != np.uint8:
         raise DecodeError("unsupported_format", f"array dtype {arr.dtype} is not uint8")
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -236,10 +335,12 @@ def _decode_array(arr: np.ndarray, max_pixels: int) -> Decoded:
         raise DecodeError("empty", f"array of shape {arr.shape} has no pixels")
     _check_pixel_count((arr.shape[1], arr.shape[0]), max_pixels)
     mode = {2: "L", 3: "RGB", 4: "RGBA"}[arr.shape[2] if arr.ndim == 3 else 2]
-    return Decoded(to_rgb(Image.fromarray(np.ascontiguousarray(arr), mode)), ImageMetadata())
+    return [to_rgb(Image.fromarray(np.ascontiguousarray(arr), mode))], ImageMetadata(), None
 
 
-def _finish(im: Image.Image) -> Decoded:
+def _finish(im: Image.Image, sampling: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """(images, metadata, animation) of a loaded image: its first frame made RGB (and oriented), and with
+    ``sampling`` the other frames :func:`_sample_frames` picks."""
     try:
         exif = im.getexif()
         orientation = exif.get(_EXIF_ORIENTATION, 1)
@@ -247,14 +348,99 @@ def _finish(im: Image.Image) -> Decoded:
         # Broken EXIF does not make broken pixels; show it unrotated, as most viewers do.
         exif, orientation = None, 1
     metadata = _metadata(im, exif)
-    if orientation in (2, 3, 4, 5, 6, 7, 8):
-        im = ImageOps.exif_transpose(im)
+    frame = ImageOps.exif_transpose(im) if orientation in _ORIENTATIONS else im
     try:
-        rgb = to_rgb(im)
+        rgb = to_rgb(frame)
     except Exception as exc:  # e.g. a mode Pillow opens but cannot convert
         raise DecodeError("unsupported_format", f"cannot convert mode {im.mode} to RGB "
                           f"({_short(exc)})") from None
-    return Decoded(rgb, metadata)
+    if sampling is None:
+        return [rgb], metadata, None
+    if rgb is im:
+        rgb = im.copy()  # the file's image moves on to other frames
+    images, animation = _sample_frames(im, rgb, orientation, sampling, max_pixels)
+    return images, metadata, animation
+
+
+# ----------------------------------------------------------------------------- animations
+
+
+def _is_animated(im: Image.Image) -> bool:
+    """More than one frame, in a format whose frames are an animation (not a TIFF's pages, an MPO's views)."""
+    if im.format not in ANIMATED_FORMATS:
+        return False
+    try:
+        return bool(getattr(im, "is_animated", False))
+    except Exception:  # a GIF whose second frame's header is broken: the first frame is all there is
+        return False
+
+
+def _reach(frame_pixels: int, budget: int) -> int:
+    """How many leading frames an animation of ``frame_pixels``-pixel frames may decode: at least one."""
+    return max(1, min(MAX_FRAMES_REACHED, budget // max(1, frame_pixels)))
+
+
+def _spread(n: int, k: int) -> tuple[int, ...]:
+    """``min(k, n)`` frame indices spread evenly over ``0 .. n - 1``, the first and the last included."""
+    return tuple(sorted({int(i) for i in np.round(np.linspace(0, n - 1, min(k, n)))}))
+
+
+def _sample_frames(im: Image.Image, first: Image.Image, orientation: int, sampling: tuple[int, int],
+                   max_pixels: int) -> tuple[list[Image.Image], Animation]:
+    """Frames of an animation whose first frame is loaded (``first``, already RGB): see decode_frames."""
+    max_frames, budget = sampling
+    reach = _reach(im.size[0] * im.size[1], budget)
+    # WebP and APNG say their frame count in the header; a GIF's is known only by reading every frame.
+    count = None if im.format == "GIF" else max(1, int(im.n_frames))
+    span = reach if count is None else min(count, reach)
+    frames, stop, ended = _walk(im, first, _spread(span, max_frames), orientation, budget, max_pixels)
+    if ended and count is None:
+        count = stop  # the GIF's real end
+    if stop is not None and stop < span:
+        # Shorter than the frames it was spread over (a GIF's end, an unreadable or over-budget frame):
+        # spread again over the frames that are there.
+        span = stop
+        try:
+            im.seek(0)
+            frames, _, _ = _walk(im, first, _spread(span, max_frames), orientation, budget, max_pixels)
+        except Exception:  # cannot rewind: keep what the first walk decoded
+            frames = [(i, f) for i, f in frames if i < span]
+    indices, images = zip(*frames)
+    return list(images), Animation(count=count, reached=span, indices=tuple(indices))
+
+
+def _walk(im: Image.Image, first: Image.Image, indices: tuple[int, ...], orientation: int, budget: int,
+          max_pixels: int) -> tuple[list[tuple[int, Image.Image]], int | None, bool]:
+    """Step through frames 1 .. max(indices) one at a time (each frame's size is checked before it is
+    decoded), keeping those in ``indices`` as RGB. Returns (kept frames, the frame that stopped the walk or
+    None, whether that was the file's end)."""
+    kept = [(0, first)]
+    spent = first.size[0] * first.size[1]
+    for f in range(1, max(indices) + 1):
+        try:
+            im.seek(f)
+        except EOFError:
+            return kept, f, True
+        except Exception:  # a broken frame header, a frame Pillow itself calls a bomb
+            return kept, f, False
+        w, h = im.size
+        if w <= 0 or h <= 0 or w * h > max_pixels or spent + w * h > budget:
+            return kept, f, False
+        spent += w * h
+        try:
+            im.load()
+            if f in indices:
+                kept.append((f, _frame_rgb(im, orientation)))
+        except Exception:  # truncated or corrupt frame data, a mode that cannot be converted
+            return kept, f, False
+    return kept, None, False
+
+
+def _frame_rgb(im: Image.Image, orientation: int) -> Image.Image:
+    """A later frame as the first was made: the file's EXIF orientation, then :func:`to_rgb`; a copy."""
+    frame = im.transpose(_ORIENTATIONS[orientation]) if orientation in _ORIENTATIONS else im
+    rgb = to_rgb(frame)
+    return rgb.copy() if rgb is im else rgb
 
 
 def _metadata(im: Image.Image, exif: Image.Exif | None) -> ImageMetadata:

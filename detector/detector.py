@@ -13,6 +13,15 @@ With an :class:`~detector.attribution.Attribution` (``Detector.from_dir(..., att
 verdicts also say whose enrolled style each image is closest to and which enrolled work it copies
 (``evidence["artists"]``, ``evidence["copy_of"]``), from the same decode, with the style encoder run
 in batches as the detector is.
+
+**Animations** (an animated GIF, WebP or PNG: ``mimicry.detector.decode.decode_frames``) are judged on up to
+four frames spread evenly over the frames the decoder may reach (a pixel budget bounds them); each frame is
+decoded and preprocessed as a still image is and scored by the model in the same batch. The verdict's rule,
+:func:`frame_logit`, is written once here and used by every door (the HTTP service included): the verdict's
+logit is the **mean of the frames' logits**, and its score that logit calibrated, so a still image's verdict
+is exactly what it was and an animation's does not hang on one frame. ``evidence["frames"]`` says which
+frames were scored and what each scored; a still image has no such key. Provenance is read once per file;
+attribution (``Loaded.style``) and the heatmap (``mimicry.detector.explain``) use the first frame.
 """
 
 from __future__ import annotations
@@ -28,7 +37,8 @@ import onnxruntime as ort
 from PIL import Image
 
 from .bundle import ModelBundle, ModelError, disable_onnxruntime_telemetry
-from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MIN_SIDE, DecodeError, Source, decode_with_metadata
+from .decode import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MIN_SIDE, Animation, DecodeError, Source, decode_frames,
+                     decode_with_metadata)
 from .preprocess import PreprocessConfig, preprocess
 from .provenance import DECLARED_AI, Signal, declares_ai, read_provenance
 from .verdict import Verdict
@@ -37,6 +47,8 @@ if TYPE_CHECKING:
     from .attribution import Attribution, Evidence, Prepared
 
 MODEL_SCORE = "model-score"
+# How an animation's frames make one verdict (evidence["frames"]["rule"]): see frame_logit.
+FRAME_RULE = "mean-logit"
 
 _SINGLE_SOURCE = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray)
 
@@ -66,14 +78,35 @@ def open_session(onnx_path, *, providers: list[str] | None = None,
         raise ModelError(f"onnxruntime cannot load {onnx_path}: {exc}") from None
 
 
+def frame_logit(logits: Sequence[float] | np.ndarray) -> float:
+    """The one rule by which an animation's frames make a verdict: the mean of the frames' logits
+    (:data:`FRAME_RULE`). The verdict's score is this logit calibrated. A still image's one logit is
+    its own mean, so its verdict is unchanged; the mean of logits, not of calibrated scores, keeps one
+    frame far out on the calibration curve from deciding alone."""
+    values = np.asarray(logits, np.float64).reshape(-1)
+    if values.size == 0:
+        raise ValueError("no frame logits to combine")
+    return float(values.mean())
+
+
 class Loaded(NamedTuple):
-    """One decoded source: the model's input ``(3, size, size)``, its provenance signals (None when
-    provenance is not read) and what attribution needs of it (None without attribution, or when
-    nobody is enrolled)."""
+    """One decoded source: the model's input ``(3, size, size)`` (an animation's first frame), its
+    provenance signals (None when provenance is not read), what attribution needs of it (None without
+    attribution, or when nobody is enrolled; the first frame of an animation), and for an animation
+    ``frames``, the inputs of every frame scored ``(k, 3, size, size)`` (``frames[0]`` is ``x``), with
+    ``animation`` saying which frames they are. Score every row of :attr:`inputs` and hand the logits to
+    :meth:`Detector.verdict` with ``animation``."""
 
     x: np.ndarray
     provenance: list[Signal] | None
     style: Prepared | None = None
+    frames: np.ndarray | None = None
+    animation: Animation | None = None
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """What the model scores for this source, ``(k, 3, size, size)``: one row, or one per frame."""
+        return self.frames if self.frames is not None else self.x[None]
 
 
 class Detector:
@@ -121,40 +154,52 @@ class Detector:
     # ------------------------------------------------------------------------- one image
 
     def load_input(self, source: Source) -> np.ndarray:
-        """Decode and preprocess one source into a ``(3, size, size)`` array; raises DecodeError.
+        """Decode and preprocess one source into a ``(3, size, size)`` array (an animation's first frame;
+        :meth:`load` gives every frame a verdict scores); raises DecodeError.
 
         Large JPEGs decode at a reduced DCT scale that keeps both sides >= the input size (several
         times faster); after the resize the input differs slightly, not materially, from a full decode.
         """
-        return preprocess(self._decode(source)[0], self.config)
+        return preprocess(self._decode(source)[0][0], self.config)
 
     def load(self, source: Source, *, attribute: bool = True) -> Loaded:
         """:meth:`load_input` plus the source's provenance signals (when this detector reads them)
         and, with attribution (unless ``attribute=False``) while anyone is enrolled, what attribution
-        needs of it, all from the same decode; raises DecodeError. Pass them to :meth:`verdict`."""
-        image, signals = self.decode(source)
+        needs of it (from the first frame), all from the same decode; an animation also gets the inputs
+        of the frames it is scored on (:class:`Loaded`). Raises DecodeError. Pass them to :meth:`verdict`."""
+        images, metadata, animation = self._decode(source, frames=True)
+        signals = read_provenance(metadata, source) if self.provenance else None
         style = None
         if attribute and self.attribution is not None and self.attribution.active():
-            style = self.attribution.prepare(image)
-        return Loaded(preprocess(image, self.config), signals, style)
+            style = self.attribution.prepare(images[0])
+        inputs = [preprocess(im, self.config) for im in images]
+        frames = np.stack(inputs) if animation is not None else None
+        return Loaded(inputs[0], signals, style, frames, animation)
 
     def decode(self, source: Source) -> tuple[Image.Image, list[Signal] | None]:
         """The safe decode :meth:`load` makes (RGB; a large JPEG at the draft scale the input size
         allows; ``too_small`` below :data:`~detector.decode.MIN_SIDE` pixels a side) and the provenance signals, before preprocessing: for a caller that also hands the
-        image to another model (the style encoder) instead of decoding it twice. Raises DecodeError."""
-        image, metadata = self._decode(source)
-        return image, (read_provenance(metadata, source) if self.provenance else None)
+        image to another model (the style encoder) instead of decoding it twice. An animation gives its
+        first frame. Raises DecodeError."""
+        images, metadata, _ = self._decode(source)
+        return images[0], (read_provenance(metadata, source) if self.provenance else None)
 
-    def _decode(self, source: Source):
+    def _decode(self, source: Source, *, frames: bool = False):
+        """(images, metadata, animation): the first frame, or with ``frames`` an animation's frames."""
         draft = self.config.size
         if self.attribution is not None:  # the style encoder takes the same decode: keep enough pixels for it
             draft = max(draft, self.attribution.input_size)
-        image, metadata = decode_with_metadata(source, max_bytes=self.max_bytes, max_pixels=self.max_pixels,
-                                               draft_size=draft)
+        kwargs = dict(max_bytes=self.max_bytes, max_pixels=self.max_pixels, draft_size=draft)
+        if frames:
+            images, metadata, animation = decode_frames(source, **kwargs)
+        else:
+            image, metadata = decode_with_metadata(source, **kwargs)
+            images, animation = [image], None
+        image = images[0]
         if min(image.size) < MIN_SIDE:
             raise DecodeError("too_small", f"{image.width}x{image.height} pixels; a verdict needs at least "
                                            f"{MIN_SIDE} pixels on each side")
-        return image, metadata
+        return images, metadata, animation
 
     # ------------------------------------------------------------------------- batches
 
@@ -183,7 +228,8 @@ class Detector:
         """Yield one verdict per source, in order, holding at most two batches at a time.
 
         With ``workers > 0`` a thread pool decodes and preprocesses the next batch while
-        onnxruntime runs the current one (Pillow and numpy release the GIL while they work).
+        onnxruntime runs the current one (Pillow and numpy release the GIL while they work). An
+        animation's frames are rows of its batch (up to :data:`~detector.decode.MAX_FRAMES` per source).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -215,19 +261,19 @@ class Detector:
             return exc
 
     def _verdicts(self, chunk: list[tuple[int, Source]], loaded: list[Loaded | DecodeError]) -> list[Verdict]:
-        good = [x.x for x in loaded if isinstance(x, Loaded)]
-        logits = self.predict_arrays(np.stack(good)) if good else np.zeros(0, np.float32)
-        scores = self.bundle.calibration(logits)
-        scored = iter(zip(logits.tolist(), scores.tolist()))
+        good = [x.inputs for x in loaded if isinstance(x, Loaded)]  # an animation's frames in the same batch
+        logits = self.predict_arrays(np.concatenate(good)) if good else np.zeros(0, np.float32)
         attributed = iter(self._attribute([x.style for x in loaded if isinstance(x, Loaded) and x.style is not None]))
-        verdicts = []
+        verdicts, row = [], 0
         for (index, source), x in zip(chunk, loaded):
             name = describe_source(source, index)
             if isinstance(x, DecodeError):
                 verdicts.append(self.error_verdict(name, x.code, x.message))
-            else:
-                verdicts.append(self._scored(name, *next(scored), x.provenance,
-                                             next(attributed) if x.style is not None else None))
+                continue
+            n = len(x.inputs)
+            verdicts.append(self.verdict(name, logits[row:row + n], x.provenance,
+                                         next(attributed) if x.style is not None else None, animation=x.animation))
+            row += n
         return verdicts
 
     def _attribute(self, prepared: list[Prepared]) -> list[Evidence]:
@@ -238,10 +284,12 @@ class Detector:
         return att.evidence(att.embed(prepared), [p.signature for p in prepared])
 
     def _scored(self, name: str, logit: float, score: float, provenance: Sequence[Signal] | None = None,
-                attribution: Evidence | None = None) -> Verdict:
+                attribution: Evidence | None = None, frames: dict | None = None) -> Verdict:
         t = self.bundle.thresholds
         label = model_label = t.label(score)
         evidence = {"logit": logit, "model_trained_on": self.bundle.trained_on}
+        if frames is not None:
+            evidence["frames"] = frames
         reason = MODEL_SCORE
         if provenance is not None:
             evidence["provenance"] = [s.to_dict() for s in provenance]
@@ -255,14 +303,31 @@ class Detector:
         return Verdict(source=name, score=score, label=label, threshold=t.ai_mimicry,
                        model=self.name, model_version=self.version, evidence=evidence)
 
-    def verdict(self, source: str, logit: float, provenance: Sequence[Signal] | None = None,
-                attribution: Evidence | None = None) -> Verdict:
-        """The verdict for one raw model output (as :meth:`predict_arrays` returns it): calibrated
+    def verdict(self, source: str, logit: float | Sequence[float] | np.ndarray,
+                provenance: Sequence[Signal] | None = None, attribution: Evidence | None = None, *,
+                animation: Animation | None = None) -> Verdict:
+        """The verdict for one source's raw model output (as :meth:`predict_arrays` returns it): calibrated
         score, band and evidence, with ``provenance`` (from :meth:`load`) and ``attribution`` (from
         :meth:`~detector.attribution.Attribution.evidence`) folded in when given. For callers that
-        batch inputs themselves (the HTTP service)."""
-        score = float(self.bundle.calibration(np.asarray([logit], np.float32))[0])
-        return self._scored(source, float(logit), score, provenance, attribution)
+        batch inputs themselves (the HTTP service).
+
+        ``logit`` is one logit per row of :attr:`Loaded.inputs`: a number for a still image, the frames'
+        logits for an animation (with its ``animation``, :attr:`Loaded.animation`). Several logits make one
+        by :func:`frame_logit`, and ``evidence["frames"]`` records them:
+        ``{"rule", "count", "reached", "scored", "logits", "scores"}`` (see ``Verdict``)."""
+        logits = np.asarray(logit, np.float64).reshape(-1)
+        if animation is not None and len(logits) != len(animation.indices):
+            raise ValueError(f"{len(logits)} logits for the {len(animation.indices)} frames scored")
+        combined = frame_logit(logits)
+        score = float(self.bundle.calibration(np.asarray([combined], np.float32))[0])
+        frames = None
+        if animation is not None:
+            frames = {"rule": FRAME_RULE, "count": animation.count, "reached": animation.reached,
+                      "scored": list(animation.indices), "logits": logits.tolist(),
+                      "scores": self.bundle.calibration(logits.astype(np.float32)).astype(float).tolist()}
+        elif len(logits) != 1:
+            raise ValueError(f"{len(logits)} logits for a still image; an animation's come with its animation")
+        return self._scored(source, combined, score, provenance, attribution, frames)
 
     def error_verdict(self, source: str, code: str, message: str) -> Verdict:
         """A verdict for a source that could not be scored (no score, no label)."""

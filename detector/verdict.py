@@ -31,7 +31,12 @@ class Verdict:
     ``label_reason``: ``"model-score"``, or ``"declared-ai-by-metadata"`` when the file declares
     itself AI-made and that, not the score, makes the label ``ai-mimicry``. With attribution (a
     detector given an :class:`~detector.attribution.Attribution`, while anyone is enrolled) also
-    ``artists`` and ``copy_of``, shaped as :class:`~detector.attribution.Evidence` says.
+    ``artists`` and ``copy_of``, shaped as :class:`~detector.attribution.Evidence` says. An animated
+    GIF, WebP or PNG also has ``frames``: ``{"rule": "mean-logit", "count", "reached", "scored", "logits",
+    "scores"}``, the frames scored (0-based) and each one's logit and calibrated score; ``logit`` is then
+    the mean of the frames' logits and ``score`` that mean calibrated (``mimicry.detector.detector.frame_logit``).
+    ``count`` is the frames in the file (None for a GIF longer than the ``reached`` frames the decoder's
+    pixel budget lets it read); a still image has no ``frames``.
     """
 
     source: str

@@ -125,7 +125,7 @@ def explain(
 ) -> None:
     """Say whether one image is an AI imitation and show where the evidence lies.
 
-    Prints the verdict (with any provenance signals in the file's metadata) and writes the image with a heatmap over it, in the verdict's colour (red: ai-mimicry, blue: human, amber: uncertain), strongest where the evidence for that verdict lies; the legend is printed, not drawn into the picture.
+    Prints the verdict (with any provenance signals in the file's metadata) and writes the image with a heatmap over it, in the verdict's colour (red: ai-mimicry, blue: human, amber: uncertain), strongest where the evidence for that verdict lies; the legend is printed, not drawn into the picture. An animated GIF, WebP or PNG is explained, and its verdict here scored, on its first frame only (scan and check score several frames).
 
     Exit codes, as for scan and check:
       0    not flagged

@@ -8,7 +8,11 @@ Routes (versioned under /v1, documented at /docs and /openapi.json):
 - ``POST /v1/detect/batch``: up to ``max_batch_items`` files -> one verdict per file, with per-item
   errors as data (the request itself succeeds).
 - ``POST /v1/explain``: one image -> its verdict and a heatmap of where the evidence lies (JSON with
-  the overlay as a PNG data URL, or ``?format=png`` for the PNG itself).
+  the overlay as a PNG data URL, or ``?format=png`` for the PNG itself); an animation's first frame.
+
+An animated GIF, WebP or PNG is scored on several frames, each sent through the batcher as a row of its
+own, and combined by the library's rule (``Detector.verdict``: the mean of the frames' logits), so the API
+gives the score ``Detector.predict`` gives; ``evidence.frames`` says which frames.
 - ``GET /v1/models``, ``GET /healthz`` (alive), ``GET /readyz`` (model loaded), ``GET /metrics``.
 - ``GET /``: the web page for artists.
 - ``GET /docs`` (Swagger UI) and ``GET /redoc``: the API documentation, served with its scripts from
@@ -239,7 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             # Who the caller is lives in a context variable the lane's threads do not see: ask here.
             attribute = state.attribution is not None and artists.caller_view(settings) is not None
-            x, signals, sx = await state.lanes.run(cost, decode_upload, det, upload.data, attribute)
+            loaded = await state.lanes.run(cost, decode_upload, det, upload.data, attribute)
         except DecodeError as exc:
             metrics.images.labels(exc.code).inc()
             return det.error_verdict(name, exc.code, exc.message)
@@ -250,12 +254,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.keep_uploads_dir is not None:  # only what decoded: random bytes are not kept
             await offload(state.lanes.small, _keep, settings.keep_uploads_dir, upload.data)
         try:
-            logit = float(await state.batcher.submit(x))
+            # One row per frame of an animation, through the same batcher; Detector.verdict combines their
+            # logits by the library's one rule (mimicry.detector.detector.frame_logit).
+            logits = [float(v) for v in await gather_all(state.batcher.submit(row) for row in loaded.inputs)]
         except Overloaded as exc:
             raise overloaded(exc) from None
-        verdict = det.verdict(name, logit, signals)
-        if sx is not None:
-            verdict.evidence.update(await artists.visible_matches(state, style_matches, sx))  # by caller
+        verdict = det.verdict(name, logits, loaded.provenance, animation=loaded.animation)
+        if loaded.style is not None:
+            verdict.evidence.update(await artists.visible_matches(state, style_matches, loaded.style))  # by caller
         metrics.images.labels(verdict.label).inc()
         return verdict
 
@@ -337,6 +343,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/v1/explain", response_model=ExplainOut, tags=["detect"],
               summary="The verdict and a heatmap of where the model's evidence lies",
+              description="An animated GIF, WebP or PNG is explained, and its verdict here scored, on its first "
+                          "frame only; /v1/detect scores several frames of it.",
               openapi_extra={"requestBody": _IMAGE_BODY},
               responses={**_errors(400, 401, 413, 415, 422, 503, 504),
                          200: {"content": {"image/png": {}}, "description": "JSON, or the overlay PNG with ?format=png"}},
