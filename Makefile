@@ -64,7 +64,8 @@ demo-detector: dataset
 # with sources.jsonl (see mimicry.training.external); the human art of Debian packages is added to it.
 REALWORLD ?= ../shared/realworld
 RW        ?= data/realworld
-APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers naev-data widelands-data hedgewars-data
+APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers naev-data widelands-data hedgewars-data \
+	     endless-sky-data tuxpaint-stamps-default mate-backgrounds gnome-backgrounds
 RW_THRESHOLD_UNDER := jpeg75 jpeg50 resize0.5 centre_crop50 webp
 
 art-packages:
@@ -73,22 +74,23 @@ art-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
 # The demo's artists and their toy mimicry come in too (128 px, their own size), so the default still knows the
-# demo generator; Nicu Buculei, the artist of examples/, stays out of training and calibration.
+# demo generator; Nicu Buculei, the artist of examples/, stays out of training and calibration. The Endless Sky
+# photographs are 720x360, so they are stored at 360 px (every other source at 384, none upscaled).
 realworld-dataset: venv art-packages dataset
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl
 	$(PY) -m mimicry.training.demo_provenance --dataset $(DEMO) --out data/demo_provenance.jsonl
 	$(PY) -m mimicry.training.external --provenance $(REALWORLD)/sources.jsonl --provenance data/debian_art.jsonl \
-	    --provenance data/demo_provenance.jsonl --source-size demo-clipart=128 \
+	    --provenance data/demo_provenance.jsonl --source-size demo-clipart=128 --source-size photographs=360 \
 	    --sheet sd15-artist-prompts=2x2 --sheet flux1dev-style-of=2x2 --limit openclipart=1000 \
 	    --holdout-group "artist:nicu buculei" --holdout-group "artist:nicu buculei and nathan eady" \
 	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train" --out $(RW)
 
 # About 35 minutes on 2 cores (4 epochs of about 8 minutes, then export).
 detector: realworld-dataset
-	$(PY) -m mimicry.training.finetune --manifest $(RW)/manifest.jsonl --out runs/finetune/realworld-v2 \
+	$(PY) -m mimicry.training.finetune --manifest $(RW)/manifest.jsonl --out runs/finetune/realworld-v3 \
 	    --augment realworld --resize shorter_then_center_crop --freeze-blocks 3 --epochs 4 --patience 2
-	$(PY) -m mimicry.training.export --run runs/finetune/realworld-v2 --out $(MODEL) --name mimicry-realworld \
-	    --version 1.1.0 --trained-on "$$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
+	$(PY) -m mimicry.training.export --run runs/finetune/realworld-v3 --out $(MODEL) --name mimicry-realworld \
+	    --version 1.2.0 --trained-on "$$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
 	    --threshold-under $(RW_THRESHOLD_UNDER)
 
 # Per source and generator, clean and perturbed, with the shortcut baselines (docs/eval/realworld.json, about
