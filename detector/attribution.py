@@ -18,7 +18,12 @@ The evidence has one shape everywhere (:class:`Evidence`, ``to_dict``):
 - ``artists``: up to ``top_k`` artists, most similar first, each
   ``{"artist", "similarity", "passes", "nearest_works": [{"work_id", "source", "sha256", "similarity"}]}``;
   ``passes`` says whether ``similarity`` reaches the encoder's threshold (its card says how that was
-  chosen): a "match";
+  chosen): a "match". A match is a calibrated claim: at the encoder's threshold, a stated share of works
+  by authors who are *not* enrolled are attributed to someone (the card's ``similarity.how_chosen`` and
+  ``similarity.false_attribution``; :attr:`Attribution.false_attribution`);
+- ``attributed_to``: the name of the artist the image is attributed to (the first of ``artists`` when
+  it passes), or None: "no enrolled artist" (the answer abstains when no enrolled style is close
+  enough to claim);
 - ``copy_of``: ``{"artist", "work_id", "source", "sha256", "distance", "hash_bits"}`` of the enrolled
   work the image is a copy of (:mod:`mimicry.detector.copies`), whatever the style similarity; None
   when it is a copy of none.
@@ -47,7 +52,7 @@ from .registry import ArtistMatch, Registry
 DEFAULT_TOP_K = 3
 DEFAULT_WORKS_PER_ARTIST = 3
 DEFAULT_ENCODER = "style-encoder"  # mimicry.detector.locations.DEFAULT_ENCODER
-EVIDENCE_KEYS = ("artists", "copy_of")
+EVIDENCE_KEYS = ("artists", "attributed_to", "copy_of")
 
 
 class Prepared(NamedTuple):
@@ -78,9 +83,17 @@ class Evidence:
     artists: list[ArtistMatch]
     copy_of: CopyMatch | None
 
+    @property
+    def attributed_to(self) -> str | None:
+        """The artist the image is attributed to: the most similar one if it passes the threshold,
+        else None ("no enrolled artist")."""
+        return self.artists[0].artist if self.artists and self.artists[0].passes else None
+
     def to_dict(self) -> dict:
-        """``{"artists": [...], "copy_of": {...} or None}``: the keys a verdict's evidence gets."""
-        return {"artists": [artist_to_dict(m) for m in self.artists], "copy_of": copy_to_dict(self.copy_of)}
+        """``{"artists": [...], "attributed_to": name or None, "copy_of": {...} or None}``: the keys a
+        verdict's evidence gets."""
+        return {"artists": [artist_to_dict(m) for m in self.artists], "attributed_to": self.attributed_to,
+                "copy_of": copy_to_dict(self.copy_of)}
 
 
 class Attribution:
@@ -137,6 +150,13 @@ class Attribution:
     def threshold(self) -> float:
         """The similarity at or above which an artist ``passes`` (the encoder's)."""
         return self.encoder.threshold
+
+    @property
+    def false_attribution(self) -> dict | None:
+        """What a match claims, as the encoder's card measured it (``similarity.false_attribution``):
+        ``{"rate", "measured_on", ...}``, the share of works by authors who are not enrolled that are
+        attributed to someone at the threshold; None for a card that does not say."""
+        return self.encoder.false_attribution
 
     @property
     def input_size(self) -> int:

@@ -77,6 +77,11 @@ def parse_style_card(card: object, where: str = CARD_FILE) -> PreprocessConfig:
 
     if sim["aggregate"] not in AGGREGATES:
         raise ModelError(f"{where}: similarity.aggregate {sim['aggregate']!r} is not one of {AGGREGATES}")
+    far = sim.get("false_attribution")
+    if far is not None and not (isinstance(far, Mapping) and isinstance(far.get("rate"), (int, float))
+                                and 0.0 <= far["rate"] <= 1.0 and isinstance(far.get("measured_on"), str)):
+        raise ModelError(f"{where}: similarity.false_attribution must be an object with a rate in [0, 1] "
+                         "and the text measured_on")
     if not isinstance(card["output"]["dim"], int) or card["output"]["dim"] < 1:
         raise ModelError(f"{where}: output.dim must be a positive integer")
     try:
@@ -149,6 +154,13 @@ class StyleEncoder:
     def threshold(self) -> float:
         """Similarity at or above which an image is attributed to an artist (see the card's ``how_chosen``)."""
         return float(self.card["similarity"]["threshold"])
+
+    @property
+    def false_attribution(self) -> dict | None:
+        """The card's ``similarity.false_attribution`` (what a match at the threshold claims: the
+        measured share of works by non-enrolled authors attributed to someone), or None."""
+        value = self.card["similarity"].get("false_attribution")
+        return dict(value) if isinstance(value, Mapping) else None
 
     @property
     def aggregate(self) -> str:

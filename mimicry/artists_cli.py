@@ -190,7 +190,7 @@ def check(
 ) -> None:
     """Is IMAGE an AI imitation, and of whose style?
 
-    The detector's verdict; whether IMAGE is a copy of an enrolled work (the same picture, re-encoded or resized), whatever the style similarity; then the enrolled artists whose style is closest (similarity, whether it reaches the encoder's threshold, and the nearest enrolled works). With --artist, the similarity to that artist only.
+    The detector's verdict; whether IMAGE is a copy of an enrolled work (the same picture, re-encoded or resized), whatever the style similarity; then the enrolled artists whose style is closest (similarity, whether it reaches the encoder's threshold, and the nearest enrolled works); then whom it is attributed to, or "no enrolled artist" when none reaches the threshold, and what a match claims (the share of works by authors who are not enrolled that the threshold attributed to someone, as measured). With --artist, the similarity to that artist only.
 
     Exit codes, as for scan and explain:
       0    not flagged
@@ -232,7 +232,8 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
         "source": str(image), "label": verdict.label, "score": verdict.score, "threshold": verdict.threshold,
         "model": verdict.model, "model_version": verdict.model_version,
         "style_threshold": enc.threshold, "style_encoder": enc.name,
-        "artists": matches, "copy_of": copy_of,
+        "artists": matches, "attributed_to": verdict.evidence.get("attributed_to"), "copy_of": copy_of,
+        "false_attribution": enc.false_attribution,
     }
     if as_json:
         typer.echo(json.dumps(result))
@@ -255,4 +256,11 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
         mark = "[bold red]match[/]" if m["passes"] else "no match"
         near = ", ".join(f"{_shown(Path(w['source']).name)} {w['similarity']:.3f}" for w in m["nearest_works"])
         out.print(f"  {_shown(m['artist'])}: {m['similarity']:.3f} {mark}   nearest: {near}")
+    attributed = verdict.evidence.get("attributed_to")
+    out.print(f"attributed to: [bold]{_shown(attributed)}[/]" if attributed is not None
+              else "attributed to: no enrolled artist (none reaches the threshold)")
+    far = enc.false_attribution
+    if far is not None:
+        out.print(f"a match claims: at this threshold {100 * far['rate']:.1f}% of works by authors who are not "
+                  f"enrolled were attributed to someone ({_shown(far['measured_on'])})")
     return for_label(verdict.label)

@@ -13,7 +13,8 @@ that is taken (in any form) 409 ``artist_exists``.
 Attribution comes with each detect verdict (``evidence["artists"]``) when anyone is enrolled: the
 evidence of :mod:`mimicry.detector.attribution`, the component every door uses (scan rows and
 ``mimicry check`` show the same), shaped by who asks (:func:`visible_matches`): nothing for an anonymous caller unless the operator set
-``show_artists_to_anonymous``, and then artists' names, similarities and whether they pass; the same
+``show_artists_to_anonymous``, and then artists' names, similarities, whether they pass and
+``attributed_to`` (the artist the image is attributed to, or None: no enrolled artist); the same
 for a ``detect`` key; the nearest works' ids, file names and sha256 only for ``enrol`` and ``admin``
 keys, which may read them from the registry anyway.
 
@@ -114,6 +115,7 @@ async def visible_matches(state: State, style_matches, prepared) -> dict:
         copy_of = found["copy_of"]
         found = {"artists": [{**m, "nearest_works": [{"similarity": w["similarity"]} for w in m["nearest_works"]]}
                              for m in found["artists"]],
+                 "attributed_to": found["attributed_to"],
                  "copy_of": None if copy_of is None else {k: copy_of[k] for k in ("artist", "distance")}}
     return found
 

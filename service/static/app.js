@@ -31,6 +31,7 @@ function showVerdict(v) {
   $("evidence").textContent = JSON.stringify(v.evidence || {}, null, 2);
   showProvenance((v.evidence && v.evidence.provenance) || []);
   showArtists((v.evidence && v.evidence.artists) || []);
+  showAttributedTo(v.evidence || {});
   const reason = v.evidence && v.evidence.label_reason;
   $("label-reason").textContent = reason === "declared-ai-by-metadata"
     ? `Flagged because the file declares itself AI-made; the model alone said "${v.evidence.model_label}".`
@@ -53,6 +54,19 @@ function showArtists(matches) {
     list.appendChild(item);
   }
   $("artists-box").hidden = matches.length === 0;
+}
+
+// The abstain is said in words: no enrolled artist is claimed when none reaches the threshold.
+function showAttributedTo(evidence) {
+  const el = $("attributed-to");
+  if (!("attributed_to" in evidence) || !evidence.artists || evidence.artists.length === 0) {
+    el.hidden = true;
+    return;
+  }
+  el.textContent = evidence.attributed_to === null
+    ? "Attributed to: no enrolled artist (none is close enough to claim)."
+    : `Attributed to: ${evidence.attributed_to}.`;
+  el.hidden = false;
 }
 
 function showProvenance(signals) {

@@ -112,3 +112,21 @@ def test_registry_scores_as_defined(tmp_path, encoder, portfolios, aggregate):
             assert reg.similarity_to(query, s).similarity == pytest.approx(float(want[j]), abs=1e-5)
             nearest = np.sort(emb[s] @ query)[::-1][:3]
             np.testing.assert_allclose([w.similarity for w in got[s].nearest_works], nearest, atol=1e-5)
+
+
+def test_the_threshold_holds_the_rate_in_the_given_share_of_episodes():
+    from mimicry.training.style_calibration import threshold_held_in_episodes
+
+    rng = np.random.default_rng(0)
+    # episodes whose impostors score higher and higher: a pooled 5% would not hold in the worst ones
+    per_episode = [rng.normal(0.1 * i, 0.1, 200).astype(np.float32) for i in range(10)]
+    t = threshold_held_in_episodes(per_episode, 0.05, 90)
+    rates = [float((e >= t).mean()) for e in per_episode]
+    assert np.percentile(rates, 90) <= 0.05
+    # the lowest such threshold: one step lower (the next impostor score down) breaks it
+    below = np.max(np.concatenate(per_episode)[np.concatenate(per_episode) < t])
+    assert np.percentile([float((e >= below).mean()) for e in per_episode], 90) > 0.05
+    pooled = np.sort(np.concatenate(per_episode))[::-1][int(0.05 * 2000)]
+    assert t > pooled  # stricter than the pooled rule here
+    # a rate nobody can reach but above every score
+    assert threshold_held_in_episodes(per_episode, 0.0, 100) > np.concatenate(per_episode).max()

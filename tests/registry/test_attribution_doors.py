@@ -65,7 +65,7 @@ def _same(got, want, path="evidence"):
 
 
 def _evidence(d: dict) -> dict:
-    return {"artists": d["artists"], "copy_of": d["copy_of"]}
+    return {"artists": d["artists"], "attributed_to": d["attributed_to"], "copy_of": d["copy_of"]}
 
 
 def test_the_same_evidence_through_python_scan_check_and_http(enrolled, tmp_path):
@@ -81,6 +81,7 @@ def test_the_same_evidence_through_python_scan_check_and_http(enrolled, tmp_path
     # What the evidence says, so that agreeing on it means something.
     assert new.evidence["artists"][0]["artist"] == "Ink Person" and new.evidence["artists"][0]["passes"] is True
     assert [a["artist"] for a in new.evidence["artists"]] == ["Ink Person", "Flat"]
+    assert new.evidence["attributed_to"] == "Ink Person"
     assert new.evidence["copy_of"] is None
     assert copy.evidence["copy_of"]["artist"] == "Ink Person"
     assert copy.evidence["copy_of"]["source"] == str(enrolled["copied"])
@@ -235,3 +236,4 @@ def test_scan_without_attribution_is_unchanged_and_a_bad_registry_is_a_usage_err
     similarity = scan_lib.attribution_cells(v)["artist_similarity"]
     assert f"Ink Person {similarity:.3f} match" in text
     assert "attribution: registry" in err.export_text()
+

@@ -63,6 +63,8 @@ def test_anonymous_detect_says_nothing_of_the_registry_by_default(default_servic
     [top] = [m for m in platform["evidence"]["artists"] if m["artist"] == "Secret Artist"]
     assert top["passes"] is True and top["nearest_works"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
     assert set(top["nearest_works"][0]) == {"similarity"} and secrets_in(str(platform)) == []
+    first = platform["evidence"]["artists"][0]
+    assert platform["evidence"]["attributed_to"] == (first["artist"] if first["passes"] else None)
 
     # a registry key sees the works, as GET /v1/artists/{name} would show them
     for scope in ("enrol", "admin"):

@@ -80,11 +80,14 @@ def test_verdicts_name_the_closest_enrolled_artists(api, make_settings):
     artists = r.json()["evidence"]["artists"]
     assert artists[0]["artist"] == "Enrolled"
     assert artists[0]["nearest_works"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
-    assert artists[0]["passes"] is True
+    assert artists[0]["passes"] is True and r.json()["evidence"]["attributed_to"] == "Enrolled"
     batch = api.post("/v1/detect/batch", files=files_of(real[3:5])).json()["results"]
     for v in batch:
         assert v["evidence"]["artists"][0]["artist"] == "Enrolled"
         assert -1.0 <= v["evidence"]["artists"][0]["similarity"] <= 1.0
+        # attributed to the artist when it passes the threshold, else to no enrolled artist (None)
+        passes = v["evidence"]["artists"][0]["passes"]
+        assert v["evidence"]["attributed_to"] == ("Enrolled" if passes else None)
         assert v["evidence"]["copy_of"] is None  # works nobody enrolled
 
 
