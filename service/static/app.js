@@ -32,6 +32,7 @@ function showVerdict(v) {
   showProvenance((v.evidence && v.evidence.provenance) || []);
   showArtists((v.evidence && v.evidence.artists) || []);
   showAttributedTo(v.evidence || {});
+  showCopy((v.evidence && v.evidence.copy_of) || null);
   const reason = v.evidence && v.evidence.label_reason;
   $("label-reason").textContent = reason === "declared-ai-by-metadata"
     ? `Flagged because the file declares itself AI-made; the model alone said "${v.evidence.model_label}".`
@@ -67,6 +68,22 @@ function showAttributedTo(evidence) {
     ? "Attributed to: no enrolled artist (none is close enough to claim)."
     : `Attributed to: ${evidence.attributed_to}.`;
   el.hidden = false;
+}
+
+// A copy of an enrolled work is said apart from the style scores: it is a claim about this very picture,
+// independent of the style threshold. Callers who may not see enrolled files get the artist only.
+function showCopy(copy) {
+  const line = $("copy-of");
+  if (!copy) {
+    line.hidden = true;
+    line.textContent = "";
+    return;
+  }
+  const work = copy.source ? `enrolled work "${copy.source}"` : "an enrolled work";
+  line.textContent = `This image is a copy of ${work} by ${copy.artist} ` +
+    `(picture distance ${copy.distance.toFixed(3)}; 0 is the same picture).`;
+  line.dataset.artist = copy.artist;
+  line.hidden = false;
 }
 
 function showProvenance(signals) {

@@ -124,4 +124,11 @@ def test_page_names_the_closest_enrolled_artists(browser, live_server, make_sett
         first = page.locator("#artists li").first
         assert first.get_attribute("data-artist") == "Grace Hopper"
         assert "(match)" in first.text_content()
+        # The enrolled file itself is a copy of an enrolled work, said apart from the style scores.
+        page.wait_for_selector("#copy-of:not([hidden])", timeout=20_000)
+        copy = page.locator("#copy-of")
+        assert copy.get_attribute("data-artist") == "Grace Hopper" and "copy of" in copy.text_content()
+        page.set_input_files("#file", [])
+        page.set_input_files("#file", str(real[4]))  # not enrolled: no copy line, whatever its style
+        page.wait_for_function("document.getElementById('copy-of').hidden")
         page.close()
