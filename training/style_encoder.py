@@ -15,8 +15,11 @@ What it does, in order:
 4. The winner exported as one ONNX graph (trunk -> statistics -> fixed linear projection ->
    L2 normalisation), checked against torch on real works.
 5. The similarity threshold: on ``calib`` authors, the lowest score at which at most
-   ``--max-false-attribution`` (5%) of works by authors who are not enrolled are attributed.
-6. ``model.json``: preprocessing, output, threshold and how it was chosen, the comparison, versions.
+   ``--max-false-attribution`` (5%) of works by authors who are not enrolled are attributed, pooled
+   over the episodes (used to compare candidates).
+6. ``model.json``: preprocessing, output, threshold and how it was chosen, the comparison, versions;
+   then the shipped threshold is set by ``mimicry.training.style_calibration``: the rate must hold in
+   90% of the calib episodes, not only pooled over them.
 
 ``python -m mimicry.training.style_encoder --out models/style-encoder``
 """
@@ -54,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("models/style-encoder"), help="model directory to write")
     p.add_argument("--name", default="style-lite0-clipart")
-    p.add_argument("--version", default="0.1.0")
+    p.add_argument("--version", default="0.1.1")
     p.add_argument("--cache", type=Path, default=Path("data/cache/style"), help="normalised works and features")
     p.add_argument("--root", type=Path, default=None, help="openclipart PNG folder (default: Debian's)")
     p.add_argument("--cap", type=int, default=60, help="works kept per author (seeded sample)")
@@ -607,6 +610,15 @@ def main(args: argparse.Namespace) -> dict:
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_style_card(args.out, card)
+    # The threshold a match uses: the pooled rule above chose the card's first one; the shipped one must
+    # hold its rate in most calib episodes (mimicry.training.style_calibration), measured the same way.
+    from mimicry.training.style_calibration import calibrate
+    from mimicry.training.style_calibration import parse_args as calibration_args
+
+    card = calibrate(calibration_args([
+        "--encoder", str(args.out), "--cache", str(args.cache), "--k", str(args.k), "--n", str(args.n),
+        "--episodes", str(args.episodes), "--seed", str(args.seed),
+        "--max-false-attribution", str(args.max_false_attribution)]))
     print(f"wrote {args.out} ({onnx_path.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s", flush=True)
     return card
 

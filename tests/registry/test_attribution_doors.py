@@ -237,3 +237,26 @@ def test_scan_without_attribution_is_unchanged_and_a_bad_registry_is_a_usage_err
     assert f"Ink Person {similarity:.3f} match" in text
     assert "attribution: registry" in err.export_text()
 
+
+def test_an_image_no_enrolled_style_claims_is_attributed_to_no_enrolled_artist(tmp_path, encoder, portfolios):
+    """The abstain: only "Ink Person" is enrolled and the query is a "pastel" work. Every door says
+    it is attributed to no enrolled artist, and check says so in words, with what a match claims."""
+    db = tmp_path / "registry.sqlite3"
+    with Registry.open(db, aggregate=encoder.aggregate) as reg:
+        reg.enrol("Ink Person", sorted(portfolios["ink"].iterdir()), encoder)
+    query = sorted(portfolios["pastel"].iterdir())[0]
+    with Attribution.open(db, ENCODER_DIR, intra_op_threads=1) as att:
+        [found] = att.attribute([Image.open(query).convert("RGB")])
+        assert found.artists[0].artist == "Ink Person"
+        assert found.artists[0].similarity < att.threshold and found.artists[0].passes is False
+        assert found.attributed_to is None and found.to_dict()["attributed_to"] is None
+        det = Detector.from_dir(MODEL, intra_op_threads=1, attribution=att)
+        assert det.predict(str(query))[0].evidence["attributed_to"] is None
+    args = ["check", str(query), "--model", str(MODEL), "--registry", str(db), "--encoder", str(ENCODER_DIR)]
+    r = CliRunner().invoke(app, [*args, "--json"])
+    body = json.loads(r.stdout)
+    assert body["attributed_to"] is None and body["artists"][0]["passes"] is False
+    assert body["false_attribution"] == encoder.false_attribution and 0 < body["false_attribution"]["rate"] <= 0.05
+    r = CliRunner().invoke(app, args)
+    assert "attributed to: no enrolled artist" in r.output
+    assert f"{100 * encoder.false_attribution['rate']:.1f}% of works by authors who are not" in r.output
