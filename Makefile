@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval loso loso-a loso-b
+.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval loso loso-a loso-b loso-a-v3
 
 venv: $(VENV)/.installed
 
@@ -112,8 +112,11 @@ RW_GROUPS := --holdout-group "artist:nicu buculei" --holdout-group "artist:nicu 
 	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train"
 loso-a: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
 loso-b: LOSO_HOLDOUT := sd15-artist-prompts bookdash
+# loso-a again on the 1.2 data (photographs, wallpapers and stamps added): docs/eval/loso-a-v3.json
+loso-a-v3: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
+loso-a-v3: RW := data/realworld-v3
 loso: loso-a loso-b
-loso-a loso-b: venv
+loso-a loso-b loso-a-v3: venv
 	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT),--holdout-source $(s)) \
 	    $(RW_GROUPS) --out data/realworld-$@
 	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$@ \

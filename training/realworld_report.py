@@ -83,12 +83,13 @@ def report(main: dict, loso: dict[str, dict], commands: list[str]) -> str:
         for k in res.get("held_out", []):
             e = lm["by_perturbation"]["clean"].get(k)
             if e and "auroc" in e:
-                goals.append((f"leave-one-source-out: {k} (never trained on) AUROC >= 0.95", _f(e["auroc"]),
+                goals.append((f"leave-one-source-out ({name}): {k} (never trained on) AUROC >= 0.95", _f(e["auroc"]),
                               e["auroc"] >= GOALS["loso_auroc"]))
-                goals.append((f"generator never trained on: {k} AUROC >= 0.90", _f(e["auroc"]),
+                goals.append((f"generator never trained on ({name}): {k} AUROC >= 0.90", _f(e["auroc"]),
                               e["auroc"] >= GOALS["unseen_generator_auroc"]))
             elif e and "flagged" in e:
-                goals.append((f"human works of a kind never trained on: {k} <= 1% flagged (its model's threshold)",
+                goals.append((f"human works of a kind never trained on ({name}): {k} <= 1% flagged "
+                              "(its model's threshold)",
                               _pct(e["flagged"]), e["flagged"] <= GOALS["human_flagged_clean"]))
     lines += ["## Goals", ""] + _table(["goal", "measured", "met"],
                                         [[g, v, "yes" if ok else "**no**"] for g, v, ok in goals]) + [""]

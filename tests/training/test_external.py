@@ -237,7 +237,7 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     text = report(main, loso, ["cmd"])
     assert "| unseen artists, same generator families: AUROC >= 0.97 | 0.990 | yes |" in text
     assert "| unseen human works: <= 3% flagged after jpeg75 | highest 5.0% (jpeg75) | **no** |" in text
-    assert "| leave-one-source-out: gen-a (never trained on) AUROC >= 0.95 | 0.910 | **no** |" in text
+    assert "| leave-one-source-out (gen-a): gen-a (never trained on) AUROC >= 0.95 | 0.910 | **no** |" in text
 
 
 def test_resplit_reuses_the_images_with_other_held_out_sources(sources, tmp_path):
