@@ -25,7 +25,7 @@ import json
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -167,10 +167,7 @@ def main(args: argparse.Namespace) -> dict:
 
     # 1. openclipart test authors
     authors, _paths, images = load_openclipart(args.cache, settings["cap"], settings["seed"])
-    counts: dict[str, int] = defaultdict(int)
-    for a in authors:
-        counts[a] += 1
-    groups = split_authors(counts)
+    groups = split_authors(Counter(authors))
     test_mask = np.array([groups[a] == "test" for a in authors])
     t_authors = [a for a, m in zip(authors, test_mask) if m]
     t_images = images[test_mask]

@@ -2,8 +2,8 @@
 
 The question a platform asks before trusting a threshold on its own uploads: of these human works (a kind the
 model may never have seen), how many come back ``ai-mimicry`` or ``uncertain``? Rows are grouped by their
-``source`` field; a row's ``file`` is relative to its provenance file's folder, as in
-``mimicry.training.external``.
+``source`` field; the files are read as ``mimicry.training.external.read_provenance`` reads them (a row's
+``file`` relative to its provenance file's folder).
 
 ``python -m mimicry.training.source_flags --model models/default --provenance data/new_art.jsonl --json out.json``
 """
@@ -17,17 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from mimicry.detector import Detector
-
-
-def read_rows(paths: list[Path]) -> list[dict]:
-    rows = []
-    for p in paths:
-        for line in p.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                row["file"] = str((p.parent / row["file"]).resolve())
-                rows.append(row)
-    return rows
+from mimicry.training.external import read_provenance
 
 
 def tally(rows: list[dict], verdicts) -> dict:
@@ -45,7 +35,7 @@ def tally(rows: list[dict], verdicts) -> dict:
             "flagged": labels.count("ai-mimicry") / n if n else None,
             "uncertain": labels.count("uncertain") / n if n else None,
             "mean_score": sum(v.score for _, v in scored) / n if n else None,
-            "top": [(Path(r["file"]).name, round(v.score, 4))
+            "top": [(Path(r["abs_path"]).name, round(v.score, 4))
                     for r, v in sorted(scored, key=lambda rv: -rv[1].score)[:5]],
         }
     return out
@@ -58,12 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sources", nargs="*", default=None, help="only these sources")
     p.add_argument("--json", type=Path, default=None, help="write the tally here")
     args = p.parse_args(argv)
-    rows = [r for r in read_rows(args.provenance) if args.sources is None or r.get("source") in args.sources]
+    rows = [r for path in args.provenance for r in read_provenance(path)
+            if args.sources is None or r["source"] in args.sources]
     if not rows:
         print("no rows", file=sys.stderr)
         return 2
     detector = Detector.from_dir(args.model)
-    verdicts = list(detector.stream([r["file"] for r in rows]))
+    verdicts = list(detector.stream([r["abs_path"] for r in rows]))
     result = {"model": f"{detector.name} {detector.version}", "threshold": detector.bundle.thresholds.ai_mimicry,
               "sources": tally(rows, verdicts)}
     for source, t in result["sources"].items():

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from PIL import Image
 
 from mimicry.detector.style import StyleEncoder, write_style_card
 from mimicry.training.style_encoder import (
-    at_threshold, attribution_scores, episodes, load_openclipart, split_authors, threshold_at_far,
+    at_threshold, load_openclipart, run_protocol, split_authors, threshold_at_far,
 )
 
 
@@ -50,27 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--version", default=None, help="the calibrated card's version (default: unchanged)")
     return p.parse_args(argv)
-
-
-def episode_rates(emb: np.ndarray, authors: list[str], pool: set[str], k: int, n: int, count: int, seed: int,
-                  aggregate: str) -> dict:
-    """Per episode, the top artist score of every impostor query; over all episodes, the known
-    queries' top scores and whether the top artist was right (for ``at_threshold``)."""
-    per_episode, known_top, known_ok = [], [], []
-    hits1 = hits3 = total = 0
-    for enrol, enrol_ids, _names, known, known_ids, impostor in episodes(authors, pool, k, n, count, seed):
-        s = attribution_scores(emb, enrol, enrol_ids, known, k, aggregate)
-        rank = np.argsort(-s, axis=1)
-        hits1 += int((rank[:, 0] == known_ids).sum())
-        hits3 += int((rank[:, :3] == known_ids[:, None]).any(axis=1).sum())
-        total += len(known)
-        known_top.append(s.max(axis=1))
-        known_ok.append(rank[:, 0] == known_ids)
-        if len(impostor):
-            per_episode.append(attribution_scores(emb, enrol, enrol_ids, impostor, k, aggregate).max(axis=1))
-    return {"top1": hits1 / total, "top3": hits3 / total, "queries": total, "per_episode": per_episode,
-            "known_top": np.concatenate(known_top), "known_ok": np.concatenate(known_ok),
-            "impostor_top": np.concatenate(per_episode)}
 
 
 def threshold_held_in_episodes(per_episode: list[np.ndarray], max_far: float, percentile: float) -> float:
@@ -97,14 +76,11 @@ def calibrate(args: argparse.Namespace) -> dict:
     card = json.loads(json.dumps(encoder.card))
     settings = card["settings"]
     authors, _paths, images = load_openclipart(args.cache, settings["cap"], settings["seed"])
-    counts: dict[str, int] = defaultdict(int)
-    for a in authors:
-        counts[a] += 1
-    groups = split_authors(counts)
+    groups = split_authors(Counter(authors))
     mask = np.array([groups[a] == "calib" for a in authors])
     c_authors = [a for a, m in zip(authors, mask) if m]
     emb = np.stack(encoder.embed([Image.fromarray(im) for im in images[mask]]))
-    r = episode_rates(emb, c_authors, set(c_authors), args.k, args.n, args.episodes, args.seed, encoder.aggregate)
+    r = run_protocol(emb, c_authors, set(c_authors), args.k, args.n, args.episodes, args.seed, encoder.aggregate)
     t = threshold_held_in_episodes(r["per_episode"], args.max_false_attribution, args.percentile)
     rates = [float((e >= t).mean()) for e in r["per_episode"]]
     pooled_t = threshold_at_far(r["impostor_top"], args.max_false_attribution)

@@ -52,7 +52,7 @@ def test_frames_of_one_sprite_share_a_group(tmp_path, monkeypatch):
 def test_source_flags_tallies_the_detectors_own_labels_per_source(tmp_path):
     files = sorted((ROOT / "examples").glob("*.png"))
     prov = tmp_path / "prov.jsonl"
-    prov.write_text("".join(json.dumps({"file": str(f), "source": f.name.split("_")[0], "label": "x"}) + "\n"
+    prov.write_text("".join(json.dumps({"file": str(f), "source": f.name.split("_")[0], "label": "human"}) + "\n"
                             for f in files))
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
     with prov.open("a") as fh:
