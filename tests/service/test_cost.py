@@ -203,9 +203,19 @@ def test_an_enrolment_past_its_deadline_adds_nothing(make_settings, tmp_path):
         assert c.get("/v1/artists/Ann").json()["works"] == 0
 
 
-def test_enrolments_beyond_the_limit_are_503_not_queued(make_settings, tmp_path):
+def test_enrolments_beyond_the_limit_are_503_not_queued(make_settings, tmp_path, monkeypatch):
     with _enrol_client(make_settings, tmp_path, max_concurrent_enrol=1) as c:
         assert c.post("/v1/artists", json={"name": "Ann"}).status_code == 201
+        # The first enrolment holds its lane (inside the real encoder call) until the second has been
+        # answered, so the test does not depend on how fast this machine embeds 24 works.
+        style = c.app.state.mimicry.style
+        real_embed, answered = style.embed_with_images, threading.Event()
+
+        def held_embed(*args, **kwargs):
+            answered.wait(30)
+            return real_embed(*args, **kwargs)
+
+        monkeypatch.setattr(style, "embed_with_images", held_embed)
         results = {}
 
         def enrol(tag, seed):
@@ -218,6 +228,7 @@ def test_enrolments_beyond_the_limit_are_503_not_queued(make_settings, tmp_path)
         while c.app.state.mimicry.lanes.enrolling == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         enrol("second", 100)
+        answered.set()
         first.join()
         assert results["first"].status_code == 200 and results["first"].json()["added"] == 24
         assert results["second"].status_code == 503 and "Retry-After" in results["second"].headers
