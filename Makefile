@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval loso loso-a loso-b loso-a-v3
+.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval loso loso-a loso-b loso-a-v3 loso-a-v3b
 
 venv: $(VENV)/.installed
 
@@ -67,6 +67,11 @@ RW        ?= data/realworld
 APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers naev-data widelands-data hedgewars-data \
 	     endless-sky-data tuxpaint-stamps-default mate-backgrounds gnome-backgrounds
 RW_THRESHOLD_UNDER := jpeg75 jpeg50 resize0.5 centre_crop50 webp
+# The training recipe of the bundled detector and of every leave-one-source-out run. BALANCE=source draws the
+# training rows so that sources weigh by the square root of their size within each class.
+BALANCE   ?= none
+RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks 3 --epochs 4 --patience 2 \
+	    --balance $(BALANCE)
 
 art-packages:
 	@missing=$$(for p in $(APT_ART); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -87,8 +92,7 @@ realworld-dataset: venv art-packages dataset
 
 # About 35 minutes on 2 cores (4 epochs of about 8 minutes, then export).
 detector: realworld-dataset
-	$(PY) -m mimicry.training.finetune --manifest $(RW)/manifest.jsonl --out runs/finetune/realworld-v3 \
-	    --augment realworld --resize shorter_then_center_crop --freeze-blocks 3 --epochs 4 --patience 2
+	$(PY) -m mimicry.training.finetune --manifest $(RW)/manifest.jsonl --out runs/finetune/realworld-v3 $(RW_FINETUNE)
 	$(PY) -m mimicry.training.export --run runs/finetune/realworld-v3 --out $(MODEL) --name mimicry-realworld \
 	    --version 1.2.0 --trained-on "$$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
 	    --threshold-under $(RW_THRESHOLD_UNDER)
@@ -115,12 +119,15 @@ loso-b: LOSO_HOLDOUT := sd15-artist-prompts bookdash
 # loso-a again on the 1.2 data (photographs, wallpapers and stamps added): docs/eval/loso-a-v3.json
 loso-a-v3: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
 loso-a-v3: RW := data/realworld-v3
+# the same with BALANCE=source: docs/eval/loso-a-v3b.json
+loso-a-v3b: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
+loso-a-v3b: RW := data/realworld-v3
+loso-a-v3b: BALANCE := source
 loso: loso-a loso-b
-loso-a loso-b loso-a-v3: venv
+loso-a loso-b loso-a-v3 loso-a-v3b: venv
 	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT),--holdout-source $(s)) \
 	    $(RW_GROUPS) --out data/realworld-$@
-	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$@ \
-	    --augment realworld --resize shorter_then_center_crop --freeze-blocks 3 --epochs 4 --patience 2
+	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$@ $(RW_FINETUNE)
 	$(PY) -m mimicry.training.export --run runs/finetune/$@ --out runs/models/$@ --name mimicry-$@ \
 	    --version 0.0.0 --threshold-at gap-top --threshold-rule per-source --threshold-under jpeg75 resize0.5
 	$(PY) -m mimicry.training.realworld_eval --models runs/models/$@ --manifest data/realworld-$@/manifest.jsonl \

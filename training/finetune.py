@@ -41,7 +41,7 @@ from mimicry.detector.preprocess import PreprocessConfig, preprocess
 LABELS = {"human": 0, "ai-mimicry": 1}
 # Settings that, changed, make a checkpoint in --out belong to another run.
 RUN_DEFINING = ("manifest", "backbone", "weights", "input_size", "resize", "interpolation", "lr", "batch_size",
-                "seed", "augment", "freeze_blocks")
+                "seed", "augment", "freeze_blocks", "balance")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="keep the stem and the first N stages of an EfficientNet-style backbone at their "
                         "pretrained weights (batch-norm statistics included); backward then stops above them, "
                         "which on a CPU roughly halves a step at N=3")
+    p.add_argument("--balance", choices=["none", "source"], default="none",
+                   help="source: draw each epoch's training rows with weights that flatten the sources within "
+                        "each class (weight 1/sqrt(rows of the source), each class keeping its share), so a "
+                        "large source (clip art) does not define what its class looks like; none: every row once")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
         p.error("--epochs and --batch-size must be >= 1")
@@ -220,6 +224,27 @@ class ManifestDataset:
 
     def labels(self) -> np.ndarray:
         return np.array([LABELS[r["label"]] for r in self.rows])
+
+    def sources(self) -> list[str]:
+        return [r.get("source") or "" for r in self.rows]
+
+
+def source_balanced_weights(labels, sources) -> np.ndarray:
+    """Sampling weights that flatten sources within each class without moving the class shares.
+
+    A row of a source with n rows weighs 1/sqrt(n) (a middle way between every row once and every source
+    equal, which would repeat a 9-row source hundreds of times an epoch), scaled so each class's weights sum
+    to its row count: the class balance, and so the loss's ``pos_weight``, stay what they were.
+    """
+    labels, sources = np.asarray(labels), np.asarray(sources, dtype=object)
+    weights = np.zeros(len(labels), dtype=np.float64)
+    for c in np.unique(labels):
+        in_c = labels == c
+        names, counts = np.unique(sources[in_c], return_counts=True)
+        per = dict(zip(names, counts))
+        w = np.array([per[s] ** -0.5 for s in sources[in_c]])
+        weights[in_c] = w * in_c.sum() / w.sum()
+    return weights
 
 
 AUGMENTS = ("realworld", "robust", "platform", "none")
@@ -462,9 +487,15 @@ def main(args: argparse.Namespace) -> dict:
             print(f"resuming from epoch {start}", file=sys.stderr)
 
     g = torch.Generator().manual_seed(args.seed)
-    train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                              generator=g, drop_last=len(train_ds) > args.batch_size,
-                              persistent_workers=False)
+    sampling = dict(shuffle=True, generator=g)
+    if args.balance == "source":
+        from torch.utils.data import WeightedRandomSampler
+
+        weights = source_balanced_weights(y, train_ds.sources())
+        sampling = dict(sampler=WeightedRandomSampler(weights.tolist(), len(train_ds), replacement=True,
+                                                      generator=g))
+    train_loader = DataLoader(train_ds, batch_size=args.batch_size, num_workers=args.workers,
+                              drop_last=len(train_ds) > args.batch_size, persistent_workers=False, **sampling)
     val_loader = DataLoader(val_ds, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
     # One process: the same loaders (moved to the device). Several: each process reads its own shard of
     # every batch, in the permutation drawn from ``g`` (the same on every process).

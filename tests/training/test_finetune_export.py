@@ -75,6 +75,28 @@ def test_finetune_resumes_where_it_stopped(trained, tmp_path):
         finetune.main(ft_args(manifest, copy, 3, "--lr", "5e-4"))
 
 
+def test_source_balance_flattens_sources_and_keeps_the_class_shares():
+    labels = [0] * 100 + [0] * 4 + [1] * 50
+    sources = ["clipart"] * 100 + ["paintings"] * 4 + ["sd15"] * 50
+    w = finetune.source_balanced_weights(labels, sources)
+    assert w[:104].sum() == pytest.approx(104) and w[104:].sum() == pytest.approx(50)
+    # per source: mass in proportion to sqrt(rows), so the 4 paintings get 2/12 of the human draws, not 4/104
+    assert w[100:104].sum() / w[:104].sum() == pytest.approx(2 / 12)
+    assert np.allclose(w[104:], 1.0)  # one source in a class: every row once, as without balance
+
+
+def test_a_source_balanced_run_trains_and_is_its_own_run(trained, tmp_path):
+    manifest, out, _ = trained
+    result = finetune.main(ft_args(manifest, tmp_path / "bal", 1, "--balance", "source"))
+    assert np.isfinite(result["history"][0]["train_loss"])
+    assert json.loads((tmp_path / "bal" / "settings.json").read_text())["balance"] == "source"
+    import shutil
+
+    shutil.copytree(out, tmp_path / "old")
+    with pytest.raises(ValueError, match="balance"):  # a run of the other sampling is not resumed
+        finetune.main(ft_args(manifest, tmp_path / "old", 3, "--balance", "source"))
+
+
 def test_packaged_imagenet_weights_load_by_position():
     import timm
 
