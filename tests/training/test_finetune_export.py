@@ -101,11 +101,23 @@ def test_packaged_imagenet_weights_load_by_position():
     import timm
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1)
-    n = finetune.load_by_position(model, finetune.packaged_lite0_weights())
+    n = finetune.load_by_position(model, finetune.packaged_weights("tf_efficientnet_lite0"))
     assert n == 294  # 296 tensors less the ImageNet classifier's weight and bias
     with pytest.raises(ValueError, match="not the same architecture"):
         finetune.load_by_position(timm.create_model("resnet18", pretrained=False, num_classes=1),
-                                  finetune.packaged_lite0_weights())
+                                  finetune.packaged_weights("tf_efficientnet_lite0"))
+
+
+@pytest.mark.parametrize("backbone", ["tf_efficientnet_lite1", "tf_efficientnet_lite2"])
+def test_lite1_and_lite2_imagenet_weights_ship_in_the_training_extra(backbone):
+    import torch
+
+    model = finetune.build_model(backbone, "packaged")  # every backbone tensor set, by position and shape
+    imagenet = finetune.packaged_weights(backbone)
+    assert torch.equal(model.conv_stem.weight, imagenet["_conv_stem.weight"])
+    assert torch.equal(model.bn2.running_var, imagenet["_bn1.running_var"])  # the head's batch norm
+    with pytest.raises(ValueError, match="packaged holds"):
+        finetune.build_model("resnet18", "packaged")
 
 
 def test_unknown_backbone_is_a_clear_error():
