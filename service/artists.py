@@ -27,22 +27,20 @@ keys. It is None when the image is no copy of any enrolled work.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from mimicry.detector.registry import RegistryError
 
 from . import auth
+from .deps import AdminKey, EnrolKey, RegistryDep, StateDep
 from .errors import APIError
 from .schemas import ErrorBody
+from .state import State
 from .uploads import read_images
 from .work import decode_costs, offload
-
-if TYPE_CHECKING:
-    from .app import State
 
 
 class ArtistIn(BaseModel):
@@ -125,126 +123,122 @@ _IMAGES_BODY = {"required": True, "content": {"multipart/form-data": {"schema": 
     "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}, "required": ["files"]}}}}
 
 
-def router(state: State) -> APIRouter:
-    """The /v1/artists routes, bound to the app's state; each needs a key of its scope (``enrol``, or
-    ``admin`` to remove an artist)."""
-    enrol_key = [Depends(auth.require_scope(state, "enrol"))]
-    admin_key = [Depends(auth.require_scope(state, "admin"))]
-    r = APIRouter(prefix="/v1/artists", tags=["artists"], responses={**_ERRORS, 403: {"model": ErrorBody}})
+# The /v1/artists routes. Each handler's first parameter is the caller's key, of the route's scope (``enrol``, or
+# ``admin`` to remove an artist): the key is checked first, so a caller without one learns nothing else (not
+# even whether this service has a registry).
+router = APIRouter(prefix="/v1/artists", tags=["artists"], responses={**_ERRORS, 403: {"model": ErrorBody}})
 
-    def registry():
-        if state.registry is None or state.style is None:
-            raise APIError("attribution_off", "this service runs without a style encoder, so there is no registry")
-        return state.registry
 
-    async def in_thread(fn, *args, **kwargs):
-        return await offload(state.lanes.small, lambda: fn(*args, **kwargs))
+async def in_thread(state: State, fn, *args, **kwargs):
+    return await offload(state.lanes.small, lambda: fn(*args, **kwargs))
 
-    def not_found_or_conflict(exc: RegistryError) -> APIError:
-        code = getattr(exc, "code", "registry_error")
-        api_code = {"artist_not_found": "artist_not_found", "artist_exists": "artist_exists",
-                    "invalid_name": "validation_error"}.get(code, "registry_error")
-        return APIError(api_code, str(exc))
 
-    # {name:path}: a name may hold '/'. The thumbnail route comes before the artist route, which would
-    # otherwise take ".../works/1/thumbnail" for part of a name (the registry refuses names that
-    # hold a 'works' part, so no artist's name is taken for a thumbnail's path).
+def not_found_or_conflict(exc: RegistryError) -> APIError:
+    code = getattr(exc, "code", "registry_error")
+    api_code = {"artist_not_found": "artist_not_found", "artist_exists": "artist_exists",
+                "invalid_name": "validation_error"}.get(code, "registry_error")
+    return APIError(api_code, str(exc))
 
-    @r.get("", response_model=ArtistsOut, summary="Enrolled artists and how many works each",
-           dependencies=enrol_key)
-    async def list_artists(reg=Depends(registry)):
-        artists = await in_thread(reg.list_artists)
-        return {"artists": [a.__dict__ for a in artists]}
 
-    @r.post("", response_model=ArtistOut, status_code=201, summary="Enrol an artist (no works yet)",
-            dependencies=enrol_key)
-    async def add_artist(body: ArtistIn, reg=Depends(registry)):
-        try:
-            artist = await in_thread(reg.add_artist, body.name, consent=body.consent)
-        except RegistryError as exc:
-            raise not_found_or_conflict(exc) from None
-        return artist.__dict__
+# {name:path}: a name may hold '/'. The thumbnail route comes before the artist route, which would
+# otherwise take ".../works/1/thumbnail" for part of a name (the registry refuses names that
+# hold a 'works' part, so no artist's name is taken for a thumbnail's path).
 
-    @r.get("/{name:path}/works/{work_id}/thumbnail", summary="A small WebP of an enrolled work",
-           response_class=Response, responses={200: {"content": {"image/webp": {}}}}, dependencies=enrol_key)
-    async def thumbnail(name: str, work_id: int, reg=Depends(registry)):
-        try:
-            works = await in_thread(reg.works, name)
-        except RegistryError as exc:
-            raise not_found_or_conflict(exc) from None
-        for w in works:
-            if w["id"] == work_id:
-                return Response(w["thumbnail"], media_type="image/webp")
-        raise APIError("artist_not_found", f"{name!r} has no work with id {work_id}")
 
-    @r.get("/{name:path}", response_model=ArtistDetailOut, summary="One artist and their enrolled works",
-           dependencies=enrol_key)
-    async def get_artist(name: str, reg=Depends(registry)):
-        try:
-            artist = await in_thread(reg.get_artist, name)
-            works = await in_thread(reg.works, artist.name)
-        except RegistryError as exc:
-            raise not_found_or_conflict(exc) from None
-        return {**artist.__dict__, "work_list": [{k: w[k] for k in WorkOut.model_fields} for w in works]}
+@router.get("", response_model=ArtistsOut, summary="Enrolled artists and how many works each")
+async def list_artists(key: EnrolKey, state: StateDep, reg: RegistryDep):
+    artists = await in_thread(state, reg.list_artists)
+    return {"artists": [a.__dict__ for a in artists]}
 
-    @r.post("/{name:path}/works", response_model=EnrolOut, summary="Add works to an artist's portfolio",
-            openapi_extra={"requestBody": _IMAGES_BODY}, dependencies=enrol_key)
-    async def enrol(name: str, request: Request, reg=Depends(registry)):
-        uploads = await read_images(request, state.settings.max_body_bytes, state.settings.max_enrol_items)
-        if len(uploads) > state.settings.max_enrol_items:
-            raise APIError("too_many_items", f"{len(uploads)} images; the limit is {state.settings.max_enrol_items}")
-        # Works are named by their upload file names (in the database and the skipped list).
-        names = [u.filename or f"<file #{i}>" for i, u in enumerate(uploads)]
-        settings, lanes = state.settings, state.lanes
-        if lanes.enrolling >= settings.max_concurrent_enrol:
-            state.metrics.overloaded.inc()
-            raise APIError("overloaded", f"{lanes.enrolling} enrolments are in progress; retry shortly",
-                           headers={"Retry-After": str(settings.retry_after_s)})
-        await decode_costs(lanes.small, [u.data for u in uploads], draft_size=state.style.config.size,
-                           budget=settings.max_request_pixels)
-        deadline = time.monotonic() + settings.enrol_timeout_s
 
-        def check_deadline(stage: str, done: int, total: int) -> None:  # between chunks, and between rows
-            if time.monotonic() > deadline:
-                raise _PastDeadline()
+@router.post("", response_model=ArtistOut, status_code=201, summary="Enrol an artist (no works yet)")
+async def add_artist(key: EnrolKey, body: ArtistIn, state: StateDep, reg: RegistryDep):
+    try:
+        artist = await in_thread(state, reg.add_artist, body.name, consent=body.consent)
+    except RegistryError as exc:
+        raise not_found_or_conflict(exc) from None
+    return artist.__dict__
 
-        lanes.enrolling += 1
-        # One image per encoder call: onnxruntime's memory arena keeps what its largest batch needed (a batch
-        # of 8 kept about 240 MB more for the life of the process; one, about 25 MB), and an enrolment is
-        # background work, where that memory matters more than the ~25% of speed batching would add.
-        try:
-            report = await offload(lanes.enrol, lambda: reg.enrol(name, [u.data for u in uploads], state.style,
-                                                                  create=False, labels=names, batch_size=1,
-                                                                  progress=check_deadline))
-        except RegistryError as exc:
-            raise not_found_or_conflict(exc) from None
-        except _PastDeadline:
-            raise APIError("timeout", f"the enrolment took longer than {settings.enrol_timeout_s:g} s; "
-                                      "nothing was added") from None
-        finally:
-            lanes.enrolling -= 1
-        try:
-            works = (await in_thread(reg.get_artist, report.artist)).works
-        except RegistryError as exc:  # removed by another request since
-            raise not_found_or_conflict(exc) from None
-        return {"artist": report.artist, "added": report.added, "works": works,
-                "skipped": [{"source": label, "code": code, "message": message}
-                            for label, code, message in report.skipped]}
 
-    @r.delete("/{name:path}", response_model=RemovedOut, summary="Remove an artist and all their works",
-              dependencies=admin_key)
-    async def remove(name: str, reg=Depends(registry)):
-        def remove_stored():
-            stored = reg.get_artist(name).name
-            return stored, reg.remove_artist(stored)
+@router.get("/{name:path}/works/{work_id}/thumbnail", summary="A small WebP of an enrolled work",
+            response_class=Response, responses={200: {"content": {"image/webp": {}}}})
+async def thumbnail(key: EnrolKey, name: str, work_id: int, state: StateDep, reg: RegistryDep):
+    try:
+        works = await in_thread(state, reg.works, name)
+    except RegistryError as exc:
+        raise not_found_or_conflict(exc) from None
+    for w in works:
+        if w["id"] == work_id:
+            return Response(w["thumbnail"], media_type="image/webp")
+    raise APIError("artist_not_found", f"{name!r} has no work with id {work_id}")
 
-        try:
-            stored, n = await in_thread(remove_stored)
-        except RegistryError as exc:
-            raise not_found_or_conflict(exc) from None
-        return {"artist": stored, "removed_works": n}
 
-    return r
+@router.get("/{name:path}", response_model=ArtistDetailOut, summary="One artist and their enrolled works")
+async def get_artist(key: EnrolKey, name: str, state: StateDep, reg: RegistryDep):
+    try:
+        artist = await in_thread(state, reg.get_artist, name)
+        works = await in_thread(state, reg.works, artist.name)
+    except RegistryError as exc:
+        raise not_found_or_conflict(exc) from None
+    return {**artist.__dict__, "work_list": [{k: w[k] for k in WorkOut.model_fields} for w in works]}
+
+
+@router.post("/{name:path}/works", response_model=EnrolOut, summary="Add works to an artist's portfolio",
+             openapi_extra={"requestBody": _IMAGES_BODY})
+async def enrol(key: EnrolKey, name: str, request: Request, state: StateDep, reg: RegistryDep):
+    uploads = await read_images(request, state.settings.max_body_bytes, state.settings.max_enrol_items)
+    if len(uploads) > state.settings.max_enrol_items:
+        raise APIError("too_many_items", f"{len(uploads)} images; the limit is {state.settings.max_enrol_items}")
+    # Works are named by their upload file names (in the database and the skipped list).
+    names = [u.filename or f"<file #{i}>" for i, u in enumerate(uploads)]
+    settings, lanes = state.settings, state.lanes
+    if lanes.enrolling >= settings.max_concurrent_enrol:
+        state.metrics.overloaded.inc()
+        raise APIError("overloaded", f"{lanes.enrolling} enrolments are in progress; retry shortly",
+                       headers={"Retry-After": str(settings.retry_after_s)})
+    await decode_costs(lanes.small, [u.data for u in uploads], draft_size=state.style.config.size,
+                       budget=settings.max_request_pixels)
+    deadline = time.monotonic() + settings.enrol_timeout_s
+
+    def check_deadline(stage: str, done: int, total: int) -> None:  # between chunks, and between rows
+        if time.monotonic() > deadline:
+            raise _PastDeadline()
+
+    lanes.enrolling += 1
+    # One image per encoder call: onnxruntime's memory arena keeps what its largest batch needed (a batch
+    # of 8 kept about 240 MB more for the life of the process; one, about 25 MB), and an enrolment is
+    # background work, where that memory matters more than the ~25% of speed batching would add.
+    try:
+        report = await offload(lanes.enrol, lambda: reg.enrol(name, [u.data for u in uploads], state.style,
+                                                              create=False, labels=names, batch_size=1,
+                                                              progress=check_deadline))
+    except RegistryError as exc:
+        raise not_found_or_conflict(exc) from None
+    except _PastDeadline:
+        raise APIError("timeout", f"the enrolment took longer than {settings.enrol_timeout_s:g} s; "
+                                  "nothing was added") from None
+    finally:
+        lanes.enrolling -= 1
+    try:
+        works = (await in_thread(state, reg.get_artist, report.artist)).works
+    except RegistryError as exc:  # removed by another request since
+        raise not_found_or_conflict(exc) from None
+    return {"artist": report.artist, "added": report.added, "works": works,
+            "skipped": [{"source": label, "code": code, "message": message}
+                        for label, code, message in report.skipped]}
+
+
+@router.delete("/{name:path}", response_model=RemovedOut, summary="Remove an artist and all their works")
+async def remove(key: AdminKey, name: str, state: StateDep, reg: RegistryDep):
+    def remove_stored():
+        stored = reg.get_artist(name).name
+        return stored, reg.remove_artist(stored)
+
+    try:
+        stored, n = await in_thread(state, remove_stored)
+    except RegistryError as exc:
+        raise not_found_or_conflict(exc) from None
+    return {"artist": stored, "removed_works": n}
 
 
 class _PastDeadline(Exception):

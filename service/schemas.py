@@ -16,6 +16,11 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+def error_responses(*statuses: int) -> dict:
+    """A route's ``responses=``: each status documented with the error body."""
+    return {s: {"model": ErrorBody} for s in statuses}
+
+
 class VerdictOut(BaseModel):
     source: str = Field(description="The uploaded file's name, or its position.")
     score: float | None = Field(description="Calibrated probability of AI mimicry; null on error.")

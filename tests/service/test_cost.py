@@ -19,7 +19,7 @@ from service_fixtures import EXAMPLES, ROOT
 from mimicry.detector import decode as decode_module
 from mimicry.detector.registry import Registry
 from mimicry.detector.style import StyleEncoder
-from mimicry.service import app as app_module
+from mimicry.service import detect as detect_module
 from mimicry.service.app import create_app
 
 
@@ -59,7 +59,8 @@ def test_a_large_jpeg_costs_what_its_draft_decode_makes(make_settings):
 
 
 def test_heatmap_windows_go_through_the_shared_batcher_in_small_batches(make_settings, example_bytes):
-    with TestClient(create_app(make_settings(batch_max_size=4, explain_chunk=8))) as c:
+    # 257 forward passes: a generous deadline, so a loaded machine does not turn this into a 504
+    with TestClient(create_app(make_settings(batch_max_size=4, explain_chunk=8, request_timeout_s=600))) as c:
         name, data = example_bytes[0]
         r = c.post("/v1/explain?grid=16", files={"file": (name, data, "image/png")})
         assert r.status_code == 200, r.text
@@ -163,7 +164,7 @@ def test_identical_uploads_kept_at_once_all_succeed(tmp_path):
     def keep():
         barrier.wait()
         try:
-            app_module._keep(tmp_path / "kept", data)
+            detect_module._keep(tmp_path / "kept", data)
         except Exception as exc:  # the old temporary name was shared: os.replace raced
             errors.append(exc)
 
