@@ -102,7 +102,8 @@ class Attribution:
     ``top_k`` artists are reported, each with its ``works_per_artist`` nearest works; with ``artist``
     only that artist (by any form of its name the registry finds; :class:`RegistryError` if unknown).
     The registry scores artists the way the encoder's threshold was chosen only when it was opened
-    with the encoder's aggregate (:meth:`open` does that). Thread-safe as its parts are.
+    with the encoder's aggregate (:meth:`open` does that). A registry whose works another encoder embedded
+    is refused (:class:`RegistryError`). Thread-safe as its parts are.
     """
 
     def __init__(self, encoder, registry: Registry, *, top_k: int = DEFAULT_TOP_K,
@@ -110,6 +111,7 @@ class Attribution:
                  owns_registry: bool = False):
         if top_k < 1 or works_per_artist < 0:
             raise ValueError(f"top_k must be >= 1 and works_per_artist >= 0, got {top_k}, {works_per_artist}")
+        registry.check_encoder(encoder.identity())  # another encoder's embeddings would be compared silently
         self.encoder = encoder
         self.registry = registry
         self.top_k = top_k

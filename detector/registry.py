@@ -749,6 +749,16 @@ class Registry:
                 f"SELECT sha256, artist_id FROM works WHERE sha256 IN ({marks})", chunk))
         return out
 
+    def check_encoder(self, identity: dict) -> None:
+        """Raise :class:`RegistryError` when the stored works were embedded by another encoder than
+        ``identity`` (:meth:`StyleEncoder.identity`): their embeddings and its cannot be compared, even
+        when they have the same size. A registry without works accepts any encoder."""
+        with self._lock:
+            row = self._execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
+            has_works = self._execute("SELECT 1 FROM works LIMIT 1").fetchone() is not None
+        if row is not None and has_works:
+            _refuse_other_encoder(json.loads(row[0]), identity)
+
     def _bind_encoder(self, identity: dict) -> None:
         row = self._execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
         if row is None:
@@ -756,12 +766,9 @@ class Registry:
             return
         bound = json.loads(row[0])
         has_works = self._execute("SELECT 1 FROM works LIMIT 1").fetchone() is not None
-        if has_works and _encoder_key(bound) != _encoder_key(identity):
-            raise RegistryError(
-                f"this registry holds embeddings from encoder {bound.get('name')} {bound.get('version')} "
-                f"(sha256 {str(bound.get('onnx_sha256'))[:12]}); they cannot be compared with "
-                f"{identity.get('name')} {identity.get('version')} (sha256 {str(identity.get('onnx_sha256'))[:12]})")
-        if not has_works:
+        if has_works:
+            _refuse_other_encoder(bound, identity)
+        else:
             self._execute("UPDATE settings SET value = ? WHERE key = 'encoder'", (json.dumps(identity),))
 
     def _current_index(self) -> _Index | None:
@@ -1023,6 +1030,16 @@ _MIGRATION_STEPS: dict[int, Callable[[Any, Dialect], None]] = {3: _backfill_name
 
 def _encoder_key(identity: dict) -> tuple:
     return identity.get("name"), identity.get("onnx_sha256"), identity.get("dim")
+
+
+def _refuse_other_encoder(bound: dict, identity: dict) -> None:
+    if _encoder_key(bound) != _encoder_key(identity):
+        raise RegistryError(
+            f"this registry holds embeddings from encoder {bound.get('name')} {bound.get('version')} "
+            f"(sha256 {str(bound.get('onnx_sha256'))[:12]}); they cannot be compared with "
+            f"{identity.get('name')} {identity.get('version')} (sha256 {str(identity.get('onnx_sha256'))[:12]}): "
+            "use the encoder the registry was built with, or enrol the artists' works again into a new registry "
+            "with this one")
 
 
 def _source_label(source, index: int) -> str:

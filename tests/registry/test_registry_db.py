@@ -89,6 +89,21 @@ def test_refuses_embeddings_from_another_encoder(db, encoder, portfolios):
             reg.match(np.ones(5, np.float32))
 
 
+def test_attribution_refuses_a_registry_another_encoder_of_the_same_size_filled(db, encoder, portfolios):
+    """Same dimension, other weights: the embeddings would be compared without complaint by size alone."""
+    import json
+
+    from mimicry.detector.attribution import Attribution
+
+    with Registry.open(db) as reg:
+        reg.enrol("Ink", sorted(portfolios["ink"].iterdir())[:2], encoder)
+        Attribution(encoder, reg).close()  # the encoder that filled it is accepted
+        other = {**encoder.identity(), "version": "9.9.9", "onnx_sha256": "f" * 64}
+        reg._conn.execute("UPDATE settings SET value = ? WHERE key = 'encoder'", (json.dumps(other),))
+        with pytest.raises(RegistryError, match="cannot be compared.*enrol the artists' works again"):
+            Attribution(encoder, reg)
+
+
 def test_add_artist_rules(db, encoder, portfolios):
     with Registry.open(db) as reg:
         with pytest.raises(RegistryError, match="no artist named 'Jo'"):
