@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3b
+.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b
 
 venv: $(VENV)/.installed
 
@@ -129,8 +129,12 @@ loso-a-v3b: BALANCE := source
 loso-b-v3b: LOSO_HOLDOUT := sd15-artist-prompts bookdash
 loso-b-v3b: RW := data/realworld-v3
 loso-b-v3b: BALANCE := source
+# ... and with the 1.2 recipe (no balance), its control: docs/eval/loso-b-v3.json
+loso-b-v3: LOSO_HOLDOUT := sd15-artist-prompts bookdash
+loso-b-v3: RW := data/realworld-v3
+loso-b-v3: BALANCE := none
 loso: loso-a loso-b
-loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3b: venv
+loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b: venv
 	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT),--holdout-source $(s)) \
 	    $(RW_GROUPS) --out data/realworld-$@
 	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$@ $(RW_FINETUNE)
