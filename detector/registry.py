@@ -754,19 +754,22 @@ class Registry:
         ``identity`` (:meth:`StyleEncoder.identity`): their embeddings and its cannot be compared, even
         when they have the same size. A registry without works accepts any encoder."""
         with self._lock:
-            row = self._execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
-            has_works = self._execute("SELECT 1 FROM works LIMIT 1").fetchone() is not None
-        if row is not None and has_works:
-            _refuse_other_encoder(json.loads(row[0]), identity)
+            bound, has_works = self._binding()
+        if bound is not None and has_works:
+            _refuse_other_encoder(bound, identity)
+
+    def _binding(self) -> tuple[dict | None, bool]:
+        """The encoder the registry is bound to (None before the first enrolment), and whether any work
+        holds an embedding of it. The caller holds the lock."""
+        row = self._execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
+        has_works = self._execute("SELECT 1 FROM works LIMIT 1").fetchone() is not None
+        return (json.loads(row[0]) if row else None), has_works
 
     def _bind_encoder(self, identity: dict) -> None:
-        row = self._execute("SELECT value FROM settings WHERE key = 'encoder'").fetchone()
-        if row is None:
+        bound, has_works = self._binding()
+        if bound is None:
             self._execute("INSERT INTO settings (key, value) VALUES ('encoder', ?)", (json.dumps(identity),))
-            return
-        bound = json.loads(row[0])
-        has_works = self._execute("SELECT 1 FROM works LIMIT 1").fetchone() is not None
-        if has_works:
+        elif has_works:
             _refuse_other_encoder(bound, identity)
         else:
             self._execute("UPDATE settings SET value = ? WHERE key = 'encoder'", (json.dumps(identity),))
