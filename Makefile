@@ -71,8 +71,12 @@ RW_THRESHOLD_UNDER := jpeg75 jpeg50 resize0.5 centre_crop50 webp
 # draws the training rows so that sources weigh by the square root of their size within each class; the runs
 # of the 1.1 and 1.2 recipes (loso-a, loso-b, loso-a-v3) keep BALANCE=none, as they were measured.
 BALANCE   ?= source
+# SEED=N (N > 0) trains a leave-one-source-out run again with another seed (initialisation of the head, order and
+# augmentation of the rows; the split is the same), into runs/.../<target>-seedN and docs/eval/<target>-seedN.json.
+SEED      ?= 0
+SEEDTAG    = $(if $(filter 0,$(SEED)),,-seed$(SEED))
 RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks 3 --epochs 4 --patience 2 \
-	    --balance $(BALANCE)
+	    --balance $(BALANCE) --seed $(SEED)
 
 art-packages:
 	@missing=$$(for p in $(APT_ART); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -137,11 +141,14 @@ loso: loso-a loso-b
 loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b: venv
 	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT),--holdout-source $(s)) \
 	    $(RW_GROUPS) --out data/realworld-$@
-	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$@ $(RW_FINETUNE)
-	$(PY) -m mimicry.training.export --run runs/finetune/$@ --out runs/models/$@ --name mimicry-$@ \
-	    --version 0.0.0 --threshold-at gap-top --threshold-rule per-source --threshold-under jpeg75 resize0.5
-	$(PY) -m mimicry.training.realworld_eval --models runs/models/$@ --manifest data/realworld-$@/manifest.jsonl \
-	    --perturbations clean jpeg75 resize0.5 --no-tiles --json docs/eval/$@.json
+	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$@$(SEEDTAG) \
+	    $(RW_FINETUNE)
+	$(PY) -m mimicry.training.export --run runs/finetune/$@$(SEEDTAG) --out runs/models/$@$(SEEDTAG) \
+	    --name mimicry-$@$(SEEDTAG) --version 0.0.0 --threshold-at gap-top --threshold-rule per-source \
+	    --threshold-under jpeg75 resize0.5
+	$(PY) -m mimicry.training.realworld_eval --models runs/models/$@$(SEEDTAG) \
+	    --manifest data/realworld-$@/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles \
+	    --json docs/eval/$@$(SEEDTAG).json
 
 # Held-out evaluation sets: unseen artists, and the test artist under unseen generator settings
 # (LoRA, other sampler/steps/guidance, another DreamBooth seed); about 25 minutes on 2 cores.
