@@ -74,7 +74,7 @@ BALANCE   ?= source
 # SEED=N (N > 0) trains a leave-one-source-out run again with another seed (initialisation of the head, order and
 # augmentation of the rows; the split is the same), into runs/.../<target>-seedN and docs/eval/<target>-seedN.json.
 SEED      ?= 0
-SEEDTAG    = $(if $(filter 0,$(SEED)),,-seed$(SEED))
+LOSO_RUN   = $@$(if $(filter 0,$(SEED)),,-seed$(SEED))
 RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks 3 --epochs 4 --patience 2 \
 	    --balance $(BALANCE) --seed $(SEED)
 
@@ -141,14 +141,14 @@ loso: loso-a loso-b
 loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b: venv
 	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT),--holdout-source $(s)) \
 	    $(RW_GROUPS) --out data/realworld-$@
-	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$@$(SEEDTAG) \
+	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$(LOSO_RUN) \
 	    $(RW_FINETUNE)
-	$(PY) -m mimicry.training.export --run runs/finetune/$@$(SEEDTAG) --out runs/models/$@$(SEEDTAG) \
-	    --name mimicry-$@$(SEEDTAG) --version 0.0.0 --threshold-at gap-top --threshold-rule per-source \
+	$(PY) -m mimicry.training.export --run runs/finetune/$(LOSO_RUN) --out runs/models/$(LOSO_RUN) \
+	    --name mimicry-$(LOSO_RUN) --version 0.0.0 --threshold-at gap-top --threshold-rule per-source \
 	    --threshold-under jpeg75 resize0.5
-	$(PY) -m mimicry.training.realworld_eval --models runs/models/$@$(SEEDTAG) \
+	$(PY) -m mimicry.training.realworld_eval --models runs/models/$(LOSO_RUN) \
 	    --manifest data/realworld-$@/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles \
-	    --json docs/eval/$@$(SEEDTAG).json
+	    --json docs/eval/$(LOSO_RUN).json
 
 # Held-out evaluation sets: unseen artists, and the test artist under unseen generator settings
 # (LoRA, other sampler/steps/guidance, another DreamBooth seed); about 25 minutes on 2 cores.
