@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b
+.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b
 
 venv: $(VENV)/.installed
 
@@ -74,9 +74,13 @@ BALANCE   ?= source
 # SEED=N (N > 0) trains a leave-one-source-out run again with another seed (initialisation of the head, order and
 # augmentation of the rows; the split is the same), into runs/.../<target>-seedN and docs/eval/<target>-seedN.json.
 SEED      ?= 0
-LOSO_RUN   = $@$(if $(filter 0,$(SEED)),,-seed$(SEED))
+# BACKBONE=tf_efficientnet_lite1 (or lite2) with INPUT_SIZE=240 (260) trains a leave-one-source-out run on another
+# backbone into runs/.../<target>-lite1 and docs/eval/<target>-lite1.json (tags: backbone, then seed).
+BACKBONE  ?= tf_efficientnet_lite0
+INPUT_SIZE ?= 224
+LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 0,$(SEED)),,-seed$(SEED))
 RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks 3 --epochs 4 --patience 2 \
-	    --balance $(BALANCE) --seed $(SEED)
+	    --balance $(BALANCE) --seed $(SEED) --backbone $(BACKBONE) --input-size $(INPUT_SIZE)
 
 art-packages:
 	@missing=$$(for p in $(APT_ART); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -107,11 +111,16 @@ detector: realworld-dataset
 realworld-eval: venv
 	$(PY) -m mimicry.training.realworld_eval --models $(MODEL) --manifest $(RW)/manifest.jsonl \
 	    --json docs/eval/realworld.json
+	$(MAKE) realworld-report
+
+# The report alone, from the JSON files in docs/eval (docs/eval/realworld_commands.txt says what made them; a new
+# evaluation adds its line there).
+realworld-report: venv
 	$(PY) -m mimicry.training.realworld_report --main docs/eval/realworld.json --out docs/EVALUATION.md \
 	    --card-json docs/eval/realworld_card.json --merge-into $(MODEL) \
 	    $(foreach f,$(wildcard docs/eval/loso-*.json),--loso $(basename $(notdir $(f)))=$(f)) \
 	    --input-policy-from docs/eval/realworld_1.0.json --notes docs/eval/realworld_notes.md \
-	    --command "make realworld-eval  # python -m mimicry.training.realworld_eval --models $(MODEL) --manifest $(RW)/manifest.jsonl --json docs/eval/realworld.json"
+	    --commands-from docs/eval/realworld_commands.txt
 
 # Leave-one-source-out: the recipe of `detector` on a new split of $(RW) (after `make realworld-dataset`) with
 # one AI source and one human source held out, their rows in test only (rows of an artist trained through the

@@ -185,6 +185,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+RECIPE_KEYS = ("backbone", "input_size", "balance", "seed", "epochs", "freeze_blocks", "augment")
+
+
+def recipe(card: dict) -> dict:
+    """What tells one training run from another in a comparison: the card's training settings that vary
+    between runs (absent ones, as in cards written before a setting existed, are left out)."""
+    settings = card.get("training", {}).get("settings", {})
+    return {k: settings[k] for k in RECIPE_KEYS if k in settings}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     items = published_items(args.manifest, args.split)
@@ -203,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         alternatives = det.bundle.card.get("thresholds", {}).get("alternatives", {})
         result["models"][str(model_dir)] = {
             "name": det.name, "version": det.version, "threshold": thr, "onnx_sha256": det.bundle.card["onnx_sha256"],
+            "recipe": recipe(det.bundle.card),
             "by_perturbation": {k: per_source_metrics(v, items, thr) for k, v in scores.items()},
             # The same scores at the thresholds other rules would have chosen (a controlled comparison).
             "at_alternative_thresholds": {
