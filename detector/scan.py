@@ -20,20 +20,25 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .verdict import Verdict, label_reason, signal_names
+from .verdict import Verdict, frames_scored, label_reason, signal_names
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 # One row per source. ``label_reason``: why the label (mimicry.detector.verdict.label_reason);
-# ``signals``: names of the provenance signals found (a list in JSONL, ";"-joined in CSV).
-COLUMNS = ("source", "label", "label_reason", "score", "threshold", "signals", "model", "model_version",
+# ``signals``: names of the provenance signals found (a list in JSONL, ";"-joined in CSV); ``frames``:
+# for an animated image, how many of its frames the score is the mean over (empty for a still image).
+COLUMNS = ("source", "label", "label_reason", "score", "threshold", "signals", "frames", "model", "model_version",
            "error_code", "error")
-# The columns of CSV files written before label_reason and signals: --resume appends to them in kind.
+# The columns of CSV files written before ``frames`` (PREVIOUS_COLUMNS) and before label_reason and
+# signals (LEGACY_COLUMNS): --resume appends to them in kind.
+PREVIOUS_COLUMNS = tuple(c for c in COLUMNS if c != "frames")
 LEGACY_COLUMNS = ("source", "label", "score", "threshold", "model", "model_version", "error_code", "error")
 # With attribution (a detector given an Attribution; ``mimicry scan --registry``), after COLUMNS: the
 # closest enrolled artist, its similarity and whether it reaches the encoder's threshold (a match), and
 # the enrolled work the image is a copy of (its artist and file name); empty when nobody is enrolled.
 ATTRIBUTION_COLUMNS = ("closest_artist", "artist_similarity", "artist_match", "copy_of_artist", "copy_of_work")
 ATTRIBUTED_COLUMNS = COLUMNS + ATTRIBUTION_COLUMNS
+RESUMABLE_HEADERS = (COLUMNS, ATTRIBUTED_COLUMNS, PREVIOUS_COLUMNS, PREVIOUS_COLUMNS + ATTRIBUTION_COLUMNS,
+                     LEGACY_COLUMNS)
 CSV_LIST_SEPARATOR = ";"
 FORMATS = ("table", "csv", "jsonl")
 SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -159,6 +164,7 @@ def verdict_row(v: Verdict, attributed: bool = False) -> dict:
     row = {c: getattr(v, c, None) for c in COLUMNS}
     row["label_reason"] = label_reason(v)
     row["signals"] = signal_names(v)
+    row["frames"] = frames_scored(v)
     if row["error"]:
         row["error"] = " ".join(row["error"].split())  # one row, one line: resume relies on it
     if attributed:
@@ -246,8 +252,9 @@ def read_existing(path: Path, fmt: str) -> Existing:
     A last line without its newline is what a killed scan leaves; it is cut off the file (so the
     rows appended next start on a line of their own) and its source is scanned again. Any other
     unreadable row is an error: resuming into a file that is not a scan output would corrupt it.
-    Files written before ``label_reason`` and ``signals`` resume too: a CSV with
-    :data:`LEGACY_COLUMNS` (``existing.columns`` says so) and JSONL rows without those keys; so do
+    Files written before ``frames``, or before ``label_reason`` and ``signals``, resume too: a CSV with
+    :data:`PREVIOUS_COLUMNS` or :data:`LEGACY_COLUMNS` (``existing.columns`` says so) and JSONL rows
+    without those keys; so do
     CSV files written with or without attribution (:data:`ATTRIBUTED_COLUMNS`, :data:`COLUMNS`), and
     :func:`check_resume_columns` says whether this scan can append to them.
     """
@@ -259,7 +266,7 @@ def read_existing(path: Path, fmt: str) -> Existing:
         if fmt == "csv":
             reader = csv.DictReader(f)
             if reader.fieldnames is not None:
-                if tuple(reader.fieldnames) not in (COLUMNS, ATTRIBUTED_COLUMNS, LEGACY_COLUMNS):
+                if tuple(reader.fieldnames) not in RESUMABLE_HEADERS:
                     raise ScanUsageError(f"{path} is not a scan CSV (header {reader.fieldnames}); "
                                          "cannot resume into it")
                 existing.columns = tuple(reader.fieldnames)

@@ -86,3 +86,10 @@ def signal_names(v: Verdict) -> list[str] | None:
     if signals is None:
         return None
     return list(dict.fromkeys(s["signal"] if isinstance(s, dict) else s.signal for s in signals))
+
+
+def frames_scored(v: Verdict) -> int | None:
+    """How many frames of an animation ``v``'s score is the mean over (``evidence["frames"]``, the rule
+    in :class:`Verdict`); None for a still image or an error."""
+    frames = v.evidence.get("frames")
+    return len(frames["scored"]) if frames else None

@@ -52,7 +52,7 @@ from mimicry.detector.decode import DecodeError
 
 ROW_SCHEMA = pa.schema([
     ("source", pa.string()), ("label", pa.string()), ("label_reason", pa.string()), ("score", pa.float64()),
-    ("threshold", pa.float64()), ("signals", pa.list_(pa.string())), ("model", pa.string()),
+    ("threshold", pa.float64()), ("signals", pa.list_(pa.string())), ("frames", pa.int64()), ("model", pa.string()),
     ("model_version", pa.string()), ("error_code", pa.string()), ("error", pa.string()),
 ])
 # With attribution (``--registry``): the local engine's attribution columns after them.

@@ -442,3 +442,34 @@ def test_scan_streams_rows_to_the_sink(folder, model_dir):
     assert [r["source"] for r in sink.rows] == sources[1:]
     assert (summary.found, summary.skipped, summary.scanned) == (3, 1, 2)
     assert summary.labels["human"] == 1 and summary.errors["empty"] == 1 and scan_cli.exit_code(summary) == 3
+
+
+def test_an_animation_row_says_how_many_frames_its_score_is_over(model_dir, tmp_path):
+    """CSV and JSONL rows carry ``frames``: the frames the score is the mean over, empty for a still."""
+    d = tmp_path / "anim"
+    d.mkdir()
+    greys = [Image.new("RGB", (40, 40), (g,) * 3) for g in (20, 230, 60, 200, 110, 250, 0)]
+    (d / "moving.gif").write_bytes(encode(greys[0], "GIF", save_all=True, append_images=greys[1:], duration=40))
+    (d / "still.png").write_bytes(encode(greys[0], "PNG"))
+    assert invoke(d, "--model", model_dir, "-o", tmp_path / "r.jsonl").exit_code in (0, 1)
+    rows = {Path(r["source"]).name: r for r in read_jsonl(tmp_path / "r.jsonl")}
+    assert rows["moving.gif"]["frames"] == 4 and rows["still.png"]["frames"] is None
+    assert invoke(d, "--model", model_dir, "-o", tmp_path / "r.csv").exit_code in (0, 1)
+    cells = {Path(r["source"]).name: r["frames"] for r in read_csv(tmp_path / "r.csv")}
+    assert cells == {"moving.gif": "4", "still.png": ""}
+
+
+def test_resume_into_a_csv_from_before_frames_keeps_its_columns(folder, model_dir, tmp_path):
+    out = tmp_path / "before-frames.csv"
+    old = (",".join(scan_lib.PREVIOUS_COLUMNS)
+           + f"\n{folder / 'black.jpg'},human,score-below-uncertain-band,0.0025,0.9,,tiny-test,0.0.1,,\n")
+    out.write_text(old, encoding="utf-8")
+    result = invoke(folder / "black.jpg", folder / "white.png", "--model", model_dir, "-o", out, "--resume")
+    assert result.exit_code == 1, result.stderr
+    assert "written by an older version without frames" in result.stderr
+    assert out.read_text(encoding="utf-8").startswith(old)
+    with open(out, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == scan_lib.PREVIOUS_COLUMNS and all(None not in r for r in rows)
+    assert [(Path(r["source"]).name, r["label"]) for r in rows] == [("black.jpg", "human"), ("white.png", "ai-mimicry")]
