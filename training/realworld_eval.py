@@ -182,7 +182,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-tiles", action="store_true")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--scores-out", type=Path, default=None, metavar="JSONL",
+                   help="also write every image's score: one line per model and image (model, source, label, "
+                        "group, threshold, and the score under each perturbation)")
     return p.parse_args(argv)
+
+
+def write_scores(path: Path, model: str, threshold: float, items: list[dict], scores: dict[str, np.ndarray]) -> None:
+    """Append one JSON line per image: what a threshold study needs (mimicry.training.threshold_margin)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for i, row in enumerate(items):
+            f.write(json.dumps({"model": model, "source": row["source"], "label": row["label"],
+                                "group": row.get("group"), "threshold": threshold,
+                                "scores": {k: float(v[i]) for k, v in scores.items()}}) + "\n")
 
 
 RECIPE_KEYS = ("backbone", "input_size", "balance", "seed", "epochs", "freeze_blocks", "augment")
@@ -210,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         thr = det.bundle.thresholds.ai_mimicry
         print(f"{det.name} {det.version}: {len(items)} images", file=sys.stderr)
         scores = score_items(det, items, tuple(args.perturbations), tiles=not args.no_tiles)
+        if args.scores_out is not None:
+            write_scores(args.scores_out, str(model_dir), thr, items, scores)
         alternatives = det.bundle.card.get("thresholds", {}).get("alternatives", {})
         result["models"][str(model_dir)] = {
             "name": det.name, "version": det.version, "threshold": thr, "onnx_sha256": det.bundle.card["onnx_sha256"],
