@@ -99,7 +99,7 @@ def ask(reg: Registry, enc: StyleEncoder, data: bytes):
     """What `mimicry check` does with one image: decode once, embed, look for a copy."""
     x, image = enc.load(data)
     embedding = enc.embed_arrays(x[None])[0]
-    return reg.find_copy(copies.signature(image), embedding), image
+    return reg.find_copy(reg.copy_signature(image), embedding), image
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -166,6 +166,7 @@ def main(args: argparse.Namespace) -> dict:
             "not_identical_rate_outside_star_series": sum(not f["star_series"] for f in rest) / asked,
             "list": false}
         figures["query_ms_median"] = round(1000 * float(np.median(times)), 2)
+        figures["signature_ms_median"] = signature_cost(others, enc, reg)
         o = figures["others"]
         print(f"others: {asked} asked, {o['called_copies']} called copies: {o['pixel_identical']} pixel-identical "
               f"to the enrolled work, {o['not_identical']} not ({o['not_identical_star_series']} of them star series "
@@ -174,11 +175,37 @@ def main(args: argparse.Namespace) -> dict:
         for f in rest:
             print(f"  {f['distance']:.3f} {f['hash_bits']:2d} bits  {f['query']}  ->  {f['work']}")
         print(f"median time per query (decode, embed, find_copy): {figures['query_ms_median']} ms")
+        sc = figures["signature_ms_median"]
+        print(f"median time of a query's copy signature over the works not enrolled: grey only {sc['grey']} ms, "
+              f"with the colour view always {sc['colour']} ms, as Registry.copy_signature makes it (colour where "
+              f"two or more works are near by hash: {sc['with_colour_share']:.1%} of them) {sc['as_queried']} ms")
     if args.sheet and rest:
         draw_sheet(rest, args.sheet)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
+
+
+def signature_cost(paths: list[Path], enc: StyleEncoder, reg: Registry) -> dict:
+    """Median ms of ``copies.signature`` without and with the colour view and of
+    ``Registry.copy_signature`` (what a query pays), alternated image by image (so all see the same
+    load), over the images as a query decodes them; and the share that got a colour view."""
+    times: dict[str, list[float]] = {"grey": [], "colour": [], "as_queried": []}
+    coloured = 0
+    for p in paths:
+        try:
+            _, image = enc.load(p.read_bytes())
+        except DecodeError:
+            continue
+        for name, make in (("grey", copies.signature), ("colour", lambda im: copies.signature(im, colour=True)),
+                           ("as_queried", reg.copy_signature)):
+            t = time.perf_counter()
+            sig = make(image)
+            times[name].append(time.perf_counter() - t)
+        coloured += sig.colour is not None
+    out: dict = {k: round(1000 * float(np.median(v)), 2) for k, v in times.items()}
+    out["with_colour_share"] = coloured / max(1, len(times["grey"]))
+    return out
 
 
 def draw_sheet(pairs: list[dict], path: Path, side: int = 128) -> None:

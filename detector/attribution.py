@@ -173,7 +173,7 @@ class Attribution:
 
     def prepare(self, image: Image.Image) -> Prepared:
         """What :meth:`evidence` needs of one decoded RGB image (the detector's decode)."""
-        return Prepared(self.encoder.prepare(image), copies.signature(image))
+        return Prepared(self.encoder.prepare(image), self.registry.copy_signature(image))
 
     def embed(self, prepared: Sequence[Prepared]) -> np.ndarray:
         """Style embeddings ``(N, dim)`` of prepared images, in one encoder batch."""

@@ -12,12 +12,19 @@ image, transparency already on white):
    (area-averaged, aspect ignored), compared by :func:`distance`, the RMS of their difference after
    each loses its mean, over the sum of their own RMS (0 for the same picture, about 0.7 for two
    unrelated ones). A copy is a candidate at most :data:`COPY_DISTANCE` away whose aspect ratio is
-   within :data:`ASPECT_TOLERANCE` of the query's.
+   within :data:`ASPECT_TOLERANCE` of the query's;
+3. when several works pass, which one: the one nearest by :func:`distance` over :data:`COLOUR_SIDE` x
+   :data:`COLOUR_SIDE` RGB views of the registry's colour thumbnails (:func:`make_thumbnail`, the query's
+   made the same way). Sibling pictures of one set (the same star with another number of points, one
+   icon in two colours) pass the grey test alike; colour, and a second view made by another path, tell
+   the work itself from its siblings more often. This stage picks among copies; it never makes one.
 
 A hash alone cannot decide: clip art on white hashes alike (a fifth of openclipart works have another
 work within 8 bits of pHash), while re-encoding moves a work's own hash further than that. The
 threshold and what it buys are measured by ``bench/copy_benchmark.py`` (BENCHMARKS.md): a threshold of
-0.22 was chosen on one sample of openclipart and measured on another. Images with almost no detail
+0.22 was chosen on one sample of openclipart and measured on another; so was the third stage (colour at
+32 px against 48 and 64 px, grey or blurred, on the same sample: finer views told siblings apart no better
+and lost half-size copies to resampling). Images with almost no detail
 (a thumbnail whose grey levels vary by less than :data:`MIN_DETAIL`) are never called copies: a blank
 page is not a work anyone can be told they copied.
 
@@ -27,6 +34,7 @@ numpy, Pillow and imagehash (its ``dhash`` needs neither scipy nor PyWavelets at
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 
 import imagehash
@@ -40,6 +48,8 @@ STYLE_CANDIDATES = 16  # nearest by style embedding, when there is one
 COPY_DISTANCE = 0.22  # chosen by measurement (module docstring)
 ASPECT_TOLERANCE = 0.1  # |log(aspect ratio / the work's)|: 10%, more than rounding a small image's size
 MIN_DETAIL = 2.0  # standard deviation of the thumbnail's grey levels (0-255) below which nothing is a copy
+THUMBNAIL_SIDE = 96  # the registry's colour thumbnail of each work (shown by the doors, compared by stage 3)
+COLOUR_SIDE = 32  # the side of the RGB view that stage 3 compares
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Signature:
     dhash: int
     thumb: bytes
     aspect: float
+    colour: bytes | None = None  # COLOUR_SIDE x COLOUR_SIDE RGB of the image's thumbnail (queries only)
 
     @property
     def hash_bytes(self) -> bytes:
@@ -78,8 +89,10 @@ class CopyMatch:
     hash_bits: int
 
 
-def signature(image: Image.Image) -> Signature:
-    """The signature of a decoded RGB (or greyscale) image."""
+def signature(image: Image.Image, colour: bool = False) -> Signature:
+    """The signature of a decoded RGB (or greyscale) image; with ``colour``, also the RGB view of its
+    thumbnail that stage 3 compares (a query's; an enrolled work's comes from its stored thumbnail;
+    :meth:`~mimicry.detector.registry.Registry.copy_signature` makes it only where it can matter)."""
     if image.width < 1 or image.height < 1:
         raise ValueError(f"an image of {image.width}x{image.height} pixels has no signature")
     # Exact area averages: Pillow's reducing_gap (an integer reduction first) moved a work's own
@@ -87,7 +100,52 @@ def signature(image: Image.Image) -> Signature:
     grey = image.convert("L") if image.mode != "L" else image
     thumb = grey.resize((SIDE, SIDE), Image.Resampling.BOX)
     digest = imagehash.dhash(thumb)  # 9 x 8 from the thumbnail: the same pixels the decision compares
-    return Signature(int(str(digest), 16), thumb.tobytes(), image.width / image.height)
+    sig = Signature(int(str(digest), 16), thumb.tobytes(), image.width / image.height)
+    return with_colour(sig, image) if colour else sig
+
+
+def with_colour(sig: Signature, image: Image.Image) -> Signature:
+    """``sig`` of ``image`` with its colour view: the thumbnail made as enrolment makes a work's."""
+    return dataclasses.replace(sig, colour=colour_view(make_thumbnail(shrink(image))))
+
+
+def shrink(image: Image.Image) -> Image.Image:
+    """A copy of ``image`` at most ``4 * THUMBNAIL_SIDE`` px on its longer side: what enrolment keeps of a
+    decoded work to make its thumbnail from (one full-size decode at a time)."""
+    small = image.copy()
+    small.thumbnail((THUMBNAIL_SIDE * 4, THUMBNAIL_SIDE * 4), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return small
+
+
+def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A WebP thumbnail, at most ``side`` px on the longer side."""
+    thumb = image.copy()
+    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    thumb.save(buf, format="WEBP", quality=80, method=4)
+    return buf.getvalue()
+
+
+def colour_view(thumbnail: bytes) -> bytes | None:
+    """The ``COLOUR_SIDE`` x ``COLOUR_SIDE`` RGB view (uint8, row-major) of a WebP thumbnail made by
+    :func:`make_thumbnail`, area-averaged, aspect ignored; None when the bytes are not an image."""
+    try:
+        with Image.open(io.BytesIO(thumbnail)) as im:
+            return im.convert("RGB").resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX).tobytes()
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def pick(query: Signature, matches: list[tuple[float, bytes | None]]) -> int:
+    """Stage 3: the index in ``matches`` (each a work that passed stage 2: its :func:`distance` and its
+    stored thumbnail) of the one the query is a copy of. Nearest by colour view when there are several
+    and the query and every one of them have a view, else nearest by stage 2's distance."""
+    order = range(len(matches))
+    views = [None if t is None or query.colour is None else colour_view(t) for _, t in matches] \
+        if len(matches) > 1 else [None]
+    if any(v is None for v in views):
+        return min(order, key=lambda i: matches[i][0])
+    return min(order, key=lambda i: (distance(query.colour, views[i]), matches[i][0]))
 
 
 def distance(a: bytes, b: np.ndarray | bytes) -> np.ndarray | float:

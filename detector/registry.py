@@ -54,7 +54,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import sqlite3
@@ -70,14 +69,13 @@ import numpy as np
 from PIL import Image
 
 from mimicry.detector import copies
-from mimicry.detector.copies import CopyMatch
+from mimicry.detector.copies import THUMBNAIL_SIDE, CopyMatch, make_thumbnail
 from mimicry.detector.decode import DecodeError, decode_image
 from mimicry.detector.locations import private_dir
 from mimicry.detector.registry_backends import SQLITE, Dialect, dialect_of, is_url, postgres, redact
 
 ENV_VAR = "MIMICRY_REGISTRY"
 DB_FILE = "registry.sqlite3"
-THUMBNAIL_SIDE = 96
 AGGREGATES = ("max", "top3", "centroid")
 DEFAULT_AGGREGATE = "max"
 # Ordered schema migrations: (version, description, SQL). Append only; never edit a released one.
@@ -640,6 +638,20 @@ class Registry:
         details = self._work_details(index.work_ids[[r for r, _ in near]])
         return self._artist_match(index, j, score, near, details, threshold)
 
+    def copy_signature(self, image: Image.Image) -> copies.Signature:
+        """The copy signature of a query image for :meth:`find_copy`: the grey one
+        (:func:`mimicry.detector.copies.signature`), and its colour view too when at least two enrolled
+        works are near it by hash, the case where stage 3 may have works to choose between. The
+        colour view costs a resize of the whole image and a WebP encoding (tens of ms for a large
+        PNG, BENCHMARKS.md), so a query near no enrolled work does not pay for it."""
+        signature = copies.signature(image)
+        index = self._current_index()
+        if index is None or not signature.detailed:
+            return signature
+        near = np.count_nonzero(index.has_signature
+                                & (copies.hamming(index.copy_hashes, signature.dhash) <= copies.CANDIDATE_BITS))
+        return copies.with_colour(signature, image) if near >= 2 else signature
+
     def find_copy(self, signature: copies.Signature, embedding: np.ndarray | None = None) -> CopyMatch | None:
         """The enrolled work that the image of ``signature`` (:func:`mimicry.detector.copies.signature`)
         is a copy of (the same picture, re-encoded, resized), or None; whatever its style similarity
@@ -662,14 +674,17 @@ class Registry:
         if not rows:
             return None
         bits_of = {int(index.work_ids[r]): int(bits[r]) for r in rows}
-        best: CopyMatch | None = None
-        for wid, source, digest, thumb, aspect, artist in self._copy_candidates(sorted(bits_of)):
+        passed = []
+        for wid, source, digest, thumb, aspect, artist, shown in self._copy_candidates(sorted(bits_of)):
             if len(thumb) != len(signature.thumb) or not copies.aspect_close(signature.aspect, aspect):
                 continue
             d = copies.distance(signature.thumb, bytes(thumb))
-            if d <= copies.COPY_DISTANCE and (best is None or d < best.distance):
-                best = CopyMatch(wid, source, digest, artist, d, bits_of[wid])
-        return best
+            if d <= copies.COPY_DISTANCE:
+                passed.append((CopyMatch(wid, source, digest, artist, d, bits_of[wid]),
+                               None if shown is None else bytes(shown)))
+        if not passed:
+            return None
+        return passed[copies.pick(signature, [(m.distance, shown) for m, shown in passed])][0]
 
     def work_count(self) -> int:
         with self._lock:
@@ -818,15 +833,15 @@ class Registry:
         return out
 
     def _copy_candidates(self, work_ids: list[int]) -> list[tuple]:
-        """``(id, source, sha256, copy thumbnail, aspect ratio, artist)`` of those works that have a
-        copy signature; a work deleted since the index was built is left out."""
+        """``(id, source, sha256, copy thumbnail, aspect ratio, artist, colour thumbnail)`` of those works
+        that have a copy signature; a work deleted since the index was built is left out."""
         out = []
         with self._lock:
             for start in range(0, len(work_ids), 500):
                 chunk = work_ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
                 out += self._execute(
-                    "SELECT w.id, w.source, w.sha256, w.copy_thumb, w.copy_aspect, a.name FROM works w "
+                    "SELECT w.id, w.source, w.sha256, w.copy_thumb, w.copy_aspect, a.name, w.thumbnail FROM works w "
                     f"JOIN artists a ON a.id = w.artist_id WHERE w.copy_thumb IS NOT NULL AND w.id IN ({marks})",
                     chunk).fetchall()
         return out
@@ -972,15 +987,6 @@ def _statements(sql: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
-    """A WebP thumbnail, at most ``side`` px on the longer side."""
-    thumb = image.copy()
-    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    thumb.save(buf, format="WEBP", quality=80, method=4)
-    return buf.getvalue()
 
 
 def _not_found(name) -> RegistryError:
