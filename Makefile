@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b
+.PHONY: demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b
 
 venv: $(VENV)/.installed
 
@@ -65,7 +65,7 @@ demo-detector: dataset
 REALWORLD ?= ../shared/realworld
 RW        ?= data/realworld
 APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers naev-data widelands-data hedgewars-data \
-	     endless-sky-data tuxpaint-stamps-default mate-backgrounds gnome-backgrounds
+	     endless-sky-data tuxpaint-stamps-default mate-backgrounds gnome-backgrounds stellarium-data freecol
 RW_THRESHOLD_UNDER := jpeg75 jpeg50 resize0.5 centre_crop50 webp
 # The training recipe of the bundled detector and of every leave-one-source-out run. BALANCE=source (1.3 on)
 # draws the training rows so that sources weigh by the square root of their size within each class; the runs
@@ -90,6 +90,8 @@ art-packages:
 # The demo's artists and their toy mimicry come in too (128 px, their own size), so the default still knows the
 # demo generator; Nicu Buculei, the artist of examples/, stays out of training and calibration. The Endless Sky
 # photographs are 720x360, so they are stored at 360 px (every other source at 384, none upscaled).
+# Since 1.4 data the catalogue also brings Stellarium's constellation art and two FreeCol reproductions, and
+# drops byte-identical files: the bundled 1.3.0 was trained on data/realworld-v3, built before those changes.
 realworld-dataset: venv art-packages dataset
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl
 	$(PY) -m mimicry.training.demo_provenance --dataset $(DEMO) --out data/demo_provenance.jsonl
@@ -146,8 +148,14 @@ loso-b-v3b: BALANCE := source
 loso-b-v3: LOSO_HOLDOUT := sd15-artist-prompts bookdash
 loso-b-v3: RW := data/realworld-v3
 loso-b-v3: BALANCE := none
+# The 1.3 recipe on the 1.4 data (constellation art and historical paintings added: make realworld-dataset
+# RW=data/realworld-v4): docs/eval/loso-a-v4b.json, loso-b-v4b.json
+loso-a-v4b: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
+loso-b-v4b: LOSO_HOLDOUT := sd15-artist-prompts bookdash
+loso-a-v4b loso-b-v4b: RW := data/realworld-v4
+loso-a-v4b loso-b-v4b: BALANCE := source
 loso: loso-a loso-b
-loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b: venv
+loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b: venv
 	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT),--holdout-source $(s)) \
 	    $(RW_GROUPS) --out data/realworld-$@
 	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$(LOSO_RUN) \

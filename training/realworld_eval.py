@@ -215,9 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no rows in the {args.split} split of {args.manifest}", file=sys.stderr)
         return 2
     data_file = args.manifest.parent / "dataset.json"
-    held_out = json.loads(data_file.read_text()).get("holdout_sources", []) if data_file.is_file() else []
-    result = {"manifest": str(args.manifest), "split": args.split, "n": len(items), "held_out": held_out,
-              "models": {}}
+    described = json.loads(data_file.read_text()) if data_file.is_file() else {}
+    held_out = described.get("holdout_sources", [])
+    # The dataset whose images these are (a leave-one-source-out split names the dataset it split anew): two
+    # runs share a recipe only if they also share their data.
+    data = described.get("resplit_of") or str(args.manifest.parent)
+    result = {"manifest": str(args.manifest), "data": data, "split": args.split, "n": len(items),
+              "held_out": held_out, "models": {}}
     for model_dir in args.models:
         det = Detector.from_dir(model_dir, provenance=False)
         thr = det.bundle.thresholds.ai_mimicry

@@ -49,6 +49,46 @@ def test_frames_of_one_sprite_share_a_group(tmp_path, monkeypatch):
     assert groups["kestrel"] == "pkg:kestrel"
 
 
+def test_each_group_carries_its_own_licence_and_non_commercial_groups_stay_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(debian_art, "package_version", lambda package: "0.22")
+    licences = {"western": "CC BY-SA 4.0", "maya": "CC BY-NC-ND 4.0 International Public License", "plain": None}
+    for i, (culture, licence) in enumerate(licences.items()):
+        _noise(tmp_path / culture / "figure.png", seed=i)
+        _noise(tmp_path / culture / "art" / "detail.png", seed=10 + i)
+        if licence:
+            (tmp_path / culture / "info.ini").write_text(f"[info]\nname = {culture}\nlicense = {licence}\n")
+    entry = debian_art.Entry("constellation-art", "pkg-without-copyright", str(tmp_path), ("*/*.png", "*/*/*.png"),
+                             "figures", group_depth=1, min_bytes=5_000, licence_file="info.ini")
+    rows = debian_art.rows_for(entry)
+    by_group = {}
+    for r in rows:
+        by_group.setdefault(r["group"], set()).add(r["licence"])
+    # The non-commercial culture is left out whole; the others keep their own line, or the package's.
+    assert set(by_group) == {"western", "plain"}
+    assert by_group["western"] == {"CC BY-SA 4.0"}
+    assert by_group["plain"] == {"see the pkg-without-copyright package's copyright file"}
+    assert len(rows) == 4  # the nested file belongs to its culture's group too
+    fixed = debian_art.Entry("historical-paintings", "pkg", str(tmp_path), ("western/*.png",), "paintings",
+                             group_depth=0, min_bytes=5_000, licence="public-domain")
+    assert [r["licence"] for r in debian_art.rows_for(fixed)] == ["public-domain"]
+
+
+def test_a_file_shipped_twice_is_one_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(debian_art, "package_version", lambda package: "1")
+    _noise(tmp_path / "western" / "aquarius.png", seed=1)
+    _noise(tmp_path / "western" / "leo.png", seed=2)
+    (tmp_path / "indian").mkdir()
+    (tmp_path / "indian" / "aquarius.png").write_bytes((tmp_path / "western" / "aquarius.png").read_bytes())
+    entry = debian_art.Entry("figures", "pkg", str(tmp_path), ("*/*.png",), "figures", group_depth=1, min_bytes=5_000)
+    rows = debian_art.rows_for(entry)
+    assert len(rows) == 3  # two groups hold the same bytes: either could land in test while the other trains
+    seen: set[str] = set()
+    kept = debian_art.unique(rows, seen)
+    assert sorted(Path(r["file"]).relative_to(tmp_path).as_posix() for r in kept) == \
+        ["indian/aquarius.png", "western/leo.png"]
+    assert debian_art.unique(rows, seen) == []  # across entries too: what one entry listed, the next leaves out
+
+
 def test_source_flags_tallies_the_detectors_own_labels_per_source(tmp_path):
     files = sorted((ROOT / "examples").glob("*.png"))
     prov = tmp_path / "prov.jsonl"
