@@ -109,11 +109,16 @@ def with_colour(sig: Signature, image: Image.Image) -> Signature:
     return dataclasses.replace(sig, colour=colour_view(make_thumbnail(shrink(image))))
 
 
-def shrink(image: Image.Image) -> Image.Image:
-    """A copy of ``image`` at most ``4 * THUMBNAIL_SIDE`` px on its longer side: what enrolment keeps of a
+def shrink_in_place(image: Image.Image) -> None:
+    """Shrink ``image`` to at most ``4 * THUMBNAIL_SIDE`` px on its longer side: what enrolment keeps of a
     decoded work to make its thumbnail from (one full-size decode at a time)."""
+    image.thumbnail((THUMBNAIL_SIDE * 4, THUMBNAIL_SIDE * 4), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def shrink(image: Image.Image) -> Image.Image:
+    """A copy of ``image`` shrunk as :func:`shrink_in_place` shrinks an enrolled work."""
     small = image.copy()
-    small.thumbnail((THUMBNAIL_SIDE * 4, THUMBNAIL_SIDE * 4), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    shrink_in_place(small)
     return small
 
 
@@ -141,8 +146,8 @@ def pick(query: Signature, matches: list[tuple[float, bytes | None]]) -> int:
     stored thumbnail) of the one the query is a copy of. Nearest by colour view when there are several
     and the query and every one of them have a view, else nearest by stage 2's distance."""
     order = range(len(matches))
-    views = [None if t is None or query.colour is None else colour_view(t) for _, t in matches] \
-        if len(matches) > 1 else [None]
+    views = [colour_view(t) if t is not None else None for _, t in matches] \
+        if len(matches) > 1 and query.colour is not None else [None]
     if any(v is None for v in views):
         return min(order, key=lambda i: matches[i][0])
     return min(order, key=lambda i: (distance(query.colour, views[i]), matches[i][0]))

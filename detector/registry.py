@@ -69,7 +69,7 @@ import numpy as np
 from PIL import Image
 
 from mimicry.detector import copies
-from mimicry.detector.copies import THUMBNAIL_SIDE, CopyMatch, make_thumbnail
+from mimicry.detector.copies import CopyMatch, make_thumbnail
 from mimicry.detector.decode import DecodeError, decode_image
 from mimicry.detector.locations import private_dir
 from mimicry.detector.registry_backends import SQLITE, Dialect, dialect_of, is_url, postgres, redact
@@ -519,7 +519,7 @@ class Registry:
             chunk = sources[start:start + batch_size]
             # Images come back thumbnail-sized: a chunk holds one full-size decode at a time.
             for offset, (src, result) in enumerate(zip(chunk, encoder.embed_with_images(
-                    chunk, image_side=THUMBNAIL_SIDE * 4, full_size=copies.signature))):
+                    chunk, shrink=copies.shrink_in_place, full_size=copies.signature))):
                 label = labels[start + offset] if labels is not None else _source_label(src, start + offset)
                 if isinstance(result, Exception):
                     report.skipped.append((label, getattr(result, "code", "error"), str(result)))

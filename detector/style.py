@@ -210,16 +210,18 @@ class StyleEncoder:
         return result
 
     def embed_with_images(self, sources: Iterable[Source], batch_size: int = 32, *,
-                          image_side: int | None = None, full_size: Callable[[Image.Image], Any] | None = None) -> list:
+                          shrink: Callable[[Image.Image], Any] | None = None,
+                          full_size: Callable[[Image.Image], Any] | None = None) -> list:
         """For enrolment: per source ``(embedding, decoded image, bytes)`` or a DecodeError. The bytes
         are the file's own for paths and encoded inputs, a PNG of the pixels for images and arrays,
-        so their sha256 identifies the work. With ``image_side`` the decoded image is shrunk to at
-        most that many pixels on its longer side as soon as the encoder's input is made, so a batch
-        never holds more than one full-size decode. With ``full_size``, each tuple gets a fourth item:
+        so their sha256 identifies the work. With ``shrink`` (a function that shrinks an image in place,
+        :func:`~mimicry.detector.copies.shrink_in_place`) the decoded image is shrunk as soon as the
+        encoder's input is made, so a batch never holds more than one full-size decode. With ``full_size``, each tuple gets a fourth item:
         ``full_size(image)`` of the decoded image before it was shrunk (the registry's copy signature)."""
-        return self._run(sources, batch_size, keep=True, image_side=image_side, full_size=full_size)
+        return self._run(sources, batch_size, keep=True, shrink=shrink, full_size=full_size)
 
-    def _run(self, sources: Iterable[Source], batch_size: int, keep: bool, image_side: int | None = None,
+    def _run(self, sources: Iterable[Source], batch_size: int, keep: bool,
+             shrink: Callable[[Image.Image], Any] | None = None,
              full_size: Callable[[Image.Image], Any] | None = None) -> list:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -236,8 +238,8 @@ class StyleEncoder:
                         image.save(buf, format="PNG")
                         raw = buf.getvalue()
                     extra = (full_size(image),) if full_size is not None else ()
-                    if image_side is not None:
-                        image.thumbnail((image_side, image_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+                    if shrink is not None:
+                        shrink(image)
                     loaded.append((x, image, raw, *extra))
                 except DecodeError as exc:
                     loaded.append(exc)

@@ -133,13 +133,22 @@ def openclipart_author(path: Path) -> str:
         return ""
 
 
+def group_licence(root: Path, group: str, licence_file: str | None) -> str | None:
+    """The ``license = ...`` line of ``licence_file`` in the group's folder, if there is one."""
+    path = root / group / licence_file if licence_file and group else None
+    if path is None or not path.is_file():
+        return None
+    found = re.search(r"^license\s*=\s*(.+?)\s*$", path.read_text(errors="replace"), re.M | re.I)
+    return found.group(1) if found else None
+
+
 def rows_for(entry: Entry) -> list[dict]:
     version = package_version(entry.package)
     root = Path(entry.root)
     if version is None or not root.is_dir():
         return []
     licence = entry.licence or licence_line(entry.package)
-    seen, rows = set(), []
+    seen, rows, group_licences = set(), [], {}
     for pattern in entry.patterns:
         for path in sorted(root.glob(pattern)):
             if path in seen or not path.is_file() or path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp"}:
@@ -160,11 +169,9 @@ def rows_for(entry: Entry) -> list[dict]:
                 m = re.match(entry.group_re, path.stem) if entry.group_re else None
                 if m and m.group(1).strip():
                     group = f"{entry.package}:{m.group(1).strip().lower()}"
-            row_licence = licence
-            if entry.licence_file and group and (root / group / entry.licence_file).is_file():
-                found = re.search(r"^license\s*=\s*(.+?)\s*$", (root / group / entry.licence_file).read_text(
-                    errors="replace"), re.M | re.I)
-                row_licence = found.group(1) if found else licence
+            if group not in group_licences:
+                group_licences[group] = group_licence(root, group, entry.licence_file) or licence
+            row_licence = group_licences[group]
             if NON_COMMERCIAL.search(row_licence):
                 continue  # a detector others may use commercially is not trained on non-commercial licences
             rows.append({

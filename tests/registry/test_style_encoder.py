@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from registry_fixtures import ENCODER_DIR, REPO, draw_work
 
+from mimicry.detector import copies
 from mimicry.detector.bundle import ModelError
 from mimicry.detector.decode import DecodeError
 from mimicry.detector.style import StyleEncoder, pad_to_square
@@ -72,7 +73,7 @@ def test_enrolment_images_come_back_small_and_embeddings_unchanged(encoder):
         Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
         works.append(buf.getvalue())
     full = encoder.embed_with_images(works)
-    small = encoder.embed_with_images(works, image_side=384)
+    small = encoder.embed_with_images(works, shrink=copies.shrink_in_place)  # 4 x 96 = 384 px
     for (emb_full, img_full, raw_full), (emb_small, img_small, raw_small) in zip(full, small):
         assert np.array_equal(emb_full, emb_small) and raw_full == raw_small
         if max(img_full.size) > 384:
