@@ -78,8 +78,11 @@ SEED      ?= 0
 # backbone into runs/.../<target>-lite1 and docs/eval/<target>-lite1.json (tags: backbone, then seed).
 BACKBONE  ?= tf_efficientnet_lite0
 INPUT_SIZE ?= 224
-LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 0,$(SEED)),,-seed$(SEED))
-RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks 3 --epochs 4 --patience 2 \
+# FREEZE=N keeps the stem and the first N blocks at their ImageNet weights (0: every layer trains); a leave-one-
+# source-out run with another N goes to runs/.../<target>-freezeN and docs/eval/<target>-freezeN.json.
+FREEZE    ?= 3
+LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SEED)),,-seed$(SEED))
+RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks $(FREEZE) --epochs 4 --patience 2 \
 	    --balance $(BALANCE) --seed $(SEED) --backbone $(BACKBONE) --input-size $(INPUT_SIZE)
 
 art-packages:

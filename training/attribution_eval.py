@@ -33,7 +33,7 @@ from PIL import Image
 
 from mimicry.detector.registry import Registry, artist_scores, group_by_artist
 from mimicry.detector.style import StyleEncoder
-from mimicry.training.style_encoder import episodes, load_openclipart, split_authors, threshold_at_far
+from mimicry.training.style_encoder import episodes, load_openclipart, split_authors, thumb_of, threshold_at_far
 
 AGGREGATE_MEANING = {
     "max": "the cosine similarity of the nearest enrolled work",
@@ -163,10 +163,10 @@ def main(args: argparse.Namespace) -> dict:
     agg, thr = encoder.aggregate, encoder.threshold
     settings = card["settings"]
     figures: dict = {"encoder": {"name": encoder.name, "version": encoder.version, "dim": encoder.dim,
-                                 "aggregate": agg, "threshold": thr}}
+                                 "aggregate": agg, "threshold": thr, "thumb": thumb_of(card)}}
 
     # 1. openclipart test authors
-    authors, _paths, images = load_openclipart(args.cache, settings["cap"], settings["seed"])
+    authors, _paths, images = load_openclipart(args.cache, settings["cap"], settings["seed"], thumb=thumb_of(card))
     groups = split_authors(Counter(authors))
     test_mask = np.array([groups[a] == "test" for a in authors])
     t_authors = [a for a, m in zip(authors, test_mask) if m]
@@ -392,8 +392,8 @@ def render(f: dict, card: dict, args: argparse.Namespace) -> str:
     lines += [
         "## Limits",
         "",
-        "- Clip art only: every figure here is on openclipart-style vector drawings rendered at 128 px. Paintings, "
-        "photographs and real SD output are not measured.",
+        f"- Clip art only: the openclipart figures are on vector drawings rendered at {f['encoder']['thumb']} px, the "
+        "demo's at 128 px (the demo dataset's size). Paintings, photographs and real SD output are not measured.",
         "- The authors are few (the `test` group has a handful with 25+ works), so the episodes reuse them; the "
         "spread between episodes is not a confidence interval on new authors. The same protocol gives top-1 "
         f"{calib['top1']:.3f} on the calib authors and {oc['k5_n20']['top1']:.3f} on the test authors: which "

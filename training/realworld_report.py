@@ -155,8 +155,11 @@ def report(main: dict, loso: dict[str, dict], commands: list[str]) -> str:
         lines += loso_summary(loso, m.get("recipe"), main)
     for name, res in loso.items():
         lm = _loso_model(res)
+        recipe = lm.get("recipe", {})
+        how = ("the shipped recipe" if same_recipe(recipe, m.get("recipe")) else
+               "the recipe of its row in the table above" if recipe else "the recipe of its time")
         lines += [f"## Leave one source out: {name}", "",
-                  f"A model trained with the same recipe on a dataset where {', '.join(res.get('held_out', []))} "
+                  f"A model trained with {how} on a dataset where {', '.join(res.get('held_out', []))} "
                   "(and every artist it shares with other sources) is wholly in the test split; "
                   f"its own threshold {lm['threshold']:.3f}. Test split of `{res['manifest']}`, clean.", ""]
         lines += source_table(lm["by_perturbation"]["clean"]) + [""]
@@ -205,7 +208,8 @@ def loso_summary(loso: dict[str, dict], shipped: dict | None, main: dict) -> lis
         seen_flag = sum(e["n"] * e["flagged"] for e in seen_human) / n_seen if n_seen else None
         mark = " (shipped recipe)" if same_recipe(r, shipped) and same_data(res, main) else ""
         rows.append([name + mark, data_of(res).split("/")[-1],
-                     f"{r.get('backbone', '?').replace('tf_efficientnet_', '')} {r.get('input_size', '?')}",
+                     f"{r.get('backbone', '?').replace('tf_efficientnet_', '')} {r.get('input_size', '?')}"
+                     f"{'' if r.get('freeze_blocks', 3) == 3 else ', ' + str(r['freeze_blocks']) + ' blocks frozen'}",
                      r.get("balance", RECIPE_DEFAULTS["balance"]), str(r.get("seed", "?")), f"{lm['threshold']:.3f}",
                      "; ".join(gen), "; ".join(hum), _pct(seen_flag), _f(clean["pooled"]["auroc"])])
     lines = ["## Leave one source out: every run", "",
@@ -213,7 +217,7 @@ def loso_summary(loso: dict[str, dict], shipped: dict | None, main: dict) -> lis
              "other sources) are wholly in the test split, and sets its own threshold by the shipped rule. Same "
              "split for every run of one pair; `seed` changes the head's initialisation, the order of the rows and "
              "their augmentation.", ""]
-    lines += _table(["run", "data", "backbone, input", "balance", "seed", "threshold",
+    lines += _table(["run", "data", "backbone, input (3 early blocks frozen unless said)", "balance", "seed", "threshold",
                      "held-out generator: AUROC / flagged", "held-out human kind: flagged",
                      "other human test works: flagged", "pooled AUROC"], rows) + [""]
     return lines

@@ -4,7 +4,7 @@ work is drawn (palette, line, texture) more than what it shows; exported to ONNX
 What it does, in order:
 
 1. Data: openclipart works of authors who are *not* demo artists (``mimicry.training.corpus``), normalised
-   with ``normalize_artwork`` to 128 px and cached. Authors are split three ways by a stable hash:
+   with ``normalize_artwork`` to ``--thumb`` px (128) and cached. Authors are split three ways by a stable hash:
    ``fit`` (statistics of the embedding: standardisation and projection), ``calib`` (choosing the
    candidate and the similarity threshold) and ``test`` (reported by ``mimicry.training.attribution_eval``
    only). No author is in two groups; the demo artists are in none.
@@ -45,7 +45,13 @@ from mimicry.detector.style import FORMAT_VERSION, ONNX_FILE, pad_to_square, wri
 BACKBONE = "tf_efficientnet_lite0"
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
+# The side works are normalised to before the encoder's own resize to its input (224). The bundled encoder
+# (0.1.x) was built and measured on 128-px renderings, upscaled by that resize, so thin lines and small marks
+# were gone before the trunk saw them. ``--thumb 224`` (measured 2026-12-01, docs/eval/attribution_thumb224.json):
+# calib top-1 0.903, test authors top-1 0.730 / top-3 0.971 (0.673 / 0.924 at 128), but open-set false
+# attribution 8.8% (8.1%) and 5.9% on the demo artists (1.6%): better ranks, no better claim; not bundled yet.
 THUMB = 128
+LEGACY_THUMB = 128  # what a card without ``settings.thumb`` was built with
 # Per-block channel counts of tf_efficientnet_lite0 after each of its 7 block groups.
 BLOCK_CHANNELS = (16, 24, 40, 80, 112, 192, 320)
 GRAM_BLOCKS = (0, 1, 2)  # early blocks: texture and line; few channels, so the Gram stays small
@@ -62,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--root", type=Path, default=None, help="openclipart PNG folder (default: Debian's)")
     p.add_argument("--cap", type=int, default=60, help="works kept per author (seeded sample)")
     p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--thumb", type=int, default=THUMB,
+                   help="side the works are normalised to before the encoder's resize to its input size")
     p.add_argument("--compare-dim", type=int, default=256, help="embedding size when comparing candidates")
     p.add_argument("--dim", type=int, default=128,
                    help="embedding size bundled: 128 halves the registry's memory against 256 and keeps matching "
@@ -100,16 +108,17 @@ def split_authors(counts: dict[str, int]) -> dict[str, str]:
     return groups
 
 
-def load_openclipart(cache: Path, cap: int, seed: int, root: Path | None = None) -> tuple[list[str], list[str], np.ndarray]:
+def load_openclipart(cache: Path, cap: int, seed: int, root: Path | None = None,
+                     thumb: int = THUMB) -> tuple[list[str], list[str], np.ndarray]:
     """Normalised works of non-demo openclipart authors with >= 2 usable works, at most ``cap``
-    each: ``(authors, source paths, uint8 array (N, 128, 128, 3))``, cached in ``cache``.
+    each: ``(authors, source paths, uint8 array (N, thumb, thumb, 3))``, cached in ``cache``.
 
     The package holds the same drawing more than once (in two categories, or under two authors), so
     works are deduplicated on their normalised pixels, first come first kept: a copy split between
     enrolment and query would be a free hit."""
     from mimicry.training.corpus import DEMO_ARTISTS, NOT_ILLUSTRATION, OPENCLIPART_ROOT, is_blank, normalize_artwork, scan_catalogue
 
-    path = cache / f"openclipart_{THUMB}_cap{cap}_seed{seed}_dedup.npz"
+    path = cache / f"openclipart_{thumb}_cap{cap}_seed{seed}_dedup.npz"
     if path.is_file():
         z = np.load(path, allow_pickle=False)
         return z["authors"].tolist(), z["paths"].tolist(), z["images"]
@@ -130,7 +139,7 @@ def load_openclipart(cache: Path, cap: int, seed: int, root: Path | None = None)
                 break
             try:
                 with Image.open(mine[i].path) as im:
-                    norm = normalize_artwork(im, THUMB)
+                    norm = normalize_artwork(im, thumb)
             except Exception:  # a broken file in a public package is skipped, not fatal
                 continue
             arr = np.asarray(norm, dtype=np.uint8)
@@ -614,6 +623,12 @@ def sweep_dims(feats, authors, groups, row: dict, args, dims=(32, 64, 128, 256))
     return out
 
 
+def thumb_of(card: dict) -> int:
+    """The side an encoder's works were normalised to (its card's ``settings.thumb``; 128 before it was
+    recorded): calibration and evaluation must load the works the same way."""
+    return int(card.get("settings", {}).get("thumb", LEGACY_THUMB))
+
+
 def settings_of(args: argparse.Namespace) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
@@ -627,7 +642,7 @@ def main(args: argparse.Namespace) -> dict:
     t0 = time.time()
     cfg = PreprocessConfig(size=args.input_size, resize="squash", interpolation="bicubic",
                            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    authors, paths, images = load_openclipart(args.cache, args.cap, args.seed, args.root)
+    authors, paths, images = load_openclipart(args.cache, args.cap, args.seed, args.root, args.thumb)
     counts = Counter(authors)
     groups = split_authors(counts)
     group_sizes = {g: sum(1 for a in counts if groups[a] == g) for g in GROUPS}
@@ -728,7 +743,8 @@ def main(args: argparse.Namespace) -> dict:
             **({"projection_fit": projection_fit} if projection_fit else {}),
         },
         "training_data": {
-            "source": "Debian openclipart-png (public domain), normalised with training.corpus.normalize_artwork to 128 px",
+            "source": ("Debian openclipart-png (public domain), normalised with training.corpus.normalize_artwork "
+                       f"to {args.thumb} px"),
             "works": int(len(images)), "authors": len(counts), "author_groups": group_sizes,
             "groups_by": "mimicry.training.style_encoder.split_authors (stable sha256 of the author name)",
             "fit_works": int(fit_mask.sum()),

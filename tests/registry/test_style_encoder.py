@@ -80,3 +80,11 @@ def test_enrolment_images_come_back_small_and_embeddings_unchanged(encoder):
             assert max(img_small.size) == 384
         else:
             assert img_small.size == img_full.size
+
+
+def test_calibration_and_evaluation_load_works_at_the_side_the_encoder_was_built_with():
+    from mimicry.training.style_encoder import thumb_of
+
+    bundled = json.loads((ENCODER_DIR / "model.json").read_text())
+    assert thumb_of(bundled) == 128  # built before the side was recorded: its works were 128-px renderings
+    assert thumb_of({**bundled, "settings": {**bundled["settings"], "thumb": 224}}) == 224
