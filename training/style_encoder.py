@@ -50,6 +50,8 @@ PARITY_TOLERANCE = 1e-4
 # were gone before the trunk saw them. ``--thumb 224`` (measured 2026-12-01, docs/eval/attribution_thumb224.json):
 # calib top-1 0.903, test authors top-1 0.730 / top-3 0.971 (0.673 / 0.924 at 128), but open-set false
 # attribution 8.8% (8.1%) and 5.9% on the demo artists (1.6%): better ranks, no better claim; not bundled yet.
+# Most of the rank gain is that build's choice (Gram features, top3 aggregate), not the side: the bundled
+# embedding at 224 px (docs/eval/attribution_thumb224_centroid.json) gives test top-1 0.678, false attribution 7.6%.
 THUMB = 128
 LEGACY_THUMB = 128  # what a card without ``settings.thumb`` was built with
 # Per-block channel counts of tf_efficientnet_lite0 after each of its 7 block groups.
