@@ -33,7 +33,7 @@ from PIL import Image
 
 from mimicry.detector.registry import Registry, artist_scores, group_by_artist
 from mimicry.detector.style import StyleEncoder
-from mimicry.training.style_encoder import episodes, load_openclipart, split_authors, thumb_of, threshold_at_far
+from mimicry.training.style_encoder import episodes, split_authors, threshold_at_far, thumb_of, works_of
 
 AGGREGATE_MEANING = {
     "max": "the cosine similarity of the nearest enrolled work",
@@ -161,12 +161,11 @@ def main(args: argparse.Namespace) -> dict:
     encoder = StyleEncoder.from_dir(args.encoder)
     card = encoder.card
     agg, thr = encoder.aggregate, encoder.threshold
-    settings = card["settings"]
     figures: dict = {"encoder": {"name": encoder.name, "version": encoder.version, "dim": encoder.dim,
                                  "aggregate": agg, "threshold": thr, "thumb": thumb_of(card)}}
 
     # 1. openclipart test authors
-    authors, _paths, images = load_openclipart(args.cache, settings["cap"], settings["seed"], thumb=thumb_of(card))
+    authors, _paths, images = works_of(card, args.cache)
     groups = split_authors(Counter(authors))
     test_mask = np.array([groups[a] == "test" for a in authors])
     t_authors = [a for a, m in zip(authors, test_mask) if m]

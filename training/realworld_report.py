@@ -155,9 +155,8 @@ def report(main: dict, loso: dict[str, dict], commands: list[str]) -> str:
         lines += loso_summary(loso, m.get("recipe"), main)
     for name, res in loso.items():
         lm = _loso_model(res)
-        recipe = lm.get("recipe", {})
-        how = ("the shipped recipe" if same_recipe(recipe, m.get("recipe")) else
-               "the recipe of its row in the table above" if recipe else "the recipe of its time")
+        how = ("the shipped recipe" if same_recipe(lm.get("recipe"), m.get("recipe"))
+               else "the recipe of its row in the table above")
         lines += [f"## Leave one source out: {name}", "",
                   f"A model trained with {how} on a dataset where {', '.join(res.get('held_out', []))} "
                   "(and every artist it shares with other sources) is wholly in the test split; "
@@ -174,6 +173,7 @@ def _loso_model(res: dict) -> dict:
 # Compared to tell whether two runs share a recipe (the seed is not part of it). A run whose card predates
 # --balance was trained without it.
 RECIPE_DEFAULTS = {"balance": "none"}
+FROZEN_BLOCKS = 3  # the early blocks every run has kept at their ImageNet weights, unless its recipe says otherwise
 
 
 def same_recipe(a: dict | None, b: dict | None) -> bool:
@@ -207,9 +207,10 @@ def loso_summary(loso: dict[str, dict], shipped: dict | None, main: dict) -> lis
         n_seen = sum(e["n"] for e in seen_human)
         seen_flag = sum(e["n"] * e["flagged"] for e in seen_human) / n_seen if n_seen else None
         mark = " (shipped recipe)" if same_recipe(r, shipped) and same_data(res, main) else ""
+        frozen = r.get("freeze_blocks", FROZEN_BLOCKS)
         rows.append([name + mark, data_of(res).split("/")[-1],
                      f"{r.get('backbone', '?').replace('tf_efficientnet_', '')} {r.get('input_size', '?')}"
-                     f"{'' if r.get('freeze_blocks', 3) == 3 else ', ' + str(r['freeze_blocks']) + ' blocks frozen'}",
+                     f"{'' if frozen == FROZEN_BLOCKS else f', {frozen} blocks frozen'}",
                      r.get("balance", RECIPE_DEFAULTS["balance"]), str(r.get("seed", "?")), f"{lm['threshold']:.3f}",
                      "; ".join(gen), "; ".join(hum), _pct(seen_flag), _f(clean["pooled"]["auroc"])])
     lines = ["## Leave one source out: every run", "",
@@ -217,7 +218,7 @@ def loso_summary(loso: dict[str, dict], shipped: dict | None, main: dict) -> lis
              "other sources) are wholly in the test split, and sets its own threshold by the shipped rule. Same "
              "split for every run of one pair; `seed` changes the head's initialisation, the order of the rows and "
              "their augmentation.", ""]
-    lines += _table(["run", "data", "backbone, input (3 early blocks frozen unless said)", "balance", "seed", "threshold",
+    lines += _table(["run", "data", f"backbone, input ({FROZEN_BLOCKS} early blocks frozen unless said)", "balance", "seed", "threshold",
                      "held-out generator: AUROC / flagged", "held-out human kind: flagged",
                      "other human test works: flagged", "pooled AUROC"], rows) + [""]
     return lines

@@ -32,7 +32,7 @@ from PIL import Image
 
 from mimicry.detector.style import StyleEncoder, write_style_card
 from mimicry.training.style_encoder import (
-    at_threshold, load_openclipart, run_protocol, split_authors, thumb_of, threshold_at_far,
+    at_threshold, run_protocol, split_authors, threshold_at_far, works_of,
 )
 
 
@@ -74,8 +74,7 @@ def threshold_held_in_episodes(per_episode: list[np.ndarray], max_far: float, pe
 def calibrate(args: argparse.Namespace) -> dict:
     encoder = StyleEncoder.from_dir(args.encoder)
     card = json.loads(json.dumps(encoder.card))
-    settings = card["settings"]
-    authors, _paths, images = load_openclipart(args.cache, settings["cap"], settings["seed"], thumb=thumb_of(card))
+    authors, _paths, images = works_of(card, args.cache)
     groups = split_authors(Counter(authors))
     mask = np.array([groups[a] == "calib" for a in authors])
     c_authors = [a for a, m in zip(authors, mask) if m]

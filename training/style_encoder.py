@@ -627,8 +627,15 @@ def sweep_dims(feats, authors, groups, row: dict, args, dims=(32, 64, 128, 256))
 
 def thumb_of(card: dict) -> int:
     """The side an encoder's works were normalised to (its card's ``settings.thumb``; 128 before it was
-    recorded): calibration and evaluation must load the works the same way."""
+    recorded)."""
     return int(card.get("settings", {}).get("thumb", LEGACY_THUMB))
+
+
+def works_of(card: dict, cache: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """The openclipart works an encoder was built on, loaded as its card's settings say (sample, side):
+    what calibration and evaluation measure it on."""
+    settings = card["settings"]
+    return load_openclipart(cache, settings["cap"], settings["seed"], thumb=thumb_of(card))
 
 
 def settings_of(args: argparse.Namespace) -> dict:
