@@ -29,6 +29,12 @@ class PreprocessConfig:
     nothing is cut off), ``"shorter_then_center_crop"`` takes the centred square of side
     ``min(width, height)`` and resizes it to ``size`` (aspect kept; the margins of the longer side
     are cut off). ``mean`` and ``std`` are per RGB channel on the 0-1 scale.
+
+    ``detail`` (optional): the side, in pixels, of the finest grid the model looks at. An image whose
+    sides (after the crop) are both larger is first area-averaged to ``detail`` x ``detail``, then
+    resized to ``size``; a smaller one is resized directly. A style encoder built this way compares
+    two works by what they share at that scale, so a softer copy or imitation of a crisp work
+    (re-encoded, resized, drawn by a generator that blurs) meets it on equal terms. None: no such step.
     """
 
     size: int
@@ -36,6 +42,7 @@ class PreprocessConfig:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    detail: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
@@ -52,11 +59,18 @@ class PreprocessConfig:
         if min(self.std) <= 0:
             raise ValueError(f"std must be positive, got {self.std}")
         object.__setattr__(self, "size", int(self.size))
+        if self.detail is not None:
+            if isinstance(self.detail, bool) or not isinstance(self.detail, (int, np.integer)) or self.detail < 1:
+                raise ValueError(f"detail must be a positive integer or None, got {self.detail!r}")
+            object.__setattr__(self, "detail", int(self.detail))
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (lists for mean and std) that :meth:`from_dict` reads back."""
-        return {"size": self.size, "resize": self.resize, "interpolation": self.interpolation,
-                "mean": list(self.mean), "std": list(self.std)}
+        d = {"size": self.size, "resize": self.resize, "interpolation": self.interpolation,
+             "mean": list(self.mean), "std": list(self.std)}
+        if self.detail is not None:  # written only when set: cards without it read as before
+            d["detail"] = self.detail
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> PreprocessConfig:
@@ -87,6 +101,11 @@ def preprocess(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
         # Resizing the centred square directly equals "shorter side to size, then centre crop",
         # without the rounding of an intermediate size.
         box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    crop_w, crop_h = (w, h) if box is None else (box[2] - box[0],) * 2
+    if cfg.detail is not None and min(crop_w, crop_h) > cfg.detail:
+        # Area averages over the (cropped) image: the grid of `detail`, whatever the input's size.
+        image = image.resize((cfg.detail, cfg.detail), Image.Resampling.BOX, box=box)
+        box = None
     if image.size != target or box is not None:
         image = image.resize(target, resample, box=box)
     x = np.asarray(image, dtype=np.float32) / np.float32(255.0)

@@ -72,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--thumb", type=int, default=THUMB,
                    help="side the works are normalised to before the encoder's resize to its input size")
+    p.add_argument("--detail", type=int, default=None,
+                   help="area-average works and queries to this side before the input resize (the card's "
+                        "preprocessing; see PreprocessConfig.detail); default: none, as the bundled 0.1.1")
     p.add_argument("--compare-dim", type=int, default=256, help="embedding size when comparing candidates")
     p.add_argument("--dim", type=int, default=128,
                    help="embedding size bundled: 128 halves the registry's memory against 256 and keeps matching "
@@ -228,7 +231,8 @@ def raw_features(model, images: np.ndarray, cfg: PreprocessConfig, batch_size: i
 def cached_features(name: str, cache: Path, model, images: np.ndarray, cfg: PreprocessConfig,
                     batch_size: int) -> dict[str, np.ndarray]:
     key = hashlib.sha256(images.tobytes()).hexdigest()[:12]
-    path = cache / f"features_{name}_{cfg.size}_{key}.npz"
+    scale = "" if cfg.detail is None else f"_detail{cfg.detail}"
+    path = cache / f"features_{name}_{cfg.size}{scale}_{key}.npz"
     if path.is_file():
         return dict(np.load(path))
     feats = raw_features(model, images, cfg, batch_size)
@@ -650,7 +654,7 @@ def main(args: argparse.Namespace) -> dict:
 
     t0 = time.time()
     cfg = PreprocessConfig(size=args.input_size, resize="squash", interpolation="bicubic",
-                           mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+                           mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), detail=args.detail)
     authors, paths, images = load_openclipart(args.cache, args.cap, args.seed, args.root, args.thumb)
     counts = Counter(authors)
     groups = split_authors(counts)

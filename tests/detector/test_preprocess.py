@@ -93,6 +93,8 @@ def test_config_round_trips_through_json():
     (dict(size=8, interpolation="nearest"), "interpolation"),
     (dict(size=8, mean=(0.5, 0.5)), "mean"),
     (dict(size=8, std=(0.5, 0.0, 0.5)), "std"),
+    (dict(size=8, detail=0), "detail"),
+    (dict(size=8, detail=True), "detail"),
 ])
 def test_invalid_configs_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -104,3 +106,39 @@ def test_from_dict_refuses_unknown_and_missing_settings():
         PreprocessConfig.from_dict({"size": 8, "crop_pct": 0.9, **HALF})
     with pytest.raises(ValueError, match="missing"):
         PreprocessConfig.from_dict({"size": 8})
+
+
+def checker(side: int) -> Image.Image:
+    """Black and white squares of one pixel: all detail, no content at any coarser scale."""
+    a = (np.indices((side, side)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    return Image.fromarray(np.stack([a] * 3, axis=-1))
+
+
+def test_detail_area_averages_to_its_grid_before_the_resize():
+    # A one-pixel checkerboard has nothing at a 16-px grid: at the input size (64) it keeps its full
+    # contrast without `detail`, and becomes flat grey with it.
+    assert float(np.ptp(preprocess(checker(64), PreprocessConfig(size=64, **HALF)))) == pytest.approx(2.0)
+    assert float(np.ptp(preprocess(checker(64), PreprocessConfig(size=64, detail=16, **HALF)))) < 0.02
+    cfg = PreprocessConfig(size=32, detail=16, **HALF)
+    # The same as doing it by hand: box to 16 x 16, then the interpolation to 32.
+    im = striped(96, 64)
+    by_hand = im.resize((16, 16), Image.Resampling.BOX).resize((32, 32), Image.Resampling.BICUBIC)
+    np.testing.assert_array_equal(preprocess(im, cfg), preprocess(by_hand, PreprocessConfig(size=32, **HALF)))
+    # A crop policy averages the centred square, not the whole frame.
+    crop = PreprocessConfig(size=32, resize="shorter_then_center_crop", detail=16, **HALF)
+    centre = im.crop((16, 0, 80, 64)).resize((16, 16), Image.Resampling.BOX).resize((32, 32), Image.Resampling.BICUBIC)
+    np.testing.assert_allclose(preprocess(im, crop), preprocess(centre, PreprocessConfig(size=32, **HALF)), atol=1e-6)
+
+
+def test_detail_leaves_an_image_no_larger_than_its_grid_alone():
+    im = striped(16, 12)  # one side under the grid: nothing to average away
+    cfg = PreprocessConfig(size=32, detail=16, **HALF)
+    np.testing.assert_array_equal(preprocess(im, cfg), preprocess(im, PreprocessConfig(size=32, **HALF)))
+
+
+def test_detail_round_trips_and_cards_without_it_read_as_before():
+    cfg = PreprocessConfig(size=64, detail=48, **HALF)
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["detail"] == 48 and PreprocessConfig.from_dict(d) == cfg
+    assert "detail" not in PreprocessConfig(size=64, **HALF).to_dict()
+    assert PreprocessConfig.from_dict({"size": 64, **HALF}).detail is None
