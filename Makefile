@@ -193,8 +193,14 @@ tiny-base: venv openclipart
 
 # The artist registry's style encoder: frozen Lite0 feature statistics, projection and threshold
 # from openclipart authors outside the demo set (about 10 minutes); then its attribution report.
+STYLE_WHY := the recipe the comparison rule chose at 0.1.1 (without --detail), kept so that 0.2.0 changes one thing, \
+	the 64-px grid; at --detail 64 the rule itself picks a metric projection, which measured lower on the test authors \
+	(top-1 0.624) and on the demo mimicry (0.425): docs/eval/attribution_detail64.json
+# 0.2.0: the 0.1.1 recipe (blocks_mean_std + pca + centroid, chosen by the builder's rule at 0.1.1) with every work
+# and query area-averaged to 64 px first (--detail 64); docs/ATTRIBUTION.md says what it changed.
 style-encoder: venv openclipart
-	$(PY) -m mimicry.training.style_encoder --out models/style-encoder
+	$(PY) -m mimicry.training.style_encoder --out models/style-encoder --version 0.2.0 --detail 64 \
+	    --candidate blocks_mean_std:pca:centroid --why "$(STYLE_WHY)"
 	$(PY) -m mimicry.training.attribution_eval --encoder models/style-encoder --out docs/ATTRIBUTION.md
 
 # The benchmarks of BENCHMARKS.md; the int8/fp16 variants are calibrated on the demo dataset's val split.

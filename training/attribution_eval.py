@@ -33,7 +33,7 @@ from PIL import Image
 
 from mimicry.detector.registry import Registry, artist_scores, group_by_artist
 from mimicry.detector.style import StyleEncoder
-from mimicry.training.style_encoder import episodes, split_authors, threshold_at_far, thumb_of, works_of
+from mimicry.training.style_encoder import LEGACY_THUMB, episodes, split_authors, threshold_at_far, thumb_of, works_of
 
 AGGREGATE_MEANING = {
     "max": "the cosine similarity of the nearest enrolled work",
@@ -282,8 +282,8 @@ def render(f: dict, card: dict, args: argparse.Namespace) -> str:
         "",
         "## The encoder and the threshold",
         "",
-        f"`models/style-encoder` ({enc['name']} {enc['version']}, built by `python -m mimicry.training.style_encoder --out "
-        f"models/style-encoder`): {card['description']}",
+        f"`models/style-encoder` ({enc['name']} {enc['version']}, built by `{_build_command(card)}`): "
+        f"{card['description']}",
         "",
         f"An image is attributed to an artist when the artist's similarity (aggregate `{enc['aggregate']}`: "
         f"{AGGREGATE_MEANING[enc['aggregate']]}) is at least **{enc['threshold']:.4f}**, chosen as "
@@ -297,15 +297,9 @@ def render(f: dict, card: dict, args: argparse.Namespace) -> str:
         "`mimicry check` and the web page say \"no enrolled artist\". The card's `similarity.false_attribution` "
         "states the rate, which `mimicry check` prints.",
         "",
-        "How the embedding was chosen (calib authors, K=5 x n=20, 40 episodes; all rows in `model.json` "
-        "`selection.table`): candidates were the pooled head features (the usual ImageNet embedding), per-block "
-        "channel means, means and standard deviations, early-block Gram matrices, and all of these together; each "
-        "raw, PCA-whitened or LDA-projected (fitted on the `fit` authors), with three artist aggregates (nearest "
-        f"work, mean of the 3 nearest, centroid). Rule: {card['selection']['rule']}. Chosen: `{chosen['candidate']}` "
-        f"+ `{chosen['projection']}` + `{chosen['aggregate']}`.",
+        _how_chosen(card, chosen),
         "",
-        _selection_table(card),
-        "",
+        *([_selection_table(card), ""] if card["selection"]["table"] else []),
         "## 1. openclipart authors outside the demo set",
         "",
         f"The `test` group of `training.style_encoder.split_authors`: {oc['authors']} authors, {oc['works']} works "
@@ -408,6 +402,26 @@ def render(f: dict, card: dict, args: argparse.Namespace) -> str:
 def _calib_spread(calib: dict) -> str:
     s = calib.get("false_attribution_p10_p90")
     return f" (10th-90th percentile over episodes {pct(s[0])}-{pct(s[1])})" if s else ""
+
+
+def _build_command(card: dict) -> str:
+    """The builder's command line that made the encoder, from the settings its card recorded."""
+    st = card.get("settings", {})
+    flags = [f"--{k} {st[k]}" for k in ("version", "thumb", "detail", "candidate")
+             if st.get(k) is not None and not (k == "thumb" and st[k] == LEGACY_THUMB)]
+    return " ".join(["python -m mimicry.training.style_encoder --out models/style-encoder", *flags])
+
+
+def _how_chosen(card: dict, chosen: dict) -> str:
+    picked = f"`{chosen['candidate']}` + `{chosen['projection']}` + `{chosen['aggregate']}`"
+    if not card["selection"]["table"]:
+        why = card["selection"].get("why")
+        return f"How the embedding was chosen: {card['selection']['rule']}. It is {picked}" + (f": {why}" if why else ".")
+    return ("How the embedding was chosen (calib authors, K=5 x n=20, 40 episodes; all rows in `model.json` "
+            "`selection.table`): candidates were the pooled head features (the usual ImageNet embedding), per-block "
+            "channel means, means and standard deviations, early-block Gram matrices, and all of these together; "
+            "each raw, PCA-whitened or LDA-projected (fitted on the `fit` authors), with three artist aggregates "
+            f"(nearest work, mean of the 3 nearest, centroid). Rule: {card['selection']['rule']}. Chosen: {picked}.")
 
 
 def _selection_table(card: dict) -> str:

