@@ -88,3 +88,29 @@ def test_calibration_and_evaluation_load_works_at_the_side_the_encoder_was_built
     bundled = json.loads((ENCODER_DIR / "model.json").read_text())
     assert thumb_of(bundled) == 128  # built before the side was recorded: its works were 128-px renderings
     assert thumb_of({**bundled, "settings": {**bundled["settings"], "thumb": 224}}) == 224
+
+
+def test_the_bundled_encoder_compares_works_at_its_detail_grid(encoder):
+    """0.2.0 area-averages every image to its card's grid first: a work and its own area average at that
+    grid are the same to it, while a crisp work and a blurred copy of it stay close."""
+    detail = encoder.config.detail
+    assert detail == 64
+    rng = np.random.default_rng(3)
+    work = draw_work("ink", rng).convert("RGB").resize((256, 256), Image.Resampling.BICUBIC)
+    np.testing.assert_allclose(encoder.embed_one(work),
+                               encoder.embed_one(work.resize((detail, detail), Image.Resampling.BOX)), atol=1e-5)
+    from PIL import ImageFilter
+
+    soft = work.filter(ImageFilter.GaussianBlur(2))
+    assert float(encoder.embed_one(work) @ encoder.embed_one(soft)) > 0.9
+
+
+def test_the_attribution_report_names_the_command_that_built_the_encoder():
+    from mimicry.training.attribution_eval import _build_command
+
+    card = json.loads((ENCODER_DIR / "model.json").read_text())
+    command = _build_command(card)
+    assert command.startswith("python -m mimicry.training.style_encoder --out models/style-encoder")
+    assert f"--detail {card['settings']['detail']}" in command and "--thumb" not in command  # 128: the default
+    assert f"--candidate {card['settings']['candidate']}" in command
+    assert "--detail" not in _build_command({"settings": {"version": "0.1.1", "detail": None}})
