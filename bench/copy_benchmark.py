@@ -96,10 +96,11 @@ def sample(n: int, seed: int, max_pixels: int) -> list[Path]:
 
 
 def ask(reg: Registry, enc: StyleEncoder, data: bytes):
-    """What `mimicry check` does with one image: decode once, embed, look for a copy."""
+    """What `mimicry check` does with one image: decode once, embed, look for a copy (the file's own
+    bytes first, as the engine does)."""
     x, image = enc.load(data)
     embedding = enc.embed_arrays(x[None])[0]
-    return reg.find_copy(reg.copy_signature(image), embedding), image
+    return reg.find_copy(reg.copy_signature(image, copies.file_sha256(data)), embedding), image
 
 
 def main(args: argparse.Namespace) -> dict:

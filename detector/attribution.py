@@ -171,9 +171,10 @@ class Attribution:
 
     # ------------------------------------------------------------------------- the work
 
-    def prepare(self, image: Image.Image) -> Prepared:
-        """What :meth:`evidence` needs of one decoded RGB image (the detector's decode)."""
-        return Prepared(self.encoder.prepare(image), self.registry.copy_signature(image))
+    def prepare(self, image: Image.Image, sha256: str | None = None) -> Prepared:
+        """What :meth:`evidence` needs of one decoded RGB image (the detector's decode); ``sha256`` of
+        its file, when it has one, finds an enrolled file as itself whatever its pixels."""
+        return Prepared(self.encoder.prepare(image), self.registry.copy_signature(image, sha256))
 
     def embed(self, prepared: Sequence[Prepared]) -> np.ndarray:
         """Style embeddings ``(N, dim)`` of prepared images, in one encoder batch."""

@@ -5,6 +5,8 @@ half-size copy of a work can score lower against it than another work does. Copi
 two stages instead, over a small signature of each work (:func:`signature`, from the decoded RGB
 image, transparency already on white):
 
+0. the same file: a query whose bytes hash (sha256) to an enrolled work's is that work, distance 0,
+   whatever its pixels (a work that is blank once its transparency is on white included);
 1. candidates, cheaply: the works whose difference hash (``imagehash.dhash``, 64 bits) is within
    :data:`CANDIDATE_BITS` bits of the query's, at most :data:`MAX_CANDIDATES` of the nearest, and the
    works nearest in style when the caller has the query's style embedding;
@@ -34,8 +36,10 @@ numpy, Pillow and imagehash (its ``dhash`` needs neither scipy nor PyWavelets at
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import math
+import os
 
 import imagehash
 import numpy as np
@@ -61,6 +65,7 @@ class Signature:
     thumb: bytes
     aspect: float
     colour: bytes | None = None  # COLOUR_SIDE x COLOUR_SIDE RGB of the image's thumbnail (queries only)
+    sha256: str | None = None  # of the query's file bytes, when it came as a file or bytes (stage 0)
 
     @property
     def hash_bytes(self) -> bytes:
@@ -102,6 +107,20 @@ def signature(image: Image.Image, colour: bool = False) -> Signature:
     digest = imagehash.dhash(thumb)  # 9 x 8 from the thumbnail: the same pixels the decision compares
     sig = Signature(int(str(digest), 16), thumb.tobytes(), image.width / image.height)
     return with_colour(sig, image) if colour else sig
+
+
+def file_sha256(source) -> str | None:
+    """The sha256 (hex) of a source's bytes, as the registry records an enrolled file's: for a path or
+    encoded bytes; None for a decoded image or an array, which have no file."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(source).hexdigest()
+    if isinstance(source, (str, os.PathLike)):
+        digest = hashlib.sha256()
+        with open(source, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    return None
 
 
 def with_colour(sig: Signature, image: Image.Image) -> Signature:

@@ -638,13 +638,14 @@ class Registry:
         details = self._work_details(index.work_ids[[r for r, _ in near]])
         return self._artist_match(index, j, score, near, details, threshold)
 
-    def copy_signature(self, image: Image.Image) -> copies.Signature:
+    def copy_signature(self, image: Image.Image, sha256: str | None = None) -> copies.Signature:
         """The copy signature of a query image for :meth:`find_copy`: the grey one
         (:func:`mimicry.detector.copies.signature`), and its colour view too when at least two enrolled
         works are near it by hash, the case where stage 3 may have works to choose between. The
         colour view costs a resize of the whole image and a WebP encoding (tens of ms for a large
-        PNG, BENCHMARKS.md), so a query near no enrolled work does not pay for it."""
-        signature = copies.signature(image)
+        PNG, BENCHMARKS.md), so a query near no enrolled work does not pay for it. ``sha256``, of the
+        query's file (:func:`~mimicry.detector.copies.file_sha256`), lets an enrolled file be found as itself."""
+        signature = dataclasses.replace(copies.signature(image), sha256=sha256)
         index = self._current_index()
         if index is None or not signature.detailed:
             return signature
@@ -660,7 +661,13 @@ class Registry:
         decides; the rates it reaches are in BENCHMARKS.md. Works that have no signature (see
         migration 4: none could be made from what was stored) are never found."""
         index = self._current_index()
-        if index is None or not signature.detailed:
+        if index is None:
+            return None
+        if signature.sha256 is not None:
+            same = self._same_file(signature.sha256)
+            if same is not None:
+                return same
+        if not signature.detailed:
             return None
         bits = np.where(index.has_signature, copies.hamming(index.copy_hashes, signature.dhash), 65)
         near = np.flatnonzero(bits <= copies.CANDIDATE_BITS)
@@ -831,6 +838,13 @@ class Registry:
                         f"SELECT id, source, sha256 FROM works WHERE id IN ({marks})", chunk):
                     out[wid] = (source, digest)
         return out
+
+    def _same_file(self, sha256: str) -> CopyMatch | None:
+        """Stage 0 of :meth:`find_copy`: the earliest enrolled work whose file has these bytes."""
+        with self._lock:
+            row = self._execute("SELECT w.id, w.source, w.sha256, a.name FROM works w JOIN artists a ON a.id = w.artist_id "
+                                "WHERE w.sha256 = ? ORDER BY w.id LIMIT 1", (sha256,)).fetchone()
+        return None if row is None else CopyMatch(int(row[0]), row[1], row[2], row[3], 0.0, 0)
 
     def _copy_candidates(self, work_ids: list[int]) -> list[tuple]:
         """``(id, source, sha256, copy thumbnail, aspect ratio, artist, colour thumbnail)`` of those works

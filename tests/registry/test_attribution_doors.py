@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -260,3 +261,32 @@ def test_an_image_no_enrolled_style_claims_is_attributed_to_no_enrolled_artist(t
     r = CliRunner().invoke(app, args)
     assert "attributed to: no enrolled artist" in r.output
     assert f"{100 * encoder.false_attribution['rate']:.1f}% of works by authors who are not" in r.output
+
+
+def test_an_enrolled_file_is_found_as_itself_even_when_its_pixels_say_nothing(tmp_path, encoder, portfolios):
+    """A white drawing on a transparent background is blank once put on white: no pixel test can call
+    anything a copy of it. Its own file is still that enrolled work (stage 0: the same bytes), through
+    the engine from a path and from bytes; a re-encoded copy of it is nobody's (there is nothing left
+    to recognise), and an ordinary work's file is found as itself at distance 0."""
+    ghost = np.zeros((96, 96, 4), np.uint8)
+    ghost[20:76, 20:76] = (255, 255, 255, 255)  # white square, transparent around it
+    ghost_path = tmp_path / "ghost.png"
+    Image.fromarray(ghost, "RGBA").save(ghost_path)
+    ink = sorted(portfolios["ink"].iterdir())
+    db = tmp_path / "registry.sqlite3"
+    with Registry.open(db, aggregate=encoder.aggregate) as reg:
+        reg.enrol("Ghost Painter", [ghost_path], encoder)
+        reg.enrol("Ink Person", ink[:4], encoder)
+        ids = {w["source"]: w["id"] for a in ("Ghost Painter", "Ink Person") for w in reg.works(a)}
+    reposted = tmp_path / "ghost.jpg"
+    Image.open(ghost_path).convert("RGBA").convert("RGB").save(reposted, quality=75)
+    with Attribution.open(db, ENCODER_DIR, intra_op_threads=1) as att:
+        det = Detector.from_dir(MODEL, intra_op_threads=1, attribution=att)
+        by_path, by_bytes, jpeg, ink_file = det.predict([str(ghost_path), ghost_path.read_bytes(), str(reposted),
+                                                         str(ink[1])])
+    for v in (by_path, by_bytes):
+        assert v.evidence["copy_of"]["work_id"] == ids[str(ghost_path)]
+        assert v.evidence["copy_of"]["artist"] == "Ghost Painter" and v.evidence["copy_of"]["distance"] == 0.0
+    assert jpeg.evidence["copy_of"] is None
+    assert ink_file.evidence["copy_of"]["work_id"] == ids[str(ink[1])]
+    assert ink_file.evidence["copy_of"]["distance"] == 0.0 and ink_file.evidence["copy_of"]["hash_bits"] == 0
