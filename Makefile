@@ -81,7 +81,8 @@ INPUT_SIZE ?= 224
 # FREEZE=N keeps the stem and the first N blocks at their ImageNet weights (0: every layer trains); a leave-one-
 # source-out run with another N goes to runs/.../<target>-freezeN and docs/eval/<target>-freezeN.json.
 FREEZE    ?= 3
-LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SEED)),,-seed$(SEED))
+# INPUT_SIZE=N for Lite0 at another size than 224 tags the run -inN (a Lite1 run keeps its tag, whatever its size).
+LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SEED)),,-seed$(SEED))
 RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks $(FREEZE) --epochs 4 --patience 2 \
 	    --balance $(BALANCE) --seed $(SEED) --backbone $(BACKBONE) --input-size $(INPUT_SIZE)
 
