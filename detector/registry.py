@@ -644,7 +644,8 @@ class Registry:
         works are near it by hash, the case where stage 3 may have works to choose between. The
         colour view costs a resize of the whole image and a WebP encoding (tens of ms for a large
         PNG, BENCHMARKS.md), so a query near no enrolled work does not pay for it. ``sha256``, of the
-        query's file (:func:`~mimicry.detector.copies.file_sha256`), lets an enrolled file be found as itself."""
+        query's file (:func:`~mimicry.detector.copies.file_sha256`), lets an enrolled file be found as
+        itself."""
         signature = dataclasses.replace(copies.signature(image), sha256=sha256)
         index = self._current_index()
         if index is None or not signature.detailed:
@@ -842,8 +843,9 @@ class Registry:
     def _same_file(self, sha256: str) -> CopyMatch | None:
         """Stage 0 of :meth:`find_copy`: the earliest enrolled work whose file has these bytes."""
         with self._lock:
-            row = self._execute("SELECT w.id, w.source, w.sha256, a.name FROM works w JOIN artists a ON a.id = w.artist_id "
-                                "WHERE w.sha256 = ? ORDER BY w.id LIMIT 1", (sha256,)).fetchone()
+            row = self._execute("SELECT w.id, w.source, w.sha256, a.name FROM works w "
+                                "JOIN artists a ON a.id = w.artist_id WHERE w.sha256 = ? ORDER BY w.id LIMIT 1",
+                                (sha256,)).fetchone()
         return None if row is None else CopyMatch(int(row[0]), row[1], row[2], row[3], 0.0, 0)
 
     def _copy_candidates(self, work_ids: list[int]) -> list[tuple]:

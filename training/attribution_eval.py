@@ -416,7 +416,8 @@ def _how_chosen(card: dict, chosen: dict) -> str:
     picked = f"`{chosen['candidate']}` + `{chosen['projection']}` + `{chosen['aggregate']}`"
     if not card["selection"]["table"]:
         why = card["selection"].get("why")
-        return f"How the embedding was chosen: {card['selection']['rule']}. It is {picked}" + (f": {why}" if why else ".")
+        return (f"How the embedding was chosen: {card['selection']['rule']}. It is {picked}"
+                + (f": {why}" if why else "."))
     return ("How the embedding was chosen (calib authors, K=5 x n=20, 40 episodes; all rows in `model.json` "
             "`selection.table`): candidates were the pooled head features (the usual ImageNet embedding), per-block "
             "channel means, means and standard deviations, early-block Gram matrices, and all of these together; "

@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="side the works are normalised to before the encoder's resize to its input size")
     p.add_argument("--detail", type=int, default=None,
                    help="area-average works and queries to this side before the input resize (the card's "
-                        "preprocessing; see PreprocessConfig.detail); default: none (0.1.1; the bundled 0.2.0 was built with 64)")
+                        "preprocessing; see PreprocessConfig.detail); default: none, as 0.1.1 (the bundled 0.2.0: 64)")
     p.add_argument("--compare-dim", type=int, default=256, help="embedding size when comparing candidates")
     p.add_argument("--dim", type=int, default=128,
                    help="embedding size bundled: 128 halves the registry's memory against 256 and keeps matching "
