@@ -14,7 +14,11 @@ image, transparency already on white):
    (area-averaged, aspect ignored), compared by :func:`distance`, the RMS of their difference after
    each loses its mean, over the sum of their own RMS (0 for the same picture, about 0.7 for two
    unrelated ones). A copy is a candidate at most :data:`COPY_DISTANCE` away whose aspect ratio is
-   within :data:`ASPECT_TOLERANCE` of the query's;
+   within :data:`ASPECT_TOLERANCE` of the query's. A query under :data:`SMALL_QUERY` px on its shorter
+   side is also compared at half that grid (both thumbnails 2 x 2 area-averaged), and the nearer of
+   the two counts: its thumbnail is made by stretching, not averaging, and at 32 px the stretch alone
+   moved a 42-px copy of an 84-px icon 0.26 from it (0.11 at 16 px), while a fine dot pattern halved
+   is recognised at 32 px and not at 16;
 3. when several works pass, which one: the one nearest by :func:`distance` over :data:`COLOUR_SIDE` x
    :data:`COLOUR_SIDE` RGB views of the registry's colour thumbnails (:func:`make_thumbnail`, the query's
    made the same way). Sibling pictures of one set (the same star with another number of points, one
@@ -51,6 +55,7 @@ MAX_CANDIDATES = 256  # nearest by hash; a near-blank query matches many works' 
 STYLE_CANDIDATES = 16  # nearest by style embedding, when there is one
 COPY_DISTANCE = 0.22  # chosen by measurement (module docstring)
 ASPECT_TOLERANCE = 0.1  # |log(aspect ratio / the work's)|: 10%, more than rounding a small image's size
+SMALL_QUERY = 2 * SIDE  # a query smaller than this (shorter side, px) is also compared at SIDE // 2 (stage 2)
 MIN_DETAIL = 2.0  # standard deviation of the thumbnail's grey levels (0-255) below which nothing is a copy
 THUMBNAIL_SIDE = 96  # the registry's colour thumbnail of each work (shown by the doors, compared by stage 3)
 COLOUR_SIDE = 32  # the side of the RGB view that stage 3 compares
@@ -66,6 +71,7 @@ class Signature:
     aspect: float
     colour: bytes | None = None  # COLOUR_SIDE x COLOUR_SIDE RGB of the image's thumbnail (queries only)
     sha256: str | None = None  # of the query's file bytes, when it came as a file or bytes (stage 0)
+    side: int | None = None  # the query image's shorter side in px (None for a stored work's signature)
 
     @property
     def hash_bytes(self) -> bytes:
@@ -105,7 +111,7 @@ def signature(image: Image.Image, colour: bool = False) -> Signature:
     grey = image.convert("L") if image.mode != "L" else image
     thumb = grey.resize((SIDE, SIDE), Image.Resampling.BOX)
     digest = imagehash.dhash(thumb)  # 9 x 8 from the thumbnail: the same pixels the decision compares
-    sig = Signature(int(str(digest), 16), thumb.tobytes(), image.width / image.height)
+    sig = Signature(int(str(digest), 16), thumb.tobytes(), image.width / image.height, side=min(image.size))
     return with_colour(sig, image) if colour else sig
 
 
@@ -170,6 +176,21 @@ def pick(query: Signature, matches: list[tuple[float, bytes | None]]) -> int:
     if any(v is None for v in views):
         return min(order, key=lambda i: matches[i][0])
     return min(order, key=lambda i: (distance(query.colour, views[i]), matches[i][0]))
+
+
+def query_distance(query: Signature, thumb: bytes) -> float:
+    """Stage 2's :func:`distance` of a query to one stored thumbnail; for a small query
+    (:data:`SMALL_QUERY`) the nearer of the full grid's and the half grid's."""
+    d = distance(query.thumb, thumb)
+    if query.side is not None and query.side < SMALL_QUERY:
+        return min(d, distance(halve(query.thumb), halve(thumb)))
+    return d
+
+
+def halve(thumb: bytes) -> bytes:
+    """A ``SIDE`` x ``SIDE`` grey thumbnail 2 x 2 area-averaged to ``SIDE // 2`` (rounded to uint8)."""
+    a = np.frombuffer(thumb, np.uint8).reshape(SIDE // 2, 2, SIDE // 2, 2).astype(np.float32)
+    return np.rint(a.mean(axis=(1, 3))).astype(np.uint8).tobytes()
 
 
 def distance(a: bytes, b: np.ndarray | bytes) -> np.ndarray | float:

@@ -686,7 +686,7 @@ class Registry:
         for wid, source, digest, thumb, aspect, artist, shown in self._copy_candidates(sorted(bits_of)):
             if len(thumb) != len(signature.thumb) or not copies.aspect_close(signature.aspect, aspect):
                 continue
-            d = copies.distance(signature.thumb, bytes(thumb))
+            d = copies.query_distance(signature, bytes(thumb))
             if d <= copies.COPY_DISTANCE:
                 passed.append((CopyMatch(wid, source, digest, artist, d, bits_of[wid]),
                                None if shown is None else bytes(shown)))
