@@ -100,7 +100,7 @@ def ask(reg: Registry, enc: StyleEncoder, data: bytes):
     bytes first, as the engine does)."""
     x, image = enc.load(data)
     embedding = enc.embed_arrays(x[None])[0]
-    return reg.find_copy(reg.copy_signature(image, copies.file_sha256(data)), embedding), image
+    return reg.find_copy(reg.copy_signature(image, copies.source_sha256(data)), embedding), image
 
 
 def main(args: argparse.Namespace) -> dict:

@@ -49,6 +49,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from .bundle import file_sha256
+
 SIDE = 32  # the thumbnail compared: 1,024 grey levels per work
 CANDIDATE_BITS = 12  # dhash radius of the candidates (JPEG 50, 3/4 size moved a work's own hash <= 6 bits)
 MAX_CANDIDATES = 256  # nearest by hash; a near-blank query matches many works' hashes
@@ -115,17 +117,13 @@ def signature(image: Image.Image, colour: bool = False) -> Signature:
     return with_colour(sig, image) if colour else sig
 
 
-def file_sha256(source) -> str | None:
+def source_sha256(source) -> str | None:
     """The sha256 (hex) of a source's bytes, as the registry records an enrolled file's: for a path or
     encoded bytes; None for a decoded image or an array, which have no file."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return hashlib.sha256(source).hexdigest()
     if isinstance(source, (str, os.PathLike)):
-        digest = hashlib.sha256()
-        with open(source, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(source)
     return None
 
 

@@ -171,9 +171,9 @@ class Detector:
         signals = read_provenance(metadata, source) if self.provenance else None
         style = None
         if attribute and self.attribution is not None and self.attribution.active():
-            from .copies import file_sha256  # with attribution only: imagehash stays out of a plain detector
+            from .copies import source_sha256  # with attribution only: imagehash stays out of a plain detector
 
-            style = self.attribution.prepare(images[0], file_sha256(source))
+            style = self.attribution.prepare(images[0], source_sha256(source))
         inputs = [preprocess(im, self.config) for im in images]
         frames = np.stack(inputs) if animation is not None else None
         return Loaded(inputs[0], signals, style, frames, animation)

@@ -644,7 +644,7 @@ class Registry:
         works are near it by hash, the case where stage 3 may have works to choose between. The
         colour view costs a resize of the whole image and a WebP encoding (tens of ms for a large
         PNG, BENCHMARKS.md), so a query near no enrolled work does not pay for it. ``sha256``, of the
-        query's file (:func:`~mimicry.detector.copies.file_sha256`), lets an enrolled file be found as
+        query's file (:func:`~mimicry.detector.copies.source_sha256`), lets an enrolled file be found as
         itself."""
         signature = dataclasses.replace(copies.signature(image), sha256=sha256)
         index = self._current_index()
