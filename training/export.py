@@ -10,6 +10,10 @@
 5. Metrics on the test split (AUROC, AP, TPR at 1% FPR, accuracy and FPR at the threshold, ECE).
 6. ``model.json`` carrying everything inference needs and everything a user should know.
 
+With ``--int8`` the shipped graph is static int8 (per-channel weights, QDQ, activation ranges from training
+images; the classifier stays float32), made after the parity check of step 2, and steps 3-5 are measured on
+the int8 graph's own outputs: its calibration and thresholds are its own, not the float model's.
+
 ``python -m mimicry.training.export --run runs/finetune/demo --out models/default``
 """
 
@@ -19,8 +23,11 @@ import argparse
 import hashlib
 import json
 import platform
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +64,59 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "val human works (each kind of human art on its own), the highest of those thresholds")
     p.add_argument("--card-extra", type=Path, nargs="*", default=[],
                    help="JSON objects merged into model.json (for example the input-policy comparison)")
-    return p.parse_args(argv)
+    p.add_argument("--int8", action="store_true",
+                   help="ship a static int8 graph (per-channel int8 weights, QDQ; the classifier kept in float32); "
+                        "calibration, thresholds and metrics are then measured on the int8 graph's own outputs")
+    p.add_argument("--int8-calibration-images", type=int, default=200,
+                   help="training images (no labels used) whose activations set the int8 ranges")
+    args = p.parse_args(argv)
+    if args.int8_calibration_images < 1:
+        p.error("--int8-calibration-images must be >= 1")
+    return args
+
+
+Forward = Callable[[np.ndarray], np.ndarray]  # a (N, 3, H, W) float32 batch -> N logits
+
+
+def torch_forward(model) -> Forward:
+    import torch
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(np.ascontiguousarray(x))).reshape(-1).float().numpy()
+    return forward
+
+
+def onnx_forward(path: Path) -> Forward:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: np.ascontiguousarray(x)})[0].reshape(-1)
+
+
+INT8_VARIANT = "int8-qdq-pc"  # training.quantize's names; per channel: the most accurate static variant
+
+
+def quantize_int8(onnx_path: Path, manifest: Path, cfg: PreprocessConfig, images: int) -> dict:
+    """Replace ``onnx_path`` (the exported float32 graph) by its static int8 version; return the card's
+    ``quantization`` section. Activation ranges come from up to ``images`` training images (both labels,
+    interleaved), preprocessed as for training, so no val or test image shapes the graph."""
+    from mimicry.detector.decode import decode_image
+    from mimicry.detector.preprocess import preprocess
+    from mimicry.training import quantize
+
+    paths = quantize.manifest_paths(manifest, "train", images)
+    calib = np.stack([preprocess(decode_image(p), cfg) for p in paths])
+    with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
+        fp32, prepared = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx"
+        shutil.copyfile(onnx_path, fp32)
+        quantize.prepare(fp32, prepared)
+        section = quantize.make_variant(INT8_VARIANT, prepared, fp32, onnx_path, "input", calib, "minmax")
+        section["float32_onnx_sha256"] = hashlib.sha256(fp32.read_bytes()).hexdigest()
+    section["variant"] = INT8_VARIANT
+    section["calibration"]["split"] = "train"
+    return section
 
 
 def export_onnx(model, size: int, path: Path) -> None:
@@ -163,22 +222,24 @@ def metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
     }
 
 
-def split_logits(model, manifest: Path, split: str, cfg: PreprocessConfig, batch_size: int):
+def split_logits(forward: Forward, manifest: Path, split: str, cfg: PreprocessConfig, batch_size: int):
     from torch.utils.data import DataLoader
 
-    from mimicry.training.finetune import ManifestDataset, predict_logits
+    from mimicry.training.finetune import ManifestDataset
 
     ds = ManifestDataset(manifest, split, cfg, augment="none")
     if len(ds) == 0:
         raise ValueError(f"no rows in the {split} split of {manifest}")
-    return predict_logits(model, DataLoader(ds, batch_size=batch_size)), ds
+    logits, labels = [], []
+    for x, y in DataLoader(ds, batch_size=batch_size):
+        logits.append(forward(x.numpy()))
+        labels.append(y.float().numpy())
+    return (np.concatenate(logits), np.concatenate(labels)), ds
 
 
-def perturbed_logits(model, manifest: Path, split: str, cfg: PreprocessConfig, name: str,
+def perturbed_logits(forward: Forward, manifest: Path, split: str, cfg: PreprocessConfig, name: str,
                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of a split with one :mod:`mimicry.training.evaluate` perturbation applied to every image."""
-    import torch
-
     from mimicry.detector.decode import decode_image
     from mimicry.detector.preprocess import preprocess
     from mimicry.training.evaluate import perturbations
@@ -188,10 +249,7 @@ def perturbed_logits(model, manifest: Path, split: str, cfg: PreprocessConfig, n
     rows = read_rows(manifest, split)
     x = np.stack([preprocess(decode_image(fn(decode_image(manifest.parent / r["path"]), i)), cfg)
                   for i, r in enumerate(rows)])
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            out.append(model(torch.from_numpy(x[start : start + batch_size])).squeeze(1).numpy())
+    out = [forward(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
     return np.concatenate(out), np.array([LABELS[r["label"]] for r in rows])
 
 
@@ -250,7 +308,8 @@ def main(args: argparse.Namespace) -> dict:
     export_onnx(model, cfg.size, onnx_path)
 
     # Parity on real images of the validation split.
-    (val_logits, val_y), val_ds = split_logits(model, manifest, "val", cfg, args.batch_size)
+    forward = torch_forward(model)
+    (val_logits, val_y), val_ds = split_logits(forward, manifest, "val", cfg, args.batch_size)
     x = torch.stack([val_ds[i][0] for i in range(min(args.parity_images, len(val_ds)))])
     with torch.no_grad():
         ref = model(x).numpy()
@@ -259,6 +318,23 @@ def main(args: argparse.Namespace) -> dict:
     parity = float(np.max(np.abs(ref - got)))
     if parity > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX and torch disagree: max |delta logit| {parity:.2e} > {PARITY_TOLERANCE}")
+    quantization = None
+    if args.int8:
+        from sklearn.metrics import roc_auc_score
+
+        # From here on every logit is the int8 graph's: the calibration, thresholds and metrics below describe
+        # the file that ships. What int8 changed is measured on val against the float model.
+        quantization = quantize_int8(onnx_path, manifest, cfg, args.int8_calibration_images)
+        fp32_val = val_logits
+        forward = onnx_forward(onnx_path)
+        (val_logits, _), _ = split_logits(forward, manifest, "val", cfg, args.batch_size)
+        delta = np.abs(val_logits - fp32_val)
+        quantization["against_float32_on_val"] = {
+            "images": int(len(val_y)), "max_abs_delta_logit": float(delta.max()),
+            "mean_abs_delta_logit": float(delta.mean()),
+            "auroc_float32": float(roc_auc_score(val_y, fp32_val)), "auroc_int8": float(roc_auc_score(val_y, val_logits))}
+        quantization["note"] = ("calibration, thresholds and metrics are the int8 graph's own; "
+                                "metrics.onnx_parity_max_abs_logit_diff is the float32 graph's, before quantisation")
 
     a, b = platt_fit(val_logits, val_y)
     val_scores = calibrate(val_logits, a, b)
@@ -267,7 +343,7 @@ def main(args: argparse.Namespace) -> dict:
     # counts as one more human work that must stay below the threshold (at most max_fpr of all).
     human_thr, mimicry_thr = [human_val], [mimicry_val]
     for name in args.threshold_under:
-        lg, yy = perturbed_logits(model, manifest, "val", cfg, name, args.batch_size)
+        lg, yy = perturbed_logits(forward, manifest, "val", cfg, name, args.batch_size)
         sc = calibrate(lg, a, b)
         human_thr.append(sc[yy == 0])
         mimicry_thr.append(sc[yy == 1])
@@ -290,7 +366,7 @@ def main(args: argparse.Namespace) -> dict:
     # The mirror rule on the other side: at most max_fnr of the val mimicry scores below human_below.
     human_below = min(thr, args.human_max_score,
                       1.0 - max_margin_threshold(1.0 - mimicry_val, 1.0 - human_val, args.max_fnr))
-    (test_logits, test_y), _ = split_logits(model, manifest, "test", cfg, args.batch_size)
+    (test_logits, test_y), _ = split_logits(forward, manifest, "test", cfg, args.batch_size)
     test_scores = calibrate(test_logits, a, b)
 
     data = json.loads((manifest.parent / "dataset.json").read_text()) if (manifest.parent / "dataset.json").is_file() else {}
@@ -341,6 +417,8 @@ def main(args: argparse.Namespace) -> dict:
         "opset": OPSET,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if quantization is not None:
+        card["quantization"] = quantization
     for path in args.card_extra:
         extra = json.loads(path.read_text())
         clash = sorted(set(extra) & set(card))

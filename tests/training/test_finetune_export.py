@@ -161,6 +161,35 @@ def test_per_source_threshold_rule_holds_every_source_to_the_bound(trained, tmp_
     assert "each source's val human works" in th["how_chosen"]
 
 
+def test_int8_export_ships_an_int8_graph_calibrated_on_its_own_outputs(trained, tmp_path):
+    manifest, run, _ = trained
+    export.main(export.parse_args(["--run", str(run), "--out", str(tmp_path / "fp32")]))
+    card = export.main(export.parse_args(["--run", str(run), "--out", str(tmp_path / "int8"), "--int8",
+                                          "--int8-calibration-images", "8"]))
+    proto = onnx.load(str(tmp_path / "int8" / "model.onnx"))
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    q = card["quantization"]
+    assert q["kind"] == "static int8" and q["per_channel"] and q["calibration"] == {
+        "method": "minmax", "images": 8, "split": "train"}
+    shas = [json.loads((tmp_path / d / "model.json").read_text())["onnx_sha256"] for d in ("fp32", "int8")]
+    assert q["float32_onnx_sha256"] == shas[0] != shas[1]
+    assert q["kept_in_float32"], "the classifier must stay float32 so a confident logit is not clipped"
+    # The card's calibration is the int8 graph's: refit by hand on that graph's val logits, it is the same.
+    from mimicry.detector.preprocess import PreprocessConfig
+
+    cfg = PreprocessConfig.from_dict(json.loads((run / "settings.json").read_text())["preprocess"])
+    (lg8, y), _ = export.split_logits(export.onnx_forward(tmp_path / "int8" / "model.onnx"), manifest, "val", cfg, 8)
+    assert np.allclose(export.platt_fit(lg8, y), (card["calibration"]["a"], card["calibration"]["b"]), atol=1e-6)
+    (lg32, _), _ = export.split_logits(export.onnx_forward(tmp_path / "fp32" / "model.onnx"), manifest, "val", cfg, 8)
+    assert np.isclose(q["against_float32_on_val"]["max_abs_delta_logit"], np.abs(lg8 - lg32).max(), atol=1e-3)
+    assert not np.allclose(lg8, lg32, atol=1e-4)  # it is another graph, not the float one under a new name
+    from mimicry.detector import Detector  # the engine serves it as it serves a float32 graph
+
+    v = Detector.from_dir(tmp_path / "int8").predict([str(manifest.parent / "test" / "human_0.png")])[0]
+    assert v.label in ("human", "uncertain", "ai-mimicry") and 0.0 <= v.score <= 1.0
+
+
 def test_calibration_is_monotone_and_thresholds_bound_the_fpr():
     rng = np.random.default_rng(0)
     logits = np.concatenate([rng.normal(-2, 1, 200), rng.normal(2, 1, 200)])
