@@ -114,7 +114,8 @@ def timed(fn, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def main(args: argparse.Namespace) -> dict:
     card = encoder_card(args.encoder)
-    dim = args.dim or int(card["output"]["dim"])
+    palette = card.get("palette")  # the embedding is the graph's output and, since 0.3.0, the palette's cells
+    dim = args.dim or int(card["output"]["dim"]) + (int(palette["bins"]) ** 3 if palette else 0)
     aggregate = args.aggregate or card["similarity"]["aggregate"]
     tmp = None
     if args.db is None:

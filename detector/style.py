@@ -9,6 +9,9 @@ bundle, the directory loads only when the card is complete and the ONNX file's s
     e = enc.embed_one("suspect.png")                # (dim,) float32, unit length
     rows = enc.embed(["a.png", b"...", "broken.png"])  # arrays, or DecodeError for a bad source
 
+A card may add a ``palette`` (since 0.3.0): the embedding is then the graph's output and the image's colour
+palette side by side, weighted so that it stays unit length (:func:`palette_vectors`, :meth:`StyleEncoder.dim`).
+
 numpy + Pillow + onnxruntime only. ``session.run`` is thread-safe, so one instance serves many threads.
 """
 
@@ -40,6 +43,40 @@ REQUIRED_FIELDS = (
     "metrics", "training_data", "onnx_sha256", "libraries",
 )
 _INPUT_TENSOR_KEYS = ("name", "layout", "dtype", "pad_to_square")
+PALETTE_MIN_PIXELS = 20  # a page with fewer non-white pixels than this is counted whole, white included
+
+
+def palette_vectors(x: np.ndarray, cfg: PreprocessConfig, bins: int, white_above: int) -> np.ndarray:
+    """The colour palettes of a preprocessed batch ``(N, 3, S, S)`` (the encoder's own input, so training and
+    serving count the same pixels): per image, the share of its pixels in each of ``bins**3`` RGB cells, pixels
+    of the white page (every channel above ``white_above`` on the 0-255 scale) left out unless fewer than
+    :data:`PALETTE_MIN_PIXELS` others remain; square-rooted, so the dot product of two palettes is their
+    Bhattacharyya coefficient, and unit length. ``(N, bins**3)`` float32."""
+    mean = np.asarray(cfg.mean, np.float32)[:, None]
+    std = np.asarray(cfg.std, np.float32)[:, None]
+    out = np.empty((len(x), bins ** 3), np.float32)
+    for i, image in enumerate(x):
+        rgb = np.clip((image.reshape(3, -1) * std + mean) * 255.0, 0.0, 255.0)
+        ink = ~(rgb > white_above).all(axis=0)
+        if ink.sum() >= PALETTE_MIN_PIXELS:
+            rgb = rgb[:, ink]
+        cell = np.minimum((rgb * (bins / 256.0)).astype(np.int64), bins - 1)
+        counts = np.bincount((cell[0] * bins + cell[1]) * bins + cell[2], minlength=bins ** 3)
+        root = np.sqrt(counts / counts.sum())
+        out[i] = root / np.linalg.norm(root)
+    return out
+
+
+def _check_palette(palette: object, where: str) -> None:
+    if not isinstance(palette, Mapping):
+        raise ModelError(f"{where}: palette must be an object")
+    bins, weight, white = palette.get("bins"), palette.get("weight"), palette.get("white_above")
+    if not (isinstance(bins, int) and 2 <= bins <= 16):
+        raise ModelError(f"{where}: palette.bins must be an integer in [2, 16]")
+    if not (isinstance(weight, (int, float)) and 0.0 < weight < 1.0):
+        raise ModelError(f"{where}: palette.weight must be a number in (0, 1)")
+    if not (isinstance(white, int) and 0 <= white <= 255):
+        raise ModelError(f"{where}: palette.white_above must be an integer in [0, 255]")
 
 
 def pad_to_square(image: Image.Image) -> Image.Image:
@@ -84,6 +121,8 @@ def parse_style_card(card: object, where: str = CARD_FILE) -> PreprocessConfig:
                          "and the text measured_on")
     if not isinstance(card["output"]["dim"], int) or card["output"]["dim"] < 1:
         raise ModelError(f"{where}: output.dim must be a positive integer")
+    if "palette" in card:
+        _check_palette(card["palette"], where)
     try:
         return PreprocessConfig.from_dict({k: v for k, v in inp.items() if k not in _INPUT_TENSOR_KEYS})
     except (TypeError, ValueError) as exc:
@@ -148,7 +187,9 @@ class StyleEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self.card["output"]["dim"])
+        """The embedding's size: the graph's output, plus the palette's cells when the card has one."""
+        palette = self.card.get("palette")
+        return int(self.card["output"]["dim"]) + (int(palette["bins"]) ** 3 if palette else 0)
 
     @property
     def threshold(self) -> float:
@@ -196,7 +237,14 @@ class StyleEncoder:
         if not len(x):
             return np.zeros((0, self.dim), np.float32)
         out = self.session.run([self.card["output"]["name"]], {self.card["input"]["name"]: x})[0]
-        return np.asarray(out, dtype=np.float32).reshape(len(x), self.dim)
+        out = np.asarray(out, dtype=np.float32).reshape(len(x), int(self.card["output"]["dim"]))
+        palette = self.card.get("palette")
+        if not palette:
+            return out
+        w = float(palette["weight"])
+        colours = palette_vectors(x, self.config, int(palette["bins"]), int(palette["white_above"]))
+        # Both parts are unit length, so the whole is too, and a cosine is (1 - w) x the graph's + w x the palette's.
+        return np.concatenate([np.float32(np.sqrt(1.0 - w)) * out, np.float32(np.sqrt(w)) * colours], axis=1)
 
     def embed(self, sources: Iterable[Source], batch_size: int = 32) -> list[np.ndarray | DecodeError]:
         """One embedding per source, in order; a source that cannot be decoded gets its DecodeError."""

@@ -407,12 +407,21 @@ def _calib_spread(calib: dict) -> str:
 def _build_command(card: dict) -> str:
     """The builder's command line that made the encoder, from the settings its card recorded."""
     st = card.get("settings", {})
-    flags = [f"--{k} {st[k]}" for k in ("version", "thumb", "detail", "candidate")
+    flags = [f"--{k.replace('_', '-')} {st[k]}" for k in ("version", "thumb", "detail", "candidate", "palette_bins")
              if st.get(k) is not None and not (k == "thumb" and st[k] == LEGACY_THUMB)]
+    if st.get("palette_bins") is not None:
+        flags.append(f"--palette-weight {st['palette_weight']}")
     return " ".join(["python -m mimicry.training.style_encoder --out models/style-encoder", *flags])
 
 
 def _how_chosen(card: dict, chosen: dict) -> str:
+    palette = card.get("palette")
+    return _how_graph_chosen(card, chosen) + ("" if not palette else (
+        f" The palette ({palette['bins']} bins per channel, weight {palette['weight']:g}): "
+        + (palette.get("why") or "given on the command line") + "."))
+
+
+def _how_graph_chosen(card: dict, chosen: dict) -> str:
     picked = f"`{chosen['candidate']}` + `{chosen['projection']}` + `{chosen['aggregate']}`"
     if not card["selection"]["table"]:
         why = card["selection"].get("why")

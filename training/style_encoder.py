@@ -40,7 +40,7 @@ from PIL import Image
 
 from mimicry.detector.preprocess import PreprocessConfig, preprocess
 from mimicry.detector.registry import artist_scores, group_by_artist
-from mimicry.detector.style import FORMAT_VERSION, ONNX_FILE, pad_to_square, write_style_card
+from mimicry.detector.style import FORMAT_VERSION, ONNX_FILE, pad_to_square, palette_vectors, write_style_card
 
 BACKBONE = "tf_efficientnet_lite0"
 OPSET = 17
@@ -82,6 +82,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "dimension sweep shows what it costs")
     p.add_argument("--candidate", default=None, help="skip the comparison and export this candidate")
     p.add_argument("--why", default=None, help="why --candidate was given (written to the card's selection)")
+    p.add_argument("--palette-bins", type=int, default=None,
+                   help="add each work's colour palette (bins per RGB channel; detector.style.palette_vectors) to "
+                        "the embedding; default: none, as 0.2.0 (the bundled 0.3.0: 4)")
+    p.add_argument("--palette-weight", type=float, default=0.1,
+                   help="the palette's share of a cosine similarity (the graph's is 1 - this)")
+    p.add_argument("--palette-white", type=int, default=245,
+                   help="pixels above this in every channel are the page, not the palette")
+    p.add_argument("--palette-why", default=None, help="why these palette settings (written to the card)")
     p.add_argument("--k", type=int, default=5, help="authors enrolled per episode")
     p.add_argument("--n", type=int, default=20, help="works enrolled per author")
     p.add_argument("--episodes", type=int, default=40)
@@ -92,7 +100,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0 < args.max_false_attribution < 1:
         p.error("--max-false-attribution must be in (0, 1)")
+    if args.palette_bins is not None and not 2 <= args.palette_bins <= 16:
+        p.error("--palette-bins must be in [2, 16]")
+    if not 0 < args.palette_weight < 1:
+        p.error("--palette-weight must be in (0, 1)")
     return args
+
+
+def with_palette(emb: np.ndarray, images: np.ndarray, cfg: PreprocessConfig, palette: dict,
+                 batch_size: int = 64) -> np.ndarray:
+    """``emb`` (the graph's unit embeddings of ``images``) joined with the images' palettes as
+    ``detector.style.StyleEncoder.embed_arrays`` joins them, from the same preprocessed input."""
+    colours = np.concatenate([
+        palette_vectors(np.stack([preprocess(pad_to_square(Image.fromarray(a)), cfg) for a in images[i:i + batch_size]]),
+                        cfg, palette["bins"], palette["white_above"])
+        for i in range(0, len(images), batch_size)])
+    w = palette["weight"]
+    return np.concatenate([np.float32(np.sqrt(1 - w)) * emb, np.float32(np.sqrt(w)) * colours], axis=1)
 
 
 # ----------------------------------------------------------------------------- data
@@ -696,7 +720,17 @@ def main(args: argparse.Namespace) -> dict:
     projection_fit: dict = {}
     mu, w = fit_projection(x[fit_mask], [a for a, m in zip(authors, fit_mask) if m], best["projection"], dim,
                            report=projection_fit)
-    emb = embed(x, mu, w)
+    emb = graph_emb = embed(x, mu, w)
+    palette = None
+    if args.palette_bins:
+        palette = {"bins": args.palette_bins, "weight": args.palette_weight, "white_above": args.palette_white,
+                   "dim": args.palette_bins ** 3,
+                   "meaning": ("the share of the image's non-white pixels in each RGB cell (bins per channel), "
+                               "square-rooted and unit length; the embedding is [sqrt(1 - weight) x the graph's "
+                               "output, sqrt(weight) x the palette], so a cosine similarity is (1 - weight) x the "
+                               "graph's + weight x the palettes' Bhattacharyya coefficient"),
+                   **({"why": args.palette_why} if args.palette_why else {})}
+        emb = with_palette(graph_emb, images, cfg, palette)
     calib = {a for a in counts if groups[a] == "calib"}
     result = run_protocol(emb, authors, calib, args.k, args.n, args.episodes, args.seed, best["aggregate"])
     threshold = threshold_at_far(result["impostor_top"], args.max_false_attribution)
@@ -718,7 +752,7 @@ def main(args: argparse.Namespace) -> dict:
     idx = rng.choice(len(images), 8, replace=False)
     sess = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     xin = np.stack([preprocess(pad_to_square(Image.fromarray(a)), cfg) for a in images[idx]])
-    graph_vs_numpy = float(np.abs(sess.run(["embedding"], {"input": xin})[0] - emb[idx]).max())
+    graph_vs_numpy = float(np.abs(sess.run(["embedding"], {"input": xin})[0] - graph_emb[idx]).max())
     if graph_vs_numpy > 1e-3:
         raise SystemExit(f"exported graph disagrees with the measured embedding by {graph_vs_numpy:.2e}")
 
@@ -735,10 +769,16 @@ def main(args: argparse.Namespace) -> dict:
                         + "per-channel statistics of the frozen trunk's feature maps "
                         f"({', '.join(keys)}; each block scaled to unit length), centred and projected "
                         f"({best['projection']}) to {w.shape[1]} dimensions on openclipart authors outside the demo "
-                        "set, then L2-normalised. Cosine similarity compares two works' styles."),
+                        "set, then L2-normalised"
+                        + ("" if palette is None else
+                           f"; beside it the work's colour palette ({palette['bins']}^3 RGB cells, the white page left "
+                           f"out), weighing {palette['weight']:g} of a similarity")
+                        + ". Cosine similarity compares two works' styles."),
         "input": {"name": "input", "layout": "NCHW", "dtype": "float32", "pad_to_square": True, **cfg.to_dict()},
         "output": {"name": "embedding", "dim": int(w.shape[1]),
-                   "meaning": "unit-length style embedding; cosine similarity = dot product"},
+                   "meaning": "unit-length style embedding; cosine similarity = dot product"
+                              + ("" if palette is None else " (the graph's part; see palette)")},
+        **({"palette": palette} if palette else {}),
         "similarity": {
             "threshold": round(threshold, 6),
             "aggregate": best["aggregate"],

@@ -13,12 +13,15 @@ from registry_fixtures import ENCODER_DIR, REPO, draw_work
 from mimicry.detector import copies
 from mimicry.detector.bundle import ModelError
 from mimicry.detector.decode import DecodeError
-from mimicry.detector.style import StyleEncoder, pad_to_square
+from mimicry.detector.preprocess import preprocess
+from mimicry.detector.style import StyleEncoder, pad_to_square, palette_vectors, write_style_card
 
 
 def test_card_and_embeddings(encoder):
     card = json.loads((ENCODER_DIR / "model.json").read_text())
-    assert card["kind"] == "style-encoder" and card["output"]["dim"] == encoder.dim
+    palette = card.get("palette")
+    assert card["kind"] == "style-encoder"
+    assert encoder.dim == card["output"]["dim"] + (palette["bins"] ** 3 if palette else 0)
     assert 0 < encoder.threshold < 1 and "false attribution" in card["similarity"]["how_chosen"]
     rng = np.random.default_rng(0)
     images = [draw_work("ink", rng), draw_work("flat", rng)]
@@ -114,3 +117,48 @@ def test_the_attribution_report_names_the_command_that_built_the_encoder():
     assert f"--detail {card['settings']['detail']}" in command and "--thumb" not in command  # 128: the default
     assert f"--candidate {card['settings']['candidate']}" in command
     assert "--detail" not in _build_command({"settings": {"version": "0.1.1", "detail": None}})
+    palette = card.get("palette")
+    if palette:  # the palette's settings rebuild it too
+        assert f"--palette-bins {palette['bins']} --palette-weight {palette['weight']}" in command
+
+
+def test_the_palette_counts_the_ink_not_the_page(encoder):
+    cfg = encoder.config
+    page = Image.new("RGB", (128, 128), "white")
+    page.paste((200, 30, 30), (10, 10, 74, 74))  # 4,096 red pixels
+    page.paste((20, 40, 220), (90, 90, 106, 106))  # 256 blue ones
+    v = palette_vectors(preprocess(page, cfg)[None], cfg, 4, 245)[0]
+    assert v.shape == (64,) and abs(float(np.linalg.norm(v)) - 1.0) < 1e-6
+    red, blue, white = (3 * 4 + 0) * 4 + 0, (0 * 4 + 0) * 4 + 3, 63
+    assert v[red] > v[blue] > v[white] and v[red] ** 2 > 0.8  # the page's resampled edges hold the rest
+    counted = palette_vectors(preprocess(page, cfg)[None], cfg, 4, 255)[0]  # nothing is "the page" at 255
+    assert counted[white] > counted[red], "the page is most of the picture once it is counted"
+    blank = palette_vectors(preprocess(Image.new("RGB", (64, 64), "white"), cfg)[None], cfg, 4, 245)[0]
+    assert blank[white] == pytest.approx(1.0), "a blank page is counted whole rather than left empty"
+
+
+def test_a_palette_card_joins_the_graph_and_the_palette_and_stays_unit_length(tmp_path):
+    card = json.loads((ENCODER_DIR / "model.json").read_text())
+    dirs = {}
+    for name, palette in (("graph", None), ("joined", {"bins": 4, "weight": 0.25, "white_above": 245})):
+        d = dirs[name] = tmp_path / name
+        shutil.copytree(ENCODER_DIR, d)
+        c = {k: v for k, v in card.items() if k not in ("palette", "onnx_sha256")}
+        write_style_card(d, {**c, **({"palette": palette} if palette else {})})
+    graph, joined = StyleEncoder.from_dir(dirs["graph"]), StyleEncoder.from_dir(dirs["joined"])
+    assert joined.dim == graph.dim + 64
+    rng = np.random.default_rng(3)
+    works = [draw_work("ink", rng), draw_work("flat", rng)]
+    g, j = np.stack(graph.embed(works)), np.stack(joined.embed(works))
+    np.testing.assert_allclose(np.linalg.norm(j, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(j[:, :graph.dim], np.sqrt(0.75) * g, atol=1e-6)
+    x = np.stack([joined.prepare(w) for w in works])
+    p = palette_vectors(x, joined.config, 4, 245)
+    assert float(j[0] @ j[1]) == pytest.approx(0.75 * float(g[0] @ g[1]) + 0.25 * float(p[0] @ p[1]), abs=1e-5)
+    bad = tmp_path / "bad"
+    shutil.copytree(dirs["joined"], bad)
+    c = json.loads((bad / "model.json").read_text())
+    c["palette"]["bins"] = 1
+    (bad / "model.json").write_text(json.dumps(c))
+    with pytest.raises(ModelError, match="palette.bins"):
+        StyleEncoder.from_dir(bad)
