@@ -105,11 +105,17 @@ realworld-dataset: venv art-packages dataset
 	    --holdout-group "artist:nicu buculei" --holdout-group "artist:nicu buculei and nathan eady" \
 	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train" --out $(RW)
 
-# About 45 minutes on 2 cores (4 epochs of about 10 minutes, then export).
+# 1.4.0: the 1.3 recipe on the 1.4 data (data/realworld-v4) at a 320-px input, chosen by the leave-one-source-out
+# runs at 320 against 224 (docs/eval/realworld_notes.md). About an hour on 2 cores (4 epochs of about 11 minutes,
+# then export). DETECTOR_VERSION names the run folder and the card's version; 1.3.0 was
+# `make detector RW=data/realworld-v3 INPUT_SIZE=224 DETECTOR_VERSION=1.3.0` (its run folder was realworld-v3b).
+DETECTOR_VERSION ?= 1.4.0
+detector: RW := data/realworld-v4
+detector: INPUT_SIZE := 320
 detector: realworld-dataset
-	$(PY) -m mimicry.training.finetune --manifest $(RW)/manifest.jsonl --out runs/finetune/realworld-v3b $(RW_FINETUNE)
-	$(PY) -m mimicry.training.export --run runs/finetune/realworld-v3b --out $(MODEL) --name mimicry-realworld \
-	    --version 1.3.0 --trained-on "$$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
+	$(PY) -m mimicry.training.finetune --manifest $(RW)/manifest.jsonl --out runs/finetune/realworld-$(DETECTOR_VERSION) $(RW_FINETUNE)
+	$(PY) -m mimicry.training.export --run runs/finetune/realworld-$(DETECTOR_VERSION) --out $(MODEL) --name mimicry-realworld \
+	    --version $(DETECTOR_VERSION) --trained-on "$$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
 	    --threshold-under $(RW_THRESHOLD_UNDER)
 
 # Per source and generator, clean and perturbed, with the shortcut baselines (docs/eval/realworld.json, about
@@ -199,10 +205,18 @@ STYLE_WHY := the recipe the comparison rule chose at 0.1.1 (without --detail), k
 	(top-1 0.624) and on the demo mimicry (0.425): docs/eval/attribution_detail64.json
 # 0.2.0: the 0.1.1 recipe (blocks_mean_std + pca + centroid, chosen by the builder's rule at 0.1.1) with every work
 # and query area-averaged to 64 px first (--detail 64); docs/ATTRIBUTION.md says what it changed.
+# 0.3.0: 0.2.0 and the work's colour palette beside it (4 bins per channel, a tenth of a similarity).
+PALETTE_WHY := chosen on the calib authors (K=5 x n=20, 100 episodes, prototype over the 0.2.0 embeddings): top-1 \
+	0.844 without a palette; with 4, 5, 6 or 8 bins and weight 0.1, 0.855-0.857, the recall at 5% false attribution \
+	kept (0.517-0.528 against 0.524), while weights 0.15-0.3 lost it (0.34-0.51); 4 bins, the fewest cells (64 more \
+	dimensions), for the registry's memory. The test authors' figures were printed in the same runs
+STYLE_VERSION ?= 0.3.0
+STYLE_OUT     ?= models/style-encoder
 style-encoder: venv openclipart
-	$(PY) -m mimicry.training.style_encoder --out models/style-encoder --version 0.2.0 --detail 64 \
-	    --candidate blocks_mean_std:pca:centroid --why "$(STYLE_WHY)"
-	$(PY) -m mimicry.training.attribution_eval --encoder models/style-encoder --out docs/ATTRIBUTION.md
+	$(PY) -m mimicry.training.style_encoder --out $(STYLE_OUT) --version $(STYLE_VERSION) --detail 64 \
+	    --candidate blocks_mean_std:pca:centroid --why "$(STYLE_WHY)" \
+	    --palette-bins 4 --palette-weight 0.1 --palette-why "$(PALETTE_WHY)"
+	$(PY) -m mimicry.training.attribution_eval --encoder $(STYLE_OUT) --out docs/ATTRIBUTION.md
 
 # The benchmarks of BENCHMARKS.md; the int8/fp16 variants are calibrated on the demo dataset's val split.
 bench: venv
