@@ -63,7 +63,7 @@ demo-detector: dataset
 # The bundled detector (models/default 1.x): real AI art and human art of many kinds. REALWORLD is a folder
 # with sources.jsonl (see mimicry.training.external); the human art of Debian packages is added to it.
 REALWORLD ?= ../shared/realworld
-RW        ?= data/realworld
+RW        ?= data/realworld-v4
 APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers naev-data widelands-data hedgewars-data \
 	     endless-sky-data tuxpaint-stamps-default mate-backgrounds gnome-backgrounds stellarium-data freecol
 RW_THRESHOLD_UNDER := jpeg75 jpeg50 resize0.5 centre_crop50 webp
@@ -106,17 +106,19 @@ realworld-dataset: venv art-packages dataset
 	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train" --out $(RW)
 
 # 1.4.0: the 1.3 recipe on the 1.4 data (data/realworld-v4) at a 320-px input, chosen by the leave-one-source-out
-# runs at 320 against 224 (docs/eval/realworld_notes.md). About an hour on 2 cores (4 epochs of about 11 minutes,
-# then export). DETECTOR_VERSION names the run folder and the card's version; 1.3.0 was
-# `make detector RW=data/realworld-v3 INPUT_SIZE=224 DETECTOR_VERSION=1.3.0` (its run folder was realworld-v3b).
+# runs at 320 against 224 (docs/eval/realworld_notes.md), shipped as static int8 (export --int8: its calibration
+# and threshold fitted on the int8 graph's own outputs; as fast at 320 px as float32 at 224 on a VNNI CPU,
+# BENCHMARKS.md; INT8= exports float32). About an hour on 2 cores (4 epochs of about 11 minutes, then export).
+# DETECTOR_VERSION names the run folder and the card's version; 1.3.0 was
+# `make detector RW=data/realworld-v3 INPUT_SIZE=224 INT8= DETECTOR_VERSION=1.3.0` (run folder realworld-v3b).
 DETECTOR_VERSION ?= 1.4.0
-detector: RW := data/realworld-v4
+INT8 ?= --int8
 detector: INPUT_SIZE := 320
 detector: realworld-dataset
 	$(PY) -m mimicry.training.finetune --manifest $(RW)/manifest.jsonl --out runs/finetune/realworld-$(DETECTOR_VERSION) $(RW_FINETUNE)
 	$(PY) -m mimicry.training.export --run runs/finetune/realworld-$(DETECTOR_VERSION) --out $(MODEL) --name mimicry-realworld \
 	    --version $(DETECTOR_VERSION) --trained-on "$$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
-	    --threshold-under $(RW_THRESHOLD_UNDER)
+	    --threshold-under $(RW_THRESHOLD_UNDER) $(INT8)
 
 # Per source and generator, clean and perturbed, with the shortcut baselines (docs/eval/realworld.json, about
 # 8 minutes); then docs/EVALUATION.md, and the evaluation and input-policy block merged into the model card.
