@@ -162,3 +162,20 @@ def test_a_palette_card_joins_the_graph_and_the_palette_and_stays_unit_length(tm
     (bad / "model.json").write_text(json.dumps(c))
     with pytest.raises(ModelError, match="palette.bins"):
         StyleEncoder.from_dir(bad)
+
+
+def test_the_reposted_protocol_scores_altered_queries_against_unaltered_enrolment():
+    from mimicry.training.attribution_eval import open_set, reposted
+
+    rng = np.random.default_rng(5)
+    authors = [f"a{i}" for i in range(4) for _ in range(30)]
+    centres = rng.normal(size=(4, 16))
+    emb = np.repeat(centres, 30, axis=0) + 0.3 * rng.normal(size=(120, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    args = (emb, authors, set(authors), 3, 20, 10, 0, "centroid", 0.5)
+    same = open_set(*args, query_emb=emb.copy())
+    assert same == open_set(*args)  # an unaltered copy changes nothing
+    shuffled = open_set(*args, query_emb=emb[rng.permutation(120)])  # queries no longer their authors' works
+    assert shuffled["top1"] < same["top1"] - 0.3
+    small = reposted(np.full((128, 96, 3), 200, np.uint8))
+    assert small.size == (48, 64) and small.mode == "RGB"
