@@ -67,6 +67,12 @@ def palette_vectors(x: np.ndarray, cfg: PreprocessConfig, bins: int, white_above
     return out
 
 
+def join_palette(graph: np.ndarray, colours: np.ndarray, weight: float) -> np.ndarray:
+    """The embedding of a card with a palette: ``[sqrt(1 - weight) x graph, sqrt(weight) x colours]``. Both
+    parts are unit length, so the whole is too, and a cosine is (1 - weight) x the graph's + weight x the palettes'."""
+    return np.concatenate([np.float32(np.sqrt(1.0 - weight)) * graph, np.float32(np.sqrt(weight)) * colours], axis=1)
+
+
 def _check_palette(palette: object, where: str) -> None:
     if not isinstance(palette, Mapping):
         raise ModelError(f"{where}: palette must be an object")
@@ -241,10 +247,8 @@ class StyleEncoder:
         palette = self.card.get("palette")
         if not palette:
             return out
-        w = float(palette["weight"])
         colours = palette_vectors(x, self.config, int(palette["bins"]), int(palette["white_above"]))
-        # Both parts are unit length, so the whole is too, and a cosine is (1 - w) x the graph's + w x the palette's.
-        return np.concatenate([np.float32(np.sqrt(1.0 - w)) * out, np.float32(np.sqrt(w)) * colours], axis=1)
+        return join_palette(out, colours, float(palette["weight"]))
 
     def embed(self, sources: Iterable[Source], batch_size: int = 32) -> list[np.ndarray | DecodeError]:
         """One embedding per source, in order; a source that cannot be decoded gets its DecodeError."""

@@ -40,7 +40,8 @@ from PIL import Image
 
 from mimicry.detector.preprocess import PreprocessConfig, preprocess
 from mimicry.detector.registry import artist_scores, group_by_artist
-from mimicry.detector.style import FORMAT_VERSION, ONNX_FILE, pad_to_square, palette_vectors, write_style_card
+from mimicry.detector.style import (FORMAT_VERSION, ONNX_FILE, join_palette, pad_to_square, palette_vectors,
+                                    write_style_card)
 
 BACKBONE = "tf_efficientnet_lite0"
 OPSET = 17
@@ -115,8 +116,7 @@ def with_palette(emb: np.ndarray, images: np.ndarray, cfg: PreprocessConfig, pal
         palette_vectors(np.stack([preprocess(pad_to_square(Image.fromarray(a)), cfg) for a in images[i:i + batch_size]]),
                         cfg, palette["bins"], palette["white_above"])
         for i in range(0, len(images), batch_size)])
-    w = palette["weight"]
-    return np.concatenate([np.float32(np.sqrt(1 - w)) * emb, np.float32(np.sqrt(w)) * colours], axis=1)
+    return join_palette(emb, colours, palette["weight"])
 
 
 # ----------------------------------------------------------------------------- data
