@@ -205,7 +205,10 @@ def recipe(card: dict) -> dict:
     """What tells one training run from another in a comparison: the card's training settings that vary
     between runs (absent ones, as in cards written before a setting existed, are left out)."""
     settings = card.get("training", {}).get("settings", {})
-    return {k: settings[k] for k in RECIPE_KEYS if k in settings}
+    out = {k: settings[k] for k in RECIPE_KEYS if k in settings}
+    if card.get("quantization"):  # the graph that ships is part of the recipe: its threshold is fitted on it
+        out["graph"] = str(card["quantization"].get("kind", "quantised"))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -322,3 +322,19 @@ def test_assigned_groups_go_where_they_are_told(sources, tmp_path):
     assert {r["split"] for r in rows if r["group"] == "clipart:folder0"} == {"train"}
     with pytest.raises(ValueError, match="no group"):
         _build(sources, tmp_path / "ds2", "--assign-group", "artist:nobody=train")
+
+
+def test_a_quantised_graph_is_another_recipe_than_its_float_weights():
+    """A leave-one-source-out run exported as int8 speaks for an int8 model, not for the float32 one made from
+    the same training run (its threshold is fitted on another graph's outputs), and the other way round."""
+    from mimicry.training.realworld_eval import recipe
+    from mimicry.training.realworld_report import same_recipe
+
+    settings = {"backbone": "tf_efficientnet_lite0", "input_size": 320, "balance": "source", "seed": 0,
+                "epochs": 4, "freeze_blocks": 3, "augment": "realworld"}
+    float_card = {"training": {"settings": settings}}
+    int8_card = {**float_card, "quantization": {"kind": "static int8"}}
+    assert recipe(int8_card)["graph"] == "static int8" and "graph" not in recipe(float_card)
+    assert not same_recipe(recipe(int8_card), recipe(float_card))
+    assert same_recipe(recipe(int8_card), recipe({**int8_card, "training": {"settings": {**settings, "seed": 1}}}))
+    assert same_recipe(recipe(float_card), {**recipe(float_card), "graph": "float32"})
