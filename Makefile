@@ -105,8 +105,8 @@ realworld-dataset: venv art-packages dataset
 	    --holdout-group "artist:nicu buculei" --holdout-group "artist:nicu buculei and nathan eady" \
 	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train" --out $(RW)
 
-# 1.4.0: the 1.3 recipe on the 1.4 data (data/realworld-v4) at a 320-px input, chosen by the leave-one-source-out
-# runs at 320 against 224 (docs/eval/realworld_notes.md), shipped as static int8 (export --int8: its calibration
+# 1.4.0: the 1.3 recipe on the 1.4 data (data/realworld-v4) at a 320-px input, chosen on the FLUX.1 pair at 320
+# against 224 (the SD 1.5 pair did not repeat the gain: docs/eval/realworld_notes.md), shipped as static int8 (export --int8: its calibration
 # and threshold fitted on the int8 graph's own outputs; as fast at 320 px as float32 at 224 on a VNNI CPU,
 # BENCHMARKS.md; INT8= exports float32). About an hour on 2 cores (4 epochs of about 11 minutes, then export).
 # DETECTOR_VERSION names the run folder and the card's version; 1.3.0 was
