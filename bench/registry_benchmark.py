@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mimicry.detector.registry import Registry  # noqa: E402
+from mimicry.detector.style import embedding_dim  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -114,8 +115,7 @@ def timed(fn, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def main(args: argparse.Namespace) -> dict:
     card = encoder_card(args.encoder)
-    palette = card.get("palette")  # the embedding is the graph's output and, since 0.3.0, the palette's cells
-    dim = args.dim or int(card["output"]["dim"]) + (int(palette["bins"]) ** 3 if palette else 0)
+    dim = args.dim or embedding_dim(card)
     aggregate = args.aggregate or card["similarity"]["aggregate"]
     tmp = None
     if args.db is None:

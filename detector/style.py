@@ -67,6 +67,13 @@ def palette_vectors(x: np.ndarray, cfg: PreprocessConfig, bins: int, white_above
     return out
 
 
+def embedding_dim(card: Mapping) -> int:
+    """The size of a style encoder's embeddings, from its card: the graph's output, plus the palette's cells
+    when the card has one."""
+    palette = card.get("palette")
+    return int(card["output"]["dim"]) + (int(palette["bins"]) ** 3 if palette else 0)
+
+
 def join_palette(graph: np.ndarray, colours: np.ndarray, weight: float) -> np.ndarray:
     """The embedding of a card with a palette: ``[sqrt(1 - weight) x graph, sqrt(weight) x colours]``. Both
     parts are unit length, so the whole is too, and a cosine is (1 - weight) x the graph's + weight x the palettes'."""
@@ -193,9 +200,8 @@ class StyleEncoder:
 
     @property
     def dim(self) -> int:
-        """The embedding's size: the graph's output, plus the palette's cells when the card has one."""
-        palette = self.card.get("palette")
-        return int(self.card["output"]["dim"]) + (int(palette["bins"]) ** 3 if palette else 0)
+        """The embedding's size (:func:`embedding_dim`)."""
+        return embedding_dim(self.card)
 
     @property
     def threshold(self) -> float:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mimicry.detector.bundle import write_model_json
+from mimicry.detector.bundle import file_sha256, write_model_json
 from mimicry.detector.preprocess import PreprocessConfig
 
 OPSET = 17
@@ -113,7 +113,7 @@ def quantize_int8(onnx_path: Path, manifest: Path, cfg: PreprocessConfig, images
         shutil.copyfile(onnx_path, fp32)
         quantize.prepare(fp32, prepared)
         section = quantize.make_variant(INT8_VARIANT, prepared, fp32, onnx_path, "input", calib, "minmax")
-        section["float32_onnx_sha256"] = hashlib.sha256(fp32.read_bytes()).hexdigest()
+        section["float32_onnx_sha256"] = file_sha256(fp32)
     section["variant"] = INT8_VARIANT
     section["calibration"]["split"] = "train"
     return section
