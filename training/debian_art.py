@@ -43,6 +43,9 @@ class Entry:
     # parts carry their own licences, as Stellarium's sky cultures do); the package's licence line otherwise.
     licence_file: str | None = None
     licence: str | None = None  # the licence of every file chosen, where the copyright file names those files
+    # Kept out of the default catalogue run (so out of training data): human art the detector has never seen,
+    # listed only when named with --sources, to measure it on kinds it was not trained on (source_flags).
+    evaluation_only: bool = False
 
 
 NON_COMMERCIAL = re.compile(r"\bNC\b|non-?commercial", re.I)
@@ -100,6 +103,22 @@ CATALOGUE = (
            "ui/exploration.png", "ui/landing.png"),
           "public-domain portrait paintings, engravings and a manuscript, as reproduced in a game", group_depth=0,
           min_bytes=20_000, licence="public-domain (the package's copyright file names these files)"),
+    # Evaluation only (1.5): kinds no detector here trains on, to measure it on human art it never saw:
+    # painted platform-game backgrounds (parallax layers; mostly-empty strips fall under min_bytes), one group
+    # per scenery set; a strategy game's 3D-rendered ship hulls and monsters beside its painted species
+    # portraits, one group per creature (its animation frames stay together); another's loading screens.
+    Entry("supertux-backgrounds", "supertux-data", "/usr/share/games/supertux2/images",
+          ("background/**/*.png", "background/**/*.jpg"), "painted platform-game backgrounds and scenery",
+          group_depth=2, min_bytes=60_000, evaluation_only=True),
+    Entry("freeorion-art", "freeorion-data", "/usr/share/games/freeorion/default/data/art",
+          ("species/*.png", "hulls_design/*.png", "icons/monsters/*.png"),
+          "3D-rendered ship hulls and monsters, painted species portraits of a strategy game", group_depth=0,
+          min_bytes=40_000, group_re=r"^(.*?)[-_]*\d*$", licence="CC-BY-SA-3.0 (the package's copyright file: *.png)",
+          evaluation_only=True),
+    Entry("megaglest-loading", "megaglest-data", "/usr/share/games/megaglest",
+          ("techs/*/factions/*/loading_screen.jpg", "scenarios/*/loading_screen.jpg", "tutorials/*/loading_screen.jpg"),
+          "strategy-game loading screens (3D scenes and painted art)", group_depth=0, min_bytes=40_000,
+          evaluation_only=True),
 )
 
 
@@ -205,9 +224,10 @@ def unique(rows: list[dict], seen: set[str]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--sources", nargs="*", default=None, help="catalogue sources to include (default: all)")
+    p.add_argument("--sources", nargs="*", default=None,
+                   help="catalogue sources to include (default: all but the evaluation-only ones)")
     args = p.parse_args(argv)
-    chosen = [e for e in CATALOGUE if args.sources is None or e.source in args.sources]
+    chosen = [e for e in CATALOGUE if (e.source in args.sources if args.sources is not None else not e.evaluation_only)]
     rows, missing, seen = [], [], set()
     for entry in chosen:
         got = rows_for(entry)

@@ -41,7 +41,7 @@ from mimicry.detector.preprocess import PreprocessConfig, preprocess
 LABELS = {"human": 0, "ai-mimicry": 1}
 # Settings that, changed, make a checkpoint in --out belong to another run.
 RUN_DEFINING = ("manifest", "backbone", "weights", "input_size", "resize", "interpolation", "lr", "batch_size",
-                "seed", "augment", "freeze_blocks", "balance")
+                "seed", "augment", "freeze_blocks", "balance", "small_sources")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="realworld: one regime for both classes of an external dataset (re-encoding, crops, "
                         "downscales, colour jitter); robust (v2 default): wider crops and rescales, pixel noise; "
                         "platform: v1's")
+    p.add_argument("--small-sources", type=float, default=0.0, metavar="P",
+                   help="realworld only: with probability P a training image is first shrunk to a small "
+                        "published size (80-256 px on its side, then re-encoded or not) and enlarged back to the "
+                        "input, both classes alike, so an enlarged small file is no label cue")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -208,13 +212,14 @@ def read_rows(manifest: Path, split: str) -> list[dict]:
 class ManifestDataset:
     """Rows of one split as (CHW float32 tensor, label) pairs, augmented for training."""
 
-    def __init__(self, manifest: Path, split: str, cfg: PreprocessConfig, augment: str, seed: int = 0):
+    def __init__(self, manifest: Path, split: str, cfg: PreprocessConfig, augment: str, seed: int = 0,
+                 small_sources: float = 0.0):
         self.root = manifest.parent
         self.rows = read_rows(manifest, split)
         self.cfg, self.augment, self.seed = cfg, augment, seed
         self.epoch = 0
         if augment == "realworld":
-            self._aug = realworld_augmentations(cfg.size)
+            self._aug = realworld_augmentations(cfg.size, small_sources)
         else:
             self._aug = platform_augmentations(cfg.size, augment) if augment != "none" else None
 
@@ -316,7 +321,7 @@ def _reencode(img, rng: random.Random, low: int = 40, high: int = 95):
     return Image.open(buf).convert("RGB")
 
 
-def realworld_augmentations(size: int):
+def realworld_augmentations(size: int, small_sources: float = 0.0):
     """One random regime for both classes of a real-world dataset (``mimicry.training.external``).
 
     On the stored squares (384 px): re-encoding before resizing as published files are (p 0.5), a random
@@ -326,6 +331,12 @@ def realworld_augmentations(size: int):
     saturation +-40%, hue +-0.08) and greyscale (p 0.1), re-encoding after resizing (p 0.3), light blur
     and noise (p 0.1 each), flips. Applied identically whatever the label, so no step can become a
     label cue.
+
+    ``small_sources``: the probability that the crop is instead shrunk to a small published size (80-256 px
+    on its side), re-encoded (p 0.5) as such a file would be, and enlarged to ``size`` with a random filter.
+    The stored squares are never under 384 px, so without it the model never sees what the detector does
+    to a small upload (an enlargement of 1.3-4x), and small human works came back uncertain or flagged
+    (docs/eval/realworld_notes.md, "Small files").
     """
     from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
@@ -339,7 +350,15 @@ def realworld_augmentations(size: int):
         w, h = img.size
         side = round(min(w, h) * rng.uniform(0.6, 1.0))
         x0, y0 = rng.randint(0, w - side), rng.randint(0, h - side)
-        img = img.resize((size, size), rng.choice(filters), box=(x0, y0, x0 + side, y0 + side))
+        box = (x0, y0, x0 + side, y0 + side)
+        if small_sources and rng.random() < small_sources:
+            small = min(side, rng.randint(80, 256))
+            img = img.resize((small, small), rng.choice(filters), box=box)
+            if rng.random() < 0.5:
+                img = _reencode(img, rng, 60, 95)
+            img = img.resize((size, size), rng.choice(filters))
+        else:
+            img = img.resize((size, size), rng.choice(filters), box=box)
         if rng.random() < 0.5:
             img = ImageOps.mirror(img)
         if rng.random() < 0.8:
@@ -470,7 +489,10 @@ def main(args: argparse.Namespace) -> dict:
     if main_process:
         settings_file.write_text(json.dumps(settings, indent=2))
 
-    train_ds = ManifestDataset(args.manifest, "train", cfg, augment=args.augment, seed=args.seed)
+    if args.small_sources and args.augment != "realworld":
+        raise SystemExit("--small-sources is a step of --augment realworld")
+    train_ds = ManifestDataset(args.manifest, "train", cfg, augment=args.augment, seed=args.seed,
+                               small_sources=args.small_sources)
     val_ds = ManifestDataset(args.manifest, "val", cfg, augment="none")
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"{args.manifest} needs rows in both the train and the val split")

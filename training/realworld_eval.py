@@ -34,7 +34,7 @@ from mimicry.detector.preprocess import preprocess
 from mimicry.training import baselines
 from mimicry.training.external import MAX_SOURCE_PIXELS, square_tiles
 
-PERTURBATIONS = ("clean", "jpeg75", "jpeg50", "resize0.5", "centre_crop50", "grey", "hue")
+PERTURBATIONS = ("clean", "jpeg75", "jpeg50", "resize0.5", "thumb160", "centre_crop50", "grey", "hue")
 
 
 def perturb(image: Image.Image, name: str, index: int) -> Image.Image:
@@ -48,6 +48,10 @@ def perturb(image: Image.Image, name: str, index: int) -> Image.Image:
     if name == "resize0.5":
         w, h = image.size
         return image.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BICUBIC)
+    if name == "thumb160":  # a small copy (a thumbnail, an avatar): the detector enlarges it to its input
+        w, h = image.size
+        scale = 160 / min(w, h)
+        return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
     if name == "centre_crop50":
         w, h = image.size
         return image.crop((w // 4, h // 4, w // 4 + max(1, w // 2), h // 4 + max(1, h // 2)))

@@ -23,7 +23,8 @@ DESCRIPTIONS = {
     "clean": "as published (a sheet's cell cut out; the whole file otherwise), centred square",
     "tiles": "as published, mean logit over the squares covering the longer side",
     "jpeg75": "re-encoded JPEG 75 at full size", "jpeg50": "re-encoded JPEG 50 at full size",
-    "resize0.5": "half size (bicubic)", "centre_crop50": "centre crop, half of each side",
+    "resize0.5": "half size (bicubic)", "thumb160": "a small copy: 160 px on the shorter side (bicubic)",
+    "centre_crop50": "centre crop, half of each side",
     "grey": "greyscale (colour control: no palette)", "hue": "random hue rotation and saturation scale (colour control)",
 }
 

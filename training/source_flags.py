@@ -5,26 +5,88 @@ model may never have seen), how many come back ``ai-mimicry`` or ``uncertain``? 
 ``source`` field; the files are read as ``mimicry.training.external.read_provenance`` reads them (a row's
 ``file`` relative to its provenance file's folder).
 
+``--condition`` also scores every file as it would be re-posted: ``jpeg75``/``jpeg50`` (decoded, then the JPEG
+bytes are what the detector gets, as an upload), ``resize0.5`` (half size, bicubic); ``clean`` is the file as
+published. Each condition is tallied on its own (``conditions`` in the JSON; ``sources`` stays the clean tally).
+``--not-in MANIFEST`` leaves out the files a dataset holds (by their bytes' sha1, else their path), so what is
+left is art a model trained on that dataset never saw; ``--by-size`` also tallies every condition by the
+published file's shorter side (``by_size``), the question being how the detector treats small files.
+
 ``python -m mimicry.training.source_flags --model models/default --provenance data/new_art.jsonl --json out.json``
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+from PIL import Image
+
 from mimicry.detector import Detector
-from mimicry.training.external import read_provenance
+from mimicry.detector.decode import DecodeError, decode_image
+from mimicry.training.external import MAX_SOURCE_PIXELS, read_provenance
+
+CONDITIONS = ("clean", "jpeg75", "jpeg50", "resize0.5")
 
 
-def tally(rows: list[dict], verdicts) -> dict:
-    """Per source: n, the share labelled ai-mimicry and uncertain, mean score, errors, the top-scoring files."""
+def reposted(path: str, condition: str):
+    """What the detector is given for ``path`` under ``condition``: the path itself (clean), JPEG bytes, or
+    a half-size image. A file that cannot be decoded is passed on as its path, so it is tallied as an error
+    by the detector's own decode, the same in every condition."""
+    if condition == "clean":
+        return path
+    try:
+        image = decode_image(path, max_pixels=MAX_SOURCE_PIXELS, max_bytes=1 << 30)
+    except DecodeError:
+        return path
+    if condition in ("jpeg75", "jpeg50"):
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=int(condition[4:]))
+        return buf.getvalue()
+    if condition == "resize0.5":
+        w, h = image.size
+        return image.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BICUBIC)
+    raise ValueError(f"unknown condition {condition!r}; known: {CONDITIONS}")
+
+
+SIZE_BINS = ((0, 128), (128, 256), (256, 384), (384, None))
+
+
+def size_bin(path: str) -> str:
+    """The shorter side's bin of an image file, e.g. ``128-255 px``; ``unreadable`` if its header is not."""
+    try:
+        with Image.open(path) as im:
+            side = min(im.size)
+    except Exception:
+        return "unreadable"
+    for low, high in SIZE_BINS:
+        if side >= low and (high is None or side < high):
+            return f"{low}-{high - 1} px" if high else f">= {low} px"
+    raise AssertionError(side)
+
+
+def held_by(manifest: Path) -> tuple[set[str], set[str]]:
+    """The blobs (sha1 of the source file) and origin paths of a dataset manifest's rows."""
+    blobs, paths = set(), set()
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            blobs.add(r.get("blob") or "")
+            paths.update(p for p in (r.get("origin"), r.get("origin_path"), r.get("path_in_repo")) if p)
+    blobs.discard("")
+    return blobs, paths
+
+
+def tally(rows: list[dict], verdicts, key: str = "source") -> dict:
+    """Per ``key`` of the rows (their source): n, the share labelled ai-mimicry and uncertain, mean score,
+    errors, the top-scoring files."""
     by = defaultdict(list)
     for row, v in zip(rows, verdicts):
-        by[row.get("source", "?")].append((row, v))
+        by[row.get(key, "?")].append((row, v))
     out = {}
     for source, pairs in sorted(by.items()):
         scored = [(r, v) for r, v in pairs if v.error is None]
@@ -46,21 +108,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="default", help="a model folder or a bundled model's name")
     p.add_argument("--provenance", type=Path, action="append", required=True, help="provenance JSONL (repeatable)")
     p.add_argument("--sources", nargs="*", default=None, help="only these sources")
+    p.add_argument("--condition", nargs="+", choices=CONDITIONS, default=["clean"],
+                   help="as published (clean) and/or re-posted; each tallied on its own")
+    p.add_argument("--not-in", type=Path, action="append", default=[], metavar="MANIFEST",
+                   help="leave out the files this dataset manifest holds (repeatable)")
+    p.add_argument("--by-size", action="store_true", help="also tally by the published file's shorter side")
     p.add_argument("--json", type=Path, default=None, help="write the tally here")
     args = p.parse_args(argv)
     rows = [r for path in args.provenance for r in read_provenance(path)
             if args.sources is None or r["source"] in args.sources]
+    for manifest in args.not_in:
+        blobs, paths = held_by(manifest)
+        before = len(rows)
+        rows = [r for r in rows if r.get("blob") not in blobs and r["abs_path"] not in paths
+                and r.get("path_in_repo") not in paths]
+        print(f"--not-in {manifest}: {before - len(rows)} of {before} files left out", file=sys.stderr)
     if not rows:
         print("no rows", file=sys.stderr)
         return 2
+    if args.by_size:
+        for r in rows:
+            r["size_bin"] = size_bin(r["abs_path"])
     detector = Detector.from_dir(args.model)
-    verdicts = list(detector.stream([r["abs_path"] for r in rows]))
     result = {"model": f"{detector.name} {detector.version}", "threshold": detector.bundle.thresholds.ai_mimicry,
-              "sources": tally(rows, verdicts)}
-    for source, t in result["sources"].items():
-        if t["n"]:
-            print(f"{source:24s} n={t['n']:4d}  flagged {t['flagged']:6.1%}  uncertain {t['uncertain']:6.1%}  "
-                  f"mean score {t['mean_score']:.3f}  errors {t['errors']}")
+              "conditions": {}}
+    for condition in dict.fromkeys(args.condition):
+        verdicts = list(detector.stream(reposted(r["abs_path"], condition) for r in rows))
+        result["conditions"][condition] = tally(rows, verdicts)
+        if args.by_size:
+            result.setdefault("by_size", {})[condition] = tally(rows, verdicts, key="size_bin")
+        for kind, t in [*result["conditions"][condition].items(),
+                        *result.get("by_size", {}).get(condition, {}).items()]:
+            if t["n"]:
+                print(f"{condition:9s} {kind:24s} n={t['n']:4d}  flagged {t['flagged']:6.1%}  "
+                      f"uncertain {t['uncertain']:6.1%}  mean score {t['mean_score']:.3f}  errors {t['errors']}")
+    if "clean" in result["conditions"]:
+        result["sources"] = result["conditions"]["clean"]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mimicry.detector import Detector
@@ -109,3 +111,46 @@ def test_source_flags_tallies_the_detectors_own_labels_per_source(tmp_path):
         assert tally["uncertain"] == sum(v.label == "uncertain" for v in mine) / len(mine)
     assert result["sources"]["real"]["errors"] == 1 and result["sources"]["mimicry"]["errors"] == 0
     assert result["sources"]["mimicry"]["flagged"] > result["sources"]["real"]["flagged"]
+
+
+def test_source_flags_reposts_each_file_and_leaves_out_what_a_dataset_holds(tmp_path):
+    files = sorted((ROOT / "examples").glob("*.png"))
+    prov = tmp_path / "prov.jsonl"
+    prov.write_text("".join(json.dumps({"file": str(f), "source": f.name.split("_")[0], "label": "human",
+                                        "blob": hashlib.sha1(f.read_bytes()).hexdigest()}) + "\n" for f in files))
+    held = tmp_path / "manifest.jsonl"  # a dataset that holds the first file (by its bytes) and the second (by path)
+    held.write_text(json.dumps({"blob": hashlib.sha1(files[0].read_bytes()).hexdigest(), "origin": "elsewhere"})
+                    + "\n" + json.dumps({"blob": "0" * 40, "origin": str(files[1])}) + "\n")
+    out = tmp_path / "flags.json"
+    assert source_flags.main(["--model", "default", "--provenance", str(prov), "--not-in", str(held),
+                              "--condition", "clean", "jpeg75", "--by-size", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    kept = files[2:]
+    assert set(result["conditions"]) == {"clean", "jpeg75"} and result["sources"] == result["conditions"]["clean"]
+    assert sum(t["n"] for t in result["conditions"]["jpeg75"].values()) == len(kept)
+    # jpeg75 is the detector on the JPEG bytes of each file, as an upload of a re-posted copy would be
+    detector = Detector.from_dir("default")
+    expected = detector.predict([source_flags.reposted(str(f), "jpeg75") for f in kept])
+    flagged = sum(v.label == "ai-mimicry" for v in expected)
+    assert sum(t["flagged"] * t["n"] for t in result["conditions"]["jpeg75"].values()) == pytest.approx(flagged)
+    sides = {source_flags.size_bin(str(f)) for f in kept}
+    assert set(result["by_size"]["clean"]) == sides
+    assert sum(t["n"] for t in result["by_size"]["clean"].values()) == len(kept)
+
+
+def test_evaluation_only_kinds_stay_out_of_the_default_catalogue(tmp_path, monkeypatch):
+    monkeypatch.setattr(debian_art, "package_version", lambda package: "1")
+    _noise(tmp_path / "train" / "a.png", seed=1)
+    _noise(tmp_path / "unseen" / "b.png", seed=2)
+    monkeypatch.setattr(debian_art, "CATALOGUE", (
+        debian_art.Entry("trained", "p", str(tmp_path), ("train/*.png",), "kind", min_bytes=1),
+        debian_art.Entry("never-seen", "q", str(tmp_path), ("unseen/*.png",), "kind", min_bytes=1,
+                         evaluation_only=True)))
+    out = tmp_path / "rows.jsonl"
+
+    def sources(argv):
+        assert debian_art.main(["--out", str(out), *argv]) == 0
+        return {json.loads(x)["source"] for x in out.read_text().splitlines()}
+
+    assert sources([]) == {"trained"}  # what the dataset builder trains on
+    assert sources(["--sources", "never-seen"]) == {"never-seen"}

@@ -171,6 +171,23 @@ def test_realworld_augmentation_is_label_blind_and_shapes_every_input():
         assert np.array_equal(np.asarray(a), np.asarray(b))  # seeded per item: reproducible
 
 
+def test_small_sources_step_enlarges_a_small_copy_for_both_classes():
+    # Fine detail (per-pixel noise) survives the usual crop-and-resize, and does not survive being shrunk to a
+    # small file's size and enlarged back: the step shows the model what the detector does to a small upload.
+    src = Image.fromarray(np.random.default_rng(0).integers(0, 256, (384, 384, 3), dtype=np.uint8))
+
+    def detail(p: float) -> float:
+        aug, out = realworld_augmentations(320, small_sources=p), []
+        for seed in range(12):
+            random.seed(seed)
+            img = aug(src)
+            assert img.size == (320, 320) and img.mode == "RGB"
+            out.append(np.abs(np.diff(np.asarray(img, dtype=np.float32), axis=1)).mean())
+        return float(np.mean(out))
+
+    assert detail(1.0) < 0.5 * detail(0.0)
+
+
 def test_file_facts_and_colour_features():
     buf = io.BytesIO()
     Image.new("RGB", (40, 20), (10, 200, 30)).save(buf, format="JPEG", quality=50)
@@ -338,3 +355,16 @@ def test_a_quantised_graph_is_another_recipe_than_its_float_weights():
     assert not same_recipe(recipe(int8_card), recipe(float_card))
     assert same_recipe(recipe(int8_card), recipe({**int8_card, "training": {"settings": {**settings, "seed": 1}}}))
     assert same_recipe(recipe(float_card), {**recipe(float_card), "graph": "float32"})
+
+
+def test_realworld_eval_perturbations_keep_rgb_and_thumb160_is_a_small_copy():
+    from mimicry.training.realworld_eval import PERTURBATIONS, perturb
+
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (600, 900, 3), dtype=np.uint8))
+    for name in PERTURBATIONS:
+        out = perturb(image, name, 0)
+        assert out.mode == "RGB", name
+    assert perturb(image, "thumb160", 0).size == (240, 160)  # the shorter side at 160 px, the aspect kept
+    assert perturb(image, "resize0.5", 0).size == (450, 300)
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        perturb(image, "sharpen", 0)
