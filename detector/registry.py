@@ -123,7 +123,8 @@ MAX_NAME_LENGTH = 200
 class RegistryError(Exception):
     """A registry operation that cannot be done, with the reason (unknown artist, wrong encoder...).
 
-    ``code`` says which kind: ``artist_not_found``, ``artist_exists``, ``invalid_name``, or
+    ``code`` says which kind: ``artist_not_found``, ``artist_exists``, ``invalid_name``,
+    ``other_encoder`` (the works were embedded by another style encoder), ``reembed_failed``, or
     ``registry_error`` for the rest."""
 
     def __init__(self, message: str, code: str = "registry_error"):
@@ -169,6 +170,17 @@ class EnrolReport:
     added: int = 0
     skipped: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     created: bool = False
+
+
+@dataclasses.dataclass
+class ReembedReport:
+    """What :meth:`Registry.reembed` did: the works embedded again, how many from their kept originals
+    and how many from their stored thumbnails, and the encoder they are now bound to."""
+
+    works: int
+    encoder: str
+    from_originals: int = 0
+    from_thumbnails: int = 0
 
 
 # ----------------------------------------------------------------------------- names
@@ -567,6 +579,59 @@ class Registry:
                     report.added += 1
                 if progress:
                     progress("write", i + 1, len(prepared))
+        return report
+
+    def reembed(self, encoder, *, batch_size: int = 32,
+                progress: Callable[[str, int, int], None] | None = None) -> ReembedReport:
+        """Embed every enrolled work again with ``encoder`` and bind the registry to it: how a registry
+        follows a new style encoder without anyone enrolling again.
+
+        Each work is embedded from its original file when it was kept (``keep_originals``), else from
+        its stored thumbnail (WebP, at most ``THUMBNAIL_SIDE`` px): an approximation, close for an
+        encoder that looks at the image at 64 px (the bundled one) and the further off the more detail
+        an encoder reads. The report counts both. All or nothing: if any work cannot be embedded
+        (``reembed_failed``, those works named), nothing changes, since old and new embeddings cannot
+        be compared. ``progress(stage, done, total)``: ``"embed"``, then ``"write"``."""
+        with self._lock:
+            ids = [int(r[0]) for r in self._execute("SELECT id FROM works ORDER BY id").fetchall()]
+        report = ReembedReport(works=len(ids), encoder=f"{encoder.name} {encoder.version}")
+        embeddings: list[np.ndarray] = []
+        failed: list[tuple[int, str, str]] = []
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:  # one chunk of originals in memory at a time
+                rows = self._execute(f"SELECT id, source, original, thumbnail FROM works WHERE id IN ({marks}) "
+                                     "ORDER BY id", chunk).fetchall()
+            if [int(r[0]) for r in rows] != chunk:
+                raise RegistryError("works were removed while re-embedding; nothing was changed, run it again",
+                                    code="reembed_failed")
+            stored = [bytes(r[2]) if r[2] is not None else bytes(r[3]) for r in rows]
+            report.from_originals += sum(r[2] is not None for r in rows)
+            for (wid, source, *_), result in zip(rows, encoder.embed(stored, batch_size=batch_size)):
+                if isinstance(result, Exception):
+                    failed.append((int(wid), source, str(result)))
+                else:
+                    embeddings.append(np.asarray(result, "<f4"))
+            if progress:
+                progress("embed", min(start + batch_size, len(ids)), len(ids))
+        report.from_thumbnails = len(ids) - report.from_originals
+        if failed:
+            shown = "; ".join(f"work {w} ({src}): {msg}" for w, src, msg in failed[:5])
+            raise RegistryError(f"{len(failed)} of {len(ids)} works could not be embedded again, nothing was "
+                                f"changed: {shown}", code="reembed_failed")
+        identity = encoder.identity()
+        with self._lock, self._transaction():
+            now = [int(r[0]) for r in self._execute("SELECT id FROM works ORDER BY id").fetchall()]
+            if now != ids:
+                raise RegistryError("works were enrolled or removed while re-embedding; nothing was changed, "
+                                    "run it again", code="reembed_failed")
+            for i, (wid, emb) in enumerate(zip(ids, embeddings)):
+                self._execute("UPDATE works SET embedding = ? WHERE id = ?", (emb.tobytes(), wid))
+                if progress:
+                    progress("write", i + 1, len(ids))
+            self._execute("DELETE FROM settings WHERE key = 'encoder'")
+            self._execute("INSERT INTO settings (key, value) VALUES ('encoder', ?)", (json.dumps(identity),))
         return report
 
     def works(self, artist: str) -> list[dict]:
@@ -1063,8 +1128,8 @@ def _refuse_other_encoder(bound: dict, identity: dict) -> None:
             f"this registry holds embeddings from encoder {bound.get('name')} {bound.get('version')} "
             f"(sha256 {str(bound.get('onnx_sha256'))[:12]}); they cannot be compared with "
             f"{identity.get('name')} {identity.get('version')} (sha256 {str(identity.get('onnx_sha256'))[:12]}): "
-            "use the encoder the registry was built with, or enrol the artists' works again into a new registry "
-            "with this one")
+            "use the encoder the registry was built with, or embed its works again with this one "
+            "(`mimicry artists reembed`, Registry.reembed)", code="other_encoder")
 
 
 def _source_label(source, index: int) -> str:

@@ -60,3 +60,22 @@ def test_add_list_check_remove(db, portfolios, tmp_path, monkeypatch):
     assert r.exit_code == 0 and "7 work(s)" in r.output
     assert _run(db, "artists", "remove", "Ink Person").exit_code == 2
     assert _run(db, "artists", "add", "X", str(tmp_path / "nowhere")).exit_code == 2
+
+
+def test_reembed_command_moves_a_registry_to_another_encoder(db, portfolios, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    other = tmp_path / "other-encoder"  # the bundled graph with a finer palette: another encoder
+    shutil.copytree(REPO / "models" / "style-encoder", other)
+    card = json.loads((other / "model.json").read_text())
+    card["name"] += "-palette2"
+    card["palette"]["bins"] = 2
+    (other / "model.json").write_text(json.dumps(card))
+    assert _run(db, "artists", "add", "Ink", str(portfolios["ink"]), "--keep-originals").exit_code == 0
+    query = str(sorted(portfolios["ink"].iterdir())[0])
+    r = _run(db, "check", query, "--encoder", str(other))
+    assert r.exit_code == 2 and "mimicry artists reembed" in r.output  # refused, and told what to do
+    r = _run(db, "artists", "reembed", "--encoder", str(other))
+    assert r.exit_code == 0 and "8 work(s) embedded again" in r.output and "8 from their originals" in r.output
+    out = json.loads(_run(db, "check", query, "--encoder", str(other), "--json").output)
+    assert out["artists"][0]["artist"] == "Ink" and out["copy_of"]["artist"] == "Ink"
+    assert _run(db, "check", query).exit_code == 2  # and now the old encoder is the other one

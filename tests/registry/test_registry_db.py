@@ -100,7 +100,7 @@ def test_attribution_refuses_a_registry_another_encoder_of_the_same_size_filled(
         Attribution(encoder, reg).close()  # the encoder that filled it is accepted
         other = {**encoder.identity(), "version": "9.9.9", "onnx_sha256": "f" * 64}
         reg._conn.execute("UPDATE settings SET value = ? WHERE key = 'encoder'", (json.dumps(other),))
-        with pytest.raises(RegistryError, match="cannot be compared.*enrol the artists' works again"):
+        with pytest.raises(RegistryError, match="cannot be compared.*mimicry artists reembed"):
             Attribution(encoder, reg)
 
 
@@ -204,3 +204,60 @@ def test_refuses_newer_or_foreign_databases(db, tmp_path):
     junk.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(RegistryError, match="not a usable registry"):
         Registry.open(junk)
+
+
+def _other_encoder(tmp_path, encoder):
+    """The bundled encoder's graph with a finer palette: another encoder (other name, other size)."""
+    import json
+    import shutil
+
+    from mimicry.detector.style import StyleEncoder
+
+    folder = tmp_path / "other-encoder"
+    shutil.copytree(encoder.path, folder)
+    card = json.loads((folder / "model.json").read_text())
+    card["name"] += "-palette2"
+    card["palette"]["bins"] = 2
+    (folder / "model.json").write_text(json.dumps(card))
+    return StyleEncoder.from_dir(folder, intra_op_threads=1)
+
+
+def test_reembed_moves_a_registry_to_another_encoder_from_originals_or_thumbnails(db, encoder, portfolios, tmp_path):
+    from mimicry.detector.attribution import Attribution
+
+    ink, flat = sorted(portfolios["ink"].iterdir()), sorted(portfolios["flat"].iterdir())
+    other = _other_encoder(tmp_path, encoder)
+    assert other.dim != encoder.dim
+    with Registry.open(db) as reg:
+        reg.enrol("Ink", ink[:-1], encoder)
+        reg.enrol("Flat", flat[:-1], encoder, keep_originals=True)
+        with pytest.raises(RegistryError) as refused:
+            Attribution(other, reg)
+        assert refused.value.code == "other_encoder"
+        report = reg.reembed(other)
+        assert (report.works, report.from_originals, report.from_thumbnails) == (2 * 7, 7, 7)
+        Attribution(other, reg).close()  # bound to the new encoder now
+        with pytest.raises(RegistryError):
+            Attribution(encoder, reg)
+        stored = {src: np.frombuffer(bytes(e), "<f4") for src, e in
+                  reg._execute("SELECT source, embedding FROM works").fetchall()}
+        for f in flat[:-1]:  # from the kept original: exactly what enrolling with the new encoder gives
+            np.testing.assert_allclose(stored[str(f)], other.embed_one(f), atol=1e-6)
+        for f in ink[:-1]:  # from the 96-px thumbnail: close to it, not equal
+            assert float(stored[str(f)] @ other.embed_one(f)) > 0.9
+        assert reg.match(other.embed_one(ink[-1]), k=1)[0].artist == "Ink"
+        assert reg.match(other.embed_one(flat[-1]), k=1)[0].artist == "Flat"
+
+
+def test_reembed_is_all_or_nothing(db, encoder, portfolios, tmp_path):
+    ink = sorted(portfolios["ink"].iterdir())
+    other = _other_encoder(tmp_path, encoder)
+    with Registry.open(db) as reg:
+        reg.enrol("Ink", ink, encoder)
+        before = reg._execute("SELECT id, embedding FROM works ORDER BY id").fetchall()
+        reg._conn.execute("UPDATE works SET thumbnail = ? WHERE id = ?", (b"not an image", before[2][0]))
+        with pytest.raises(RegistryError, match="1 of 8 works could not be embedded again") as failed:
+            reg.reembed(other)
+        assert failed.value.code == "reembed_failed"
+        assert reg._execute("SELECT id, embedding FROM works ORDER BY id").fetchall() == before
+        reg.check_encoder(encoder.identity())  # still bound to the encoder that filled it

@@ -31,6 +31,7 @@ from test_registry_db import (  # noqa: F401  (collected again in this module)
     test_duplicates_are_skipped,
     test_enrol_list_remove,
     test_persists_across_reopen_and_keeps_no_originals_by_default,
+    test_reembed_moves_a_registry_to_another_encoder_from_originals_or_thumbnails,
     test_threads_share_one_registry,
 )
 
