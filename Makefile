@@ -153,6 +153,7 @@ realworld-report: venv
 	    --card-json docs/eval/realworld_card.json --merge-into $(MODEL) \
 	    $(foreach f,$(wildcard docs/eval/loso-*.json),--loso $(basename $(notdir $(f)))=$(f)) \
 	    --input-policy-from docs/eval/realworld_1.0.json --notes docs/eval/realworld_notes.md \
+	    $(foreach f,$(wildcard $(UNSEEN_JSON)),--unseen-human $(f)) \
 	    --commands-from docs/eval/realworld_commands.txt
 
 # Leave-one-source-out: the recipe of `detector` on a new split of $(RW) (after `make realworld-dataset`) with

@@ -52,7 +52,31 @@ def source_table(by_source: dict) -> list[str]:
     return _table(["source", "label", "n", "AUROC vs all human works", "flagged at the threshold"], rows)
 
 
-def report(main: dict, loso: dict[str, dict], commands: list[str]) -> str:
+def unseen_section(unseen: dict) -> list[str]:
+    """``source_flags`` JSON (``make unseen-human``) as tables: per source and per file size, each condition."""
+    conds = list(unseen["conditions"])
+    lines = [f"## Human art never trained on ({unseen['model']})", "",
+             "Human works no model here trains on, scored as published and re-posted (`make unseen-human`, "
+             "`training.source_flags`): the kinds `training.debian_art` keeps for evaluation only and the "
+             "catalogue's files that the training data does not hold (most of them under its 384-px store, so "
+             f"small). Threshold {unseen['threshold']:.3f}. Flagged (uncertain) per condition.", ""]
+
+    def rows(block: dict) -> list[list[str]]:
+        names = list(dict.fromkeys(k for c in conds for k in block[c]))
+        first = block[conds[0]]
+        return [[name, str(first.get(name, {}).get("n", 0)), str(first.get(name, {}).get("errors", 0)),
+                 *(f"{_pct(block[c][name]['flagged'])} ({_pct(block[c][name]['uncertain'])})"
+                   if block[c].get(name, {}).get("n") else "-" for c in conds)] for name in names]
+
+    lines += _table(["source", "works", "not scored", *conds], rows(unseen["conditions"])) + [""]
+    if "by_size" in unseen:
+        lines += _table(["shorter side", "works", "not scored", *conds], rows(unseen["by_size"])) + [""]
+    lines += ["Not scored: files the detector refuses (over its pixel limit, for one), each an error row, not "
+              "a verdict.", ""]
+    return lines
+
+
+def report(main: dict, loso: dict[str, dict], commands: list[str], unseen: list[dict] = ()) -> str:
     m = next(iter(main["models"].values()))  # the first model is the one reported; others are compared
     by = m["by_perturbation"]
     lines = [f"# Evaluation of the bundled detector: {m['name']} {m['version']}", ""]
@@ -152,6 +176,8 @@ def report(main: dict, loso: dict[str, dict], commands: list[str]) -> str:
                      ", ".join(f"{k} {_pct(clean[k]['flagged'])}" for k in ("aic-paintings", "bookdash") if k in clean)])
         lines += _table(["classifier", "AUROC", "AI flagged", "human flagged", "paintings / picture books flagged"],
                         rows) + [""]
+    for u in unseen:
+        lines += unseen_section(u)
     if loso:
         lines += loso_summary(loso, m.get("recipe"), main)
     for name, res in loso.items():
@@ -287,6 +313,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--command", action="append", default=[], help="a command that made the JSON (repeatable)")
     p.add_argument("--commands-from", type=Path, default=None, metavar="TXT",
                    help="the commands that made the JSON files, one per line (before any --command)")
+    p.add_argument("--unseen-human", type=Path, action="append", default=[], metavar="JSON",
+                   help="source_flags JSON of human art never trained on (make unseen-human; repeatable)")
     p.add_argument("--notes", type=Path, default=None, help="markdown appended after the tables")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--card-json", type=Path, default=None,
@@ -306,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, path = item.partition("=")
         loso[name] = json.loads(Path(path).read_text())
     commands = args.commands_from.read_text().splitlines() if args.commands_from else []
-    text = report(main_res, loso, [c for c in commands if c.strip()] + args.command)
+    unseen = [json.loads(p.read_text()) for p in args.unseen_human]
+    text = report(main_res, loso, [c for c in commands if c.strip()] + args.command, unseen)
     if args.notes:
         text += "\n" + args.notes.read_text()
     args.out.write_text(text)

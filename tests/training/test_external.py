@@ -275,6 +275,17 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     assert "| l-other | rw | lite0 ? | none | 0 | 0.800 | gen-a 0.990 / 50.0% | paintings 0.0% |" in text
     assert "| l-seed1 (shipped recipe) | rw | lite0 ? | source | 1 |" in text
     assert "| l-newdata | rw-v2 | lite0 ? | source | 0 |" in text
+    # Human art never trained on, from source_flags' JSON: per source and per file size, each condition.
+    def t(n, flagged, uncertain, errors=0):
+        return {"n": n, "errors": errors, "flagged": flagged, "uncertain": uncertain}
+
+    unseen = {"model": "x 1", "threshold": 0.9,
+              "conditions": {"clean": {"games": t(20, 0.05, 0.5, errors=1)}, "jpeg75": {"games": t(20, 0.0, 0.25)}},
+              "by_size": {"clean": {"128-255 px": t(20, 0.05, 0.5)}, "jpeg75": {"128-255 px": t(20, 0.0, 0.25)}}}
+    text = report(main, loso, ["cmd"], [unseen])
+    assert "## Human art never trained on (x 1)" in text
+    assert "| games | 20 | 1 | 5.0% (50.0%) | 0.0% (25.0%) |" in text
+    assert "| 128-255 px | 20 | 0 | 5.0% (50.0%) | 0.0% (25.0%) |" in text
 
 
 def test_resplit_reuses_the_images_with_other_held_out_sources(sources, tmp_path):
