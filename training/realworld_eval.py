@@ -202,7 +202,7 @@ def write_scores(path: Path, model: str, threshold: float, items: list[dict], sc
                                 "scores": {k: float(v[i]) for k, v in scores.items()}}) + "\n")
 
 
-RECIPE_KEYS = ("backbone", "input_size", "balance", "seed", "epochs", "freeze_blocks", "augment")
+RECIPE_KEYS = ("backbone", "input_size", "balance", "seed", "epochs", "freeze_blocks", "augment", "small_sources")
 
 
 def recipe(card: dict) -> dict:

@@ -199,7 +199,7 @@ def _loso_model(res: dict) -> dict:
 
 # Compared to tell whether two runs share a recipe (the seed is not part of it). A run whose card predates
 # --balance was trained without it; one without a quantised graph ships float32.
-RECIPE_DEFAULTS = {"balance": "none", "graph": "float32"}
+RECIPE_DEFAULTS = {"balance": "none", "graph": "float32", "small_sources": 0.0}
 FROZEN_BLOCKS = 3  # the early blocks every run has kept at their ImageNet weights, unless its recipe says otherwise
 
 

@@ -366,6 +366,10 @@ def test_a_quantised_graph_is_another_recipe_than_its_float_weights():
     assert not same_recipe(recipe(int8_card), recipe(float_card))
     assert same_recipe(recipe(int8_card), recipe({**int8_card, "training": {"settings": {**settings, "seed": 1}}}))
     assert same_recipe(recipe(float_card), {**recipe(float_card), "graph": "float32"})
+    # --small-sources is part of the recipe; a card from before it existed trained without it
+    small = {"training": {"settings": {**settings, "small_sources": 0.25}}}
+    assert not same_recipe(recipe(small), recipe(float_card))
+    assert same_recipe(recipe({"training": {"settings": {**settings, "small_sources": 0.0}}}), recipe(float_card))
 
 
 def test_realworld_eval_perturbations_keep_rgb_and_thumb160_is_a_small_copy():
