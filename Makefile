@@ -83,6 +83,7 @@ INPUT_SIZE ?= 224
 FREEZE    ?= 3
 # SMALL=P shrinks a training image to a small file's size and enlarges it back with
 # probability P, both classes alike (finetune --small-sources); a leave-one-source-out run with it is tagged -smallP.
+# Tried at 0.25 on the 1.4 recipe and not adopted (docs/eval/realworld_notes.md): the shipped recipe keeps 0.
 SMALL     ?= 0
 # INPUT_SIZE=N for Lite0 at another size than 224 tags the run -inN (a Lite1 run keeps its tag, whatever its size).
 LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SMALL)),,-small$(SMALL))$(if $(filter 0,$(SEED)),,-seed$(SEED))
