@@ -131,6 +131,7 @@ APT_UNSEEN   := supertux-data freeorion-data megaglest-data
 UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading
 UNSEEN_JSON  ?= docs/eval/unseen_human.json
 unseen-human: venv art-packages
+	@test -f $(RW)/manifest.jsonl || { echo "$(RW)/manifest.jsonl is missing: make realworld-dataset first (--not-in needs it)"; exit 2; }
 	@missing=$$(for p in $(APT_UNSEEN); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
