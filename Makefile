@@ -37,13 +37,15 @@ openclipart: /usr/share/openclipart/png
 # What the tests need from Debian: the demo art, Chromium for the web page's browser test, and a
 # PostgreSQL server that the registry tests start for themselves.
 APT_TEST := openclipart-png chromium chromium-driver postgresql
+# $(call apt_install,PACKAGES): install those of PACKAGES that are missing (one apt-get update, only if any are).
+apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+
 sysdeps: .sysdeps-installed
 
 .sysdeps-installed: Makefile
-	@missing=$$(for p in $(APT_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+	@$(call apt_install,$(APT_TEST))
 	touch $@
 
 # The demo real-versus-mimicry dataset: corpus, DreamBooth per artist, mimicry, manifest (~25 min).
@@ -91,9 +93,7 @@ RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blo
 	    --balance $(BALANCE) --seed $(SEED) --backbone $(BACKBONE) --input-size $(INPUT_SIZE) --small-sources $(SMALL)
 
 art-packages:
-	@missing=$$(for p in $(APT_ART); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+	@$(call apt_install,$(APT_ART))
 
 # The demo's artists and their toy mimicry come in too (128 px, their own size), so the default still knows the
 # demo generator; Nicu Buculei, the artist of examples/, stays out of training and calibration. The Endless Sky
@@ -132,9 +132,7 @@ UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading
 UNSEEN_JSON  ?= docs/eval/unseen_human.json
 unseen-human: venv art-packages
 	@test -f $(RW)/manifest.jsonl || { echo "$(RW)/manifest.jsonl is missing: make realworld-dataset first (--not-in needs it)"; exit 2; }
-	@missing=$$(for p in $(APT_UNSEEN); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+	@$(call apt_install,$(APT_UNSEEN))
 	$(PY) -m mimicry.training.debian_art --out data/unseen_kinds.jsonl --sources $(UNSEEN_KINDS)
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl
 	$(PY) -m mimicry.training.source_flags --model $(MODEL) --provenance data/unseen_kinds.jsonl \

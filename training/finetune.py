@@ -82,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
         p.error("--epochs and --batch-size must be >= 1")
+    if args.small_sources and args.augment != "realworld":
+        p.error("--small-sources is a step of --augment realworld")
     return args
 
 
@@ -490,8 +492,6 @@ def main(args: argparse.Namespace) -> dict:
     if main_process:
         settings_file.write_text(json.dumps(settings, indent=2))
 
-    if args.small_sources and args.augment != "realworld":
-        raise SystemExit("--small-sources is a step of --augment realworld")
     train_ds = ManifestDataset(args.manifest, "train", cfg, augment=args.augment, seed=args.seed,
                                small_sources=args.small_sources)
     val_ds = ManifestDataset(args.manifest, "val", cfg, augment="none")
