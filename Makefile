@@ -238,7 +238,7 @@ style-encoder: venv openclipart
 	$(PY) -m mimicry.training.style_encoder --out $(STYLE_OUT) --version $(STYLE_VERSION) --detail 64 \
 	    --candidate blocks_mean_std:pca:centroid --why "$(STYLE_WHY)" \
 	    --palette-bins 4 --palette-weight 0.1 --palette-why "$(PALETTE_WHY)"
-	$(PY) -m mimicry.training.attribution_eval --encoder $(STYLE_OUT) --out docs/ATTRIBUTION.md
+	$(PY) -m mimicry.training.attribution_eval --encoder $(STYLE_OUT) --out docs/ATTRIBUTION.md --notes docs/eval/attribution_notes.md
 
 # The benchmarks of BENCHMARKS.md; the int8/fp16 variants are calibrated on the demo dataset's val split.
 bench: venv

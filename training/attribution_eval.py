@@ -34,7 +34,7 @@ from PIL import Image
 
 from mimicry.detector.registry import Registry, artist_scores, group_by_artist
 from mimicry.detector.style import StyleEncoder
-from mimicry.training.style_encoder import LEGACY_THUMB, episodes, split_authors, threshold_at_far, thumb_of, works_of
+from mimicry.training.style_encoder import BACKBONE, LEGACY_THUMB, episodes, split_authors, threshold_at_far, thumb_of, works_of
 
 AGGREGATE_MEANING = {
     "max": "the cosine similarity of the nearest enrolled work",
@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--notes", type=Path, default=None,
+                   help="markdown appended after the limits (what was tried and not adopted, with its commands)")
     return p.parse_args(argv)
 
 
@@ -291,7 +293,8 @@ def render(f: dict, card: dict, args: argparse.Namespace) -> str:
     lines = [
         "# Attribution: whose style does an image imitate?",
         "",
-        f"Written by `training/attribution_eval.py`; reproduce with `{COMMAND}` "
+        f"Written by `training/attribution_eval.py`; reproduce with `{COMMAND}"
+        + (f" --notes {args.notes}" if getattr(args, "notes", None) else "") + "` "
         f"(took {f['seconds']} s on 2 CPU cores; `--episodes {args.episodes} --seed {args.seed}`).",
         "",
         "## The encoder and the threshold",
@@ -412,6 +415,9 @@ def render(f: dict, card: dict, args: argparse.Namespace) -> str:
         "the threshold trades recall for few false attributions of people who are not enrolled.",
         "",
     ]
+    notes = getattr(args, "notes", None)
+    if notes:
+        lines += [notes.read_text().rstrip(), ""]
     return "\n".join(lines)
 
 
@@ -427,6 +433,8 @@ def _build_command(card: dict) -> str:
              if st.get(k) is not None and not (k == "thumb" and st[k] == LEGACY_THUMB)]
     if st.get("palette_bins") is not None:
         flags.append(f"--palette-weight {st['palette_weight']}")
+    if st.get("backbone", BACKBONE) != BACKBONE:
+        flags.insert(1, f"--backbone {st['backbone']}")
     return " ".join(["python -m mimicry.training.style_encoder --out models/style-encoder", *flags])
 
 

