@@ -51,6 +51,9 @@ sysdeps: .sysdeps-installed
 # The demo real-versus-mimicry dataset: corpus, DreamBooth per artist, mimicry, manifest (~25 min).
 dataset: venv openclipart
 	$(PY) -m mimicry.training.build_dataset --base $(BASE) --out $(DEMO)
+# ... built when missing only, for what just reads it (`make dataset` itself always resumes and checks it).
+$(DEMO)/manifest.jsonl:
+	$(MAKE) dataset
 
 # The demo clip-art detector (models/demo-clipart, v0.2.1; the default before 1.0) from the demo dataset.
 THRESHOLD_UNDER := jpeg95 jpeg75 jpeg50 resize0.5 resize0.25 centre_crop50 blur1 webp purify_lanczos
@@ -100,7 +103,7 @@ art-packages:
 # photographs are 720x360, so they are stored at 360 px (every other source at 384, none upscaled).
 # Since 1.4 data the catalogue also brings Stellarium's constellation art and two FreeCol reproductions, and
 # drops byte-identical files: the bundled 1.3.0 was trained on data/realworld-v3, built before those changes.
-realworld-dataset: venv art-packages dataset
+realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl
 	$(PY) -m mimicry.training.demo_provenance --dataset $(DEMO) --out data/demo_provenance.jsonl
 	$(PY) -m mimicry.training.external --provenance $(REALWORLD)/sources.jsonl --provenance data/debian_art.jsonl \

@@ -34,17 +34,20 @@ from mimicry.detector.preprocess import preprocess
 from mimicry.training import baselines
 from mimicry.training.external import MAX_SOURCE_PIXELS, square_tiles
 
-PERTURBATIONS = ("clean", "jpeg75", "jpeg50", "resize0.5", "thumb160", "centre_crop50", "grey", "hue")
+PERTURBATIONS = ("clean", "jpeg75", "jpeg50", "webp75", "resize0.5", "upscale2", "thumb160", "centre_crop50", "grey", "hue")
 
 
 def perturb(image: Image.Image, name: str, index: int) -> Image.Image:
     """One named perturbation of an RGB image (deterministic per ``index``)."""
     if name == "clean":
         return image
-    if name in ("jpeg75", "jpeg50"):
+    if name in ("jpeg75", "jpeg50", "webp75"):  # WebP: what many platforms serve an upload as
         buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=int(name[4:]))
+        image.save(buf, format=name[:4].upper(), quality=int(name[4:]))
         return decode_image(buf.getvalue(), max_pixels=MAX_SOURCE_PIXELS, max_bytes=1 << 30)
+    if name == "upscale2":  # enlarged before posting, as generated images often are (Lanczos, twice each side)
+        w, h = image.size
+        return image.resize((2 * w, 2 * h), Image.Resampling.LANCZOS)
     if name == "resize0.5":
         w, h = image.size
         return image.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BICUBIC)

@@ -23,6 +23,8 @@ DESCRIPTIONS = {
     "clean": "as published (a sheet's cell cut out; the whole file otherwise), centred square",
     "tiles": "as published, mean logit over the squares covering the longer side",
     "jpeg75": "re-encoded JPEG 75 at full size", "jpeg50": "re-encoded JPEG 50 at full size",
+    "webp75": "re-encoded WebP 75 at full size",
+    "upscale2": "enlarged twice each side (Lanczos), as posted AI images often are",
     "resize0.5": "half size (bicubic)", "thumb160": "a small copy: 160 px on the shorter side (bicubic)",
     "centre_crop50": "centre crop, half of each side",
     "grey": "greyscale (colour control: no palette)", "hue": "random hue rotation and saturation scale (colour control)",
@@ -90,7 +92,7 @@ def report(main: dict, loso: dict[str, dict], commands: list[str], unseen: list[
               f"model.onnx sha256 `{m.get('onnx_sha256', 'not recorded')}`.", ""]
     # Goals.
     clean, pooled = by["clean"], by["clean"]["pooled"]
-    perturbed = [k for k in ("jpeg75", "jpeg50", "resize0.5", "centre_crop50") if k in by]
+    perturbed = [k for k in ("jpeg75", "jpeg50", "webp75", "resize0.5", "upscale2", "centre_crop50") if k in by]
     worst_pert = max(perturbed, key=lambda k: by[k]["pooled"]["human_flagged"]) if perturbed else None
     goals = [
         ("unseen artists, same generator families: AUROC >= 0.97", _f(pooled["auroc"]),

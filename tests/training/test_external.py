@@ -372,7 +372,7 @@ def test_a_quantised_graph_is_another_recipe_than_its_float_weights():
     assert same_recipe(recipe({"training": {"settings": {**settings, "small_sources": 0.0}}}), recipe(float_card))
 
 
-def test_realworld_eval_perturbations_keep_rgb_and_thumb160_is_a_small_copy():
+def test_realworld_eval_perturbations_keep_rgb_and_change_the_image_as_named():
     from mimicry.training.realworld_eval import PERTURBATIONS, perturb
 
     image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (600, 900, 3), dtype=np.uint8))
@@ -381,5 +381,8 @@ def test_realworld_eval_perturbations_keep_rgb_and_thumb160_is_a_small_copy():
         assert out.mode == "RGB", name
     assert perturb(image, "thumb160", 0).size == (240, 160)  # the shorter side at 160 px, the aspect kept
     assert perturb(image, "resize0.5", 0).size == (450, 300)
+    assert perturb(image, "upscale2", 0).size == (1800, 1200)
+    webp = np.asarray(perturb(image, "webp75", 0), dtype=np.int16)  # lossy: the noise does not survive whole
+    assert webp.shape == (600, 900, 3) and np.abs(webp - np.asarray(image, dtype=np.int16)).mean() > 5
     with pytest.raises(ValueError, match="unknown perturbation"):
         perturb(image, "sharpen", 0)
