@@ -34,7 +34,8 @@ from PIL import Image
 
 from mimicry.detector.registry import Registry, artist_scores, group_by_artist
 from mimicry.detector.style import StyleEncoder
-from mimicry.training.style_encoder import BACKBONE, LEGACY_THUMB, episodes, split_authors, threshold_at_far, thumb_of, works_of
+from mimicry.training.style_encoder import (BACKBONE, LEGACY_THUMB, episodes, split_authors, threshold_at_far, thumb_of,
+                                             works_of)
 
 AGGREGATE_MEANING = {
     "max": "the cosine similarity of the nearest enrolled work",

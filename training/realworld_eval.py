@@ -34,7 +34,8 @@ from mimicry.detector.preprocess import preprocess
 from mimicry.training import baselines
 from mimicry.training.external import MAX_SOURCE_PIXELS, square_tiles
 
-PERTURBATIONS = ("clean", "jpeg75", "jpeg50", "webp75", "resize0.5", "upscale2", "thumb160", "centre_crop50", "grey", "hue")
+PERTURBATIONS = ("clean", "jpeg75", "jpeg50", "webp75", "resize0.5", "upscale2", "thumb160", "centre_crop50", "grey",
+                 "hue")
 
 
 def perturb(image: Image.Image, name: str, index: int) -> Image.Image:

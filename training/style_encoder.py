@@ -40,9 +40,9 @@ from PIL import Image
 
 from mimicry.detector.preprocess import PreprocessConfig, preprocess
 from mimicry.detector.registry import artist_scores, group_by_artist
-from mimicry.training.finetune import PACKAGED_WEIGHTS
 from mimicry.detector.style import (FORMAT_VERSION, ONNX_FILE, join_palette, pad_to_square, palette_vectors,
                                     write_style_card)
+from mimicry.training.finetune import PACKAGED_WEIGHTS
 
 BACKBONE = "tf_efficientnet_lite0"  # the default trunk (--backbone); Lite1 and Lite2 measured no better (below)
 OPSET = 17
