@@ -295,7 +295,7 @@ def render(f: dict, card: dict, args: argparse.Namespace) -> str:
         "# Attribution: whose style does an image imitate?",
         "",
         f"Written by `training/attribution_eval.py`; reproduce with `{COMMAND}"
-        + (f" --notes {args.notes}" if getattr(args, "notes", None) else "") + "` "
+        + (f" --notes {args.notes}" if args.notes else "") + "` "
         f"(took {f['seconds']} s on 2 CPU cores; `--episodes {args.episodes} --seed {args.seed}`).",
         "",
         "## The encoder and the threshold",
@@ -416,9 +416,8 @@ def render(f: dict, card: dict, args: argparse.Namespace) -> str:
         "the threshold trades recall for few false attributions of people who are not enrolled.",
         "",
     ]
-    notes = getattr(args, "notes", None)
-    if notes:
-        lines += [notes.read_text().rstrip(), ""]
+    if args.notes:
+        lines += [args.notes.read_text().rstrip(), ""]
     return "\n".join(lines)
 
 

