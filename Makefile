@@ -70,7 +70,7 @@ demo-detector: dataset
 REALWORLD ?= ../shared/realworld
 RW        ?= data/realworld-v4
 APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers naev-data widelands-data hedgewars-data \
-	     endless-sky-data tuxpaint-stamps-default mate-backgrounds gnome-backgrounds stellarium-data freecol
+	     endless-sky-data tuxpaint-stamps-default mate-backgrounds gnome-backgrounds stellarium-data freecol gcompris-qt-data
 RW_THRESHOLD_UNDER := jpeg75 jpeg50 resize0.5 centre_crop50 webp
 # The training recipe of the bundled detector and of every leave-one-source-out run. BALANCE=source (1.3 on)
 # draws the training rows so that sources weigh by the square root of their size within each class; the runs
@@ -128,10 +128,11 @@ detector: realworld-dataset
 	    --threshold-under $(RW_THRESHOLD_UNDER) $(INT8)
 
 # Human art the detector never trained on, as published and re-posted (docs/eval/unseen_human.json): the kinds
-# training.debian_art keeps for evaluation only (game backgrounds, 3D renders, loading screens), and the
-# catalogue's files that $(RW) does not hold (most are under its 384-px store: small files). About 3 minutes.
-APT_UNSEEN   := supertux-data freeorion-data megaglest-data
-UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading
+# training.debian_art keeps for evaluation only (game backgrounds, 3D renders, loading screens, wallpapers of
+# other desktops, a jigsaw game's photographs), and the catalogue's files that $(RW) does not hold (most are
+# under its 384-px store: small files). About 3 minutes.
+APT_UNSEEN   := supertux-data freeorion-data megaglest-data ukui-wallpapers lomiri-wallpapers-20.04 palapeli-data
+UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos
 UNSEEN_JSON  ?= docs/eval/unseen_human.json
 unseen-human: venv art-packages
 	@test -f $(RW)/manifest.jsonl || { echo "$(RW)/manifest.jsonl is missing: make realworld-dataset first (--not-in needs it)"; exit 2; }

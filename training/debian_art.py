@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
 
 from mimicry.training.corpus import _fix_mojibake
+from mimicry.training.qt_resources import read_rcc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,17 @@ class Entry:
     # Kept out of the default catalogue run (so out of training data): human art the detector has never seen,
     # listed only when named with --sources, to measure it on kinds it was not trained on (source_flags).
     evaluation_only: bool = False
+    # Qt resource bundles (globs under root) whose inner files ``patterns`` then match, as GCompris ships its
+    # pictures; each chosen file is written once under the extraction folder, which rows then name as
+    # ``file`` (``path_in_repo`` is the bundle and the inner path). See ``mimicry.training.qt_resources``.
+    resources: tuple[str, ...] = ()
+    # Licences per file from the package's machine-readable copyright file: its ``Files:`` globs are matched
+    # against the inner path less this prefix, extensions aside (a package converting its sources to WebP at
+    # build time keeps their original names in the copyright file). The package's licence line otherwise.
+    dep5_prefix: str | None = None
+    # Files whose perceptual hashes (pHash, 64 bits) differ by at most this many bits share a group: one
+    # photograph used by two games of a suite at two sizes must not fall on both sides of a split. Off: -1.
+    near_duplicates: int = -1
 
 
 NON_COMMERCIAL = re.compile(r"\bNC\b|non-?commercial", re.I)
@@ -119,7 +133,39 @@ CATALOGUE = (
           ("techs/*/factions/*/loading_screen.jpg", "scenarios/*/loading_screen.jpg", "tutorials/*/loading_screen.jpg"),
           "strategy-game loading screens (3D scenes and painted art)", group_depth=0, min_bytes=40_000,
           evaluation_only=True),
+    # Evaluation only (1.6): desktop wallpapers of two other desktops (3D-rendered abstract art, flat vector art,
+    # a few photographs; both install beside MATE's and GNOME's folders) and a jigsaw game's photographs.
+    Entry("other-wallpapers", "ukui-wallpapers", "/usr/share/backgrounds",
+          ("calla.png", "city.png", "desert.png", "firstgeneration.jpg", "fluent-color.png", "focal-ubuntukylin.png",
+           "goldfish.png", "rhythm.jpg", "rollpaper.png", "string.jpg", "the-mouse.jpg", "2004default.jpg"),
+          "desktop wallpapers: 3D-rendered abstract art, flat vector art, photographs", group_depth=0,
+          min_bytes=40_000, evaluation_only=True),
+    Entry("other-wallpapers", "lomiri-wallpapers-20.04", "/usr/share/backgrounds", ("*_by_*.jpg",),
+          "desktop wallpapers: 3D-rendered abstract art, flat vector art, photographs", group_depth=0,
+          min_bytes=40_000, evaluation_only=True),
+    Entry("palapeli-photos", "palapeli-data", "/usr/share/palapeli/collection", ("*.jpg",),
+          "photographs of a jigsaw game (a bridge, a castle, animals, fruit)", group_depth=0, min_bytes=40_000,
+          evaluation_only=True),
+    # Kinds 1.4.0 was found to flag (1.6 data): photographs of monuments, a kind it never trained on, came out
+    # AI for 11 of GCompris's 49 (docs/eval/realworld_notes.md). The educational suite's photographs (monuments,
+    # wild and farm animals, instruments, objects, landscapes and underwater scenes, with reproductions of Van
+    # Gogh paintings in its "details" game) and its children's-book drawings, each file its own work (the
+    # photographs are by many Wikimedia Commons photographers). Its jigsaw pieces of paintings stay out.
+    Entry("gcompris-photos", "gcompris-qt-data", "/usr/share/gcompris-qt/rcc",
+          ("gcompris/src/activities/*/resource/**/*.webp",),
+          "photographs (monuments, animals, instruments, objects, landscapes, underwater) and Van Gogh reproductions",
+          group_depth=0, min_bytes=20_000, dep5_prefix="gcompris/", near_duplicates=10,
+          resources=("erase.rcc", "details.rcc", "explore_monuments.rcc", "explore_world_animals.rcc",
+                     "explore_farm_animals.rcc", "explore_world_music.rcc", "categorization.rcc", "clickgame.rcc")),
+    Entry("gcompris-drawings", "gcompris-qt-data", "/usr/share/gcompris-qt/rcc",
+          ("gcompris/src/activities/*/resource/**/*.webp",),
+          "children's-book drawings: animals, people, objects and letters, inked and coloured",
+          group_depth=0, min_bytes=20_000, dep5_prefix="gcompris/", near_duplicates=10,
+          resources=("lang.rcc", "chronos.rcc")),
 )
+
+EXTRACT_DIR = Path("data/debian_resources")
+DOC_DIR = Path("/usr/share/doc")  # each package's copyright file is DOC_DIR/<package>/copyright
 
 
 def package_version(package: str) -> str | None:
@@ -132,7 +178,7 @@ def package_version(package: str) -> str | None:
 
 def licence_line(package: str) -> str:
     """The package's licence short names from its machine-readable copyright file."""
-    path = Path("/usr/share/doc") / package / "copyright"
+    path = DOC_DIR / package / "copyright"
     if not path.is_file():
         return f"see the {package} package's copyright file"
     names = []
@@ -161,44 +207,95 @@ def group_licence(root: Path, group: str, licence_file: str | None) -> str | Non
     return found.group(1) if found else None
 
 
-def rows_for(entry: Entry) -> list[dict]:
+def dep5_stanzas(package: str) -> list[tuple[list[str], str]]:
+    """``(Files globs, licence)`` of each stanza of the package's machine-readable copyright file."""
+    path = DOC_DIR / package / "copyright"
+    if not path.is_file():
+        return []
+    stanzas = []
+    for block in re.split(r"\n\s*\n", path.read_text(errors="replace")):
+        files = re.search(r"^Files:[ \t]*(.*(?:\n[ \t]+.*)*)", block, re.M)
+        licence = re.search(r"^License:[ \t]*(.+?)[ \t]*$", block, re.M)
+        if files and licence:
+            stanzas.append((files.group(1).split(), licence.group(1)))
+    return stanzas
+
+
+def dep5_licence(stanzas: list[tuple[list[str], str]], path: str) -> str | None:
+    """The licence of the last stanza whose ``Files:`` globs match ``path`` (DEP-5: the last match wins),
+    extensions aside; ``None`` when none does."""
+    stem = path.rsplit(".", 1)[0]
+    found = None
+    for globs, licence in stanzas:
+        if any(fnmatch.fnmatchcase(path, g) or fnmatch.fnmatchcase(stem, g.rsplit(".", 1)[0]) for g in globs):
+            found = licence
+    return found
+
+
+def candidates(entry: Entry, root: Path, version: str, extract_dir: Path) -> Iterator[tuple[Path, Path, str]]:
+    """``(path, relative path, path in the package)`` of each file the entry's patterns match; a file inside a
+    Qt resource bundle is first written under ``extract_dir`` (once: kept while its bytes are the same)."""
+    seen = set()
+    if not entry.resources:
+        for pattern in entry.patterns:
+            for path in sorted(root.glob(pattern)):
+                if path not in seen and path.is_file():
+                    seen.add(path)
+                    yield path, path.relative_to(root), str(path)
+        return
+    for bundle_glob in entry.resources:
+        for bundle in sorted(root.glob(bundle_glob)):
+            files = read_rcc(bundle)
+            for inner in sorted(files):
+                if inner in seen or not any(fnmatch.fnmatchcase(inner, p) for p in entry.patterns):
+                    continue
+                seen.add(inner)
+                out = extract_dir / entry.package / version / bundle.stem / inner
+                if not out.is_file() or out.read_bytes() != files[inner]:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(files[inner])
+                yield out, Path(inner), f"{bundle}:{inner}"
+
+
+def rows_for(entry: Entry, extract_dir: Path = EXTRACT_DIR) -> list[dict]:
     version = package_version(entry.package)
     root = Path(entry.root)
     if version is None or not root.is_dir():
         return []
     licence = entry.licence or licence_line(entry.package)
-    seen, rows, group_licences = set(), [], {}
-    for pattern in entry.patterns:
-        for path in sorted(root.glob(pattern)):
-            if path in seen or not path.is_file() or path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp"}:
-                continue
-            seen.add(path)
-            if path.stat().st_size < entry.min_bytes:
-                continue
-            rel = path.relative_to(root)
-            if entry.source == "openclipart":
-                # Grouped by author (``artist:<name>``, shared with every other source that names the same
-                # person), or by folder when the author is unknown.
-                artist = openclipart_author(path)
-                group = "" if artist else "folder:" + str(rel.parent)
-            else:
-                artist = ""
-                # group_depth 0: each file is its own group (collections of works by many hands)
-                group = "/".join(rel.parts[: min(entry.group_depth, len(rel.parts) - 1)]) or str(rel)
-                m = re.match(entry.group_re, path.stem) if entry.group_re else None
-                if m and m.group(1).strip():
-                    group = f"{entry.package}:{m.group(1).strip().lower()}"
-            if group not in group_licences:
-                group_licences[group] = group_licence(root, group, entry.licence_file) or licence
-            row_licence = group_licences[group]
-            if NON_COMMERCIAL.search(row_licence):
-                continue  # a detector others may use commercially is not trained on non-commercial licences
-            rows.append({
-                "file": str(path), "label": "human", "source": entry.source, **({"group": group} if group else {}),
-                "repo": f"debian:{entry.package}", "commit": version, "path_in_repo": str(path),
-                "blob": hashlib.sha1(path.read_bytes()).hexdigest(), "licence": row_licence, "generator": "",
-                "artist": artist, "note": f"{entry.kind}, from the Debian package {entry.package} {version}",
-            })
+    stanzas = dep5_stanzas(entry.package) if entry.dep5_prefix is not None else []
+    rows, group_licences = [], {}
+    # Absolute: a provenance file's relative paths are read from its own folder (mimicry.training.external).
+    for path, rel, in_package in candidates(entry, root, version, extract_dir.resolve()):
+        if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp"}:
+            continue
+        if path.stat().st_size < entry.min_bytes:
+            continue
+        if entry.source == "openclipart":
+            # Grouped by author (``artist:<name>``, shared with every other source that names the same
+            # person), or by folder when the author is unknown.
+            artist = openclipart_author(path)
+            group = "" if artist else "folder:" + str(rel.parent)
+        else:
+            artist = ""
+            # group_depth 0: each file is its own group (collections of works by many hands)
+            group = "/".join(rel.parts[: min(entry.group_depth, len(rel.parts) - 1)]) or str(rel)
+            m = re.match(entry.group_re, path.stem) if entry.group_re else None
+            if m and m.group(1).strip():
+                group = f"{entry.package}:{m.group(1).strip().lower()}"
+        if group not in group_licences:
+            group_licences[group] = group_licence(root, group, entry.licence_file) or licence
+        row_licence = group_licences[group]
+        if stanzas:
+            row_licence = dep5_licence(stanzas, str(rel).removeprefix(entry.dep5_prefix)) or row_licence
+        if NON_COMMERCIAL.search(row_licence):
+            continue  # a detector others may use commercially is not trained on non-commercial licences
+        rows.append({
+            "file": str(path), "label": "human", "source": entry.source, **({"group": group} if group else {}),
+            "repo": f"debian:{entry.package}", "commit": version, "path_in_repo": in_package,
+            "blob": hashlib.sha1(path.read_bytes()).hexdigest(), "licence": row_licence, "generator": "",
+            "artist": artist, "note": f"{entry.kind}, from the Debian package {entry.package} {version}",
+        })
     if entry.one_per_group:
         largest = {}
         for row in rows:
@@ -206,7 +303,41 @@ def rows_for(entry: Entry) -> list[dict]:
             if row["group"] not in largest or size > largest[row["group"]][0]:
                 largest[row["group"]] = (size, row)
         rows = [r for _, r in largest.values()]
+    if entry.near_duplicates >= 0:
+        merge_near_duplicates(rows, entry.near_duplicates)
     return rows
+
+
+def merge_near_duplicates(rows: list[dict], max_bits: int) -> None:
+    """Give rows whose images' pHashes differ by at most ``max_bits`` the group of the first of them (in
+    place; chains join too). A file that does not decode keeps its group: the dataset builder reports it."""
+    import imagehash
+
+    hashes = {}
+    for i, row in enumerate(rows):
+        try:
+            with Image.open(row["file"]) as im:
+                hashes[i] = imagehash.phash(im.convert("RGB"))
+        except Exception:
+            continue
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    keys = sorted(hashes)
+    for a_pos, a in enumerate(keys):
+        for b in keys[a_pos + 1:]:
+            if hashes[a] - hashes[b] <= max_bits:
+                ra, rb = find(a), find(b)
+                parent[max(ra, rb)] = min(ra, rb)
+    for i, row in enumerate(rows):
+        root = find(i)
+        if root != i:
+            row["group"] = rows[root].get("group", row.get("group"))
 
 
 def unique(rows: list[dict], seen: set[str]) -> list[dict]:

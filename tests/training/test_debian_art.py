@@ -154,3 +154,60 @@ def test_evaluation_only_kinds_stay_out_of_the_default_catalogue(tmp_path, monke
 
     assert sources([]) == {"trained"}  # what the dataset builder trains on
     assert sources(["--sources", "never-seen"]) == {"never-seen"}
+
+
+def _png_bytes(size=(96, 64), seed=0, fmt="PNG") -> bytes:
+    import io
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)  # smooth enough that pHash sees the picture
+    img = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_works_inside_qt_resource_bundles_are_extracted_licensed_per_file_and_near_copies_share_a_group(
+        tmp_path, monkeypatch):
+    from tests.training.test_qt_resources import rcc
+
+    monkeypatch.setattr(debian_art, "package_version", lambda package: "3.1-2")
+    doc = tmp_path / "doc"
+    (doc / "suite").mkdir(parents=True)
+    (doc / "suite" / "copyright").write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+        "Files: *\nCopyright: the authors\nLicense: GPL-3+\n\n"
+        "Files: src/activities/explore/resource/*.jpg\nCopyright: photographers\nLicense: CC-BY-SA-3.0\n\n"
+        "Files: src/activities/explore/resource/tower.jpg\nCopyright: one photographer\nLicense: CC-BY-NC-2.0\n")
+    monkeypatch.setattr(debian_art, "DOC_DIR", doc)
+    bundles = tmp_path / "rcc"
+    bundles.mkdir()
+    castle = _png_bytes((120, 90), seed=1)
+    (bundles / "explore.rcc").write_bytes(rcc({
+        "suite/src/activities/explore/resource/castle.webp": castle,
+        "suite/src/activities/explore/resource/tower.webp": _png_bytes(seed=2),  # non-commercial: left out
+        "suite/src/activities/explore/resource/bridge.webp": _png_bytes(seed=3),
+        "suite/src/activities/explore/Explore.qml": b"import QtQuick",
+    }))
+    (bundles / "details.rcc").write_bytes(rcc({
+        # The same photograph at another size in another game: near copies, so one group.
+        "suite/src/activities/details/resource/castle_background.webp": _png_bytes((240, 180), seed=1),
+    }))
+    (bundles / "other.rcc").write_bytes(rcc({"suite/src/activities/other/resource/x.webp": _png_bytes(seed=4)}))
+    entry = debian_art.Entry("suite-photos", "suite", str(bundles), ("suite/src/activities/*/resource/*.webp",),
+                             "photographs", group_depth=0, min_bytes=1, dep5_prefix="suite/", near_duplicates=10,
+                             resources=("explore.rcc", "details.rcc"))
+    rows = debian_art.rows_for(entry, extract_dir=tmp_path / "extracted")
+    by_name = {Path(r["path_in_repo"].split(":", 1)[1]).stem: r for r in rows}
+    assert set(by_name) == {"castle", "bridge", "castle_background"}  # no qml, no other.rcc, no NC work
+    castle_row = by_name["castle"]
+    assert Path(castle_row["file"]).read_bytes() == castle  # extracted, byte for byte
+    assert Path(castle_row["file"]).is_relative_to(tmp_path / "extracted" / "suite" / "3.1-2" / "explore")
+    assert castle_row["path_in_repo"] == f"{bundles / 'explore.rcc'}:suite/src/activities/explore/resource/castle.webp"
+    assert castle_row["blob"] == hashlib.sha1(castle).hexdigest()
+    # Licences per file, matched without the extension the build changed; the catch-all for the rest.
+    assert castle_row["licence"] == by_name["bridge"]["licence"] == "CC-BY-SA-3.0"
+    assert by_name["castle_background"]["licence"] == "GPL-3+"
+    assert by_name["castle_background"]["group"] == castle_row["group"] != by_name["bridge"]["group"]
+    # A second run finds the extracted files in place and lists the same rows.
+    assert debian_art.rows_for(entry, extract_dir=tmp_path / "extracted") == rows
