@@ -69,6 +69,9 @@ demo-detector: dataset
 # with sources.jsonl (see mimicry.training.external); the human art of Debian packages is added to it.
 REALWORLD ?= ../shared/realworld
 RW        ?= data/realworld-v4
+# Evaluation-only catalogue sources (training.debian_art) a candidate trains on too: the 1.6 candidate's data is
+# `make realworld-dataset RW=data/realworld-v5 ART_EXTRA="gcompris-photos gcompris-drawings"`.
+ART_EXTRA ?=
 APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers naev-data widelands-data hedgewars-data \
 	     endless-sky-data tuxpaint-stamps-default mate-backgrounds gnome-backgrounds stellarium-data freecol gcompris-qt-data
 RW_THRESHOLD_UNDER := jpeg75 jpeg50 resize0.5 centre_crop50 webp
@@ -104,7 +107,7 @@ art-packages:
 # Since 1.4 data the catalogue also brings Stellarium's constellation art and two FreeCol reproductions, and
 # drops byte-identical files: the bundled 1.3.0 was trained on data/realworld-v3, built before those changes.
 realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
-	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl
+	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl $(if $(ART_EXTRA),--with $(ART_EXTRA))
 	$(PY) -m mimicry.training.demo_provenance --dataset $(DEMO) --out data/demo_provenance.jsonl
 	$(PY) -m mimicry.training.external --provenance $(REALWORLD)/sources.jsonl --provenance data/debian_art.jsonl \
 	    --provenance data/demo_provenance.jsonl --source-size demo-clipart=128 --source-size photographs=360 \
@@ -132,7 +135,8 @@ detector: realworld-dataset
 # other desktops, a jigsaw game's photographs), and the catalogue's files that $(RW) does not hold (most are
 # under its 384-px store: small files). About 3 minutes.
 APT_UNSEEN   := supertux-data freeorion-data megaglest-data ukui-wallpapers lomiri-wallpapers-20.04 palapeli-data
-UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos
+UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos \
+		gcompris-photos gcompris-drawings
 UNSEEN_JSON  ?= docs/eval/unseen_human.json
 unseen-human: venv art-packages
 	@test -f $(RW)/manifest.jsonl || { echo "$(RW)/manifest.jsonl is missing: make realworld-dataset first (--not-in needs it)"; exit 2; }

@@ -146,21 +146,22 @@ CATALOGUE = (
     Entry("palapeli-photos", "palapeli-data", "/usr/share/palapeli/collection", ("*.jpg",),
           "photographs of a jigsaw game (a bridge, a castle, animals, fruit)", group_depth=0, min_bytes=40_000,
           evaluation_only=True),
-    # Kinds 1.4.0 was found to flag (1.6 data): photographs of monuments, a kind it never trained on, came out
-    # AI for 11 of GCompris's 49 (docs/eval/realworld_notes.md). The educational suite's photographs (monuments,
-    # wild and farm animals, instruments, objects, landscapes and underwater scenes, with reproductions of Van
-    # Gogh paintings in its "details" game) and its children's-book drawings, each file its own work (the
-    # photographs are by many Wikimedia Commons photographers). Its jigsaw pieces of paintings stay out.
+    # Evaluation only for the bundled 1.4.0, training data of the 1.6 candidate (``--with``; docs/eval/
+    # realworld_notes.md): kinds 1.4.0 never saw, photographs of monuments among them, 11 of GCompris's 49 flagged.
+    # The educational suite's photographs (monuments, wild and farm animals, instruments, objects, landscapes and
+    # underwater scenes, with reproductions of Van Gogh paintings in its "details" game) and its children's-book
+    # drawings, each file its own work (the photographs are by many Wikimedia Commons photographers) unless near
+    # copies. Its jigsaw pieces of paintings stay out.
     Entry("gcompris-photos", "gcompris-qt-data", "/usr/share/gcompris-qt/rcc",
           ("gcompris/src/activities/*/resource/**/*.webp",),
           "photographs (monuments, animals, instruments, objects, landscapes, underwater) and Van Gogh reproductions",
-          group_depth=0, min_bytes=20_000, dep5_prefix="gcompris/", near_duplicates=10,
+          group_depth=0, min_bytes=20_000, dep5_prefix="gcompris/", near_duplicates=10, evaluation_only=True,
           resources=("erase.rcc", "details.rcc", "explore_monuments.rcc", "explore_world_animals.rcc",
                      "explore_farm_animals.rcc", "explore_world_music.rcc", "categorization.rcc", "clickgame.rcc")),
     Entry("gcompris-drawings", "gcompris-qt-data", "/usr/share/gcompris-qt/rcc",
           ("gcompris/src/activities/*/resource/**/*.webp",),
           "children's-book drawings: animals, people, objects and letters, inked and coloured",
-          group_depth=0, min_bytes=20_000, dep5_prefix="gcompris/", near_duplicates=10,
+          group_depth=0, min_bytes=20_000, dep5_prefix="gcompris/", near_duplicates=10, evaluation_only=True,
           resources=("lang.rcc", "chronos.rcc")),
 )
 
@@ -357,8 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--sources", nargs="*", default=None,
                    help="catalogue sources to include (default: all but the evaluation-only ones)")
+    p.add_argument("--with", dest="extra", nargs="*", default=[],
+                   help="evaluation-only sources to add to the default choice (a candidate's training data)")
     args = p.parse_args(argv)
-    chosen = [e for e in CATALOGUE if (e.source in args.sources if args.sources is not None else not e.evaluation_only)]
+    if args.sources is not None and args.extra:
+        p.error("--with adds to the default choice; with --sources, name every source there")
+    known = {e.source for e in CATALOGUE}
+    unknown = sorted((set(args.sources or []) | set(args.extra)) - known)
+    if unknown:
+        p.error(f"not in the catalogue: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    chosen = [e for e in CATALOGUE if (e.source in args.sources if args.sources is not None
+                                       else not e.evaluation_only or e.source in args.extra)]
     rows, missing, seen = [], [], set()
     for entry in chosen:
         got = rows_for(entry)

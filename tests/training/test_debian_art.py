@@ -154,6 +154,10 @@ def test_evaluation_only_kinds_stay_out_of_the_default_catalogue(tmp_path, monke
 
     assert sources([]) == {"trained"}  # what the dataset builder trains on
     assert sources(["--sources", "never-seen"]) == {"never-seen"}
+    assert sources(["--with", "never-seen"]) == {"trained", "never-seen"}  # a candidate's training data
+    for wrong in (["--with", "nowhere"], ["--sources", "trained", "--with", "never-seen"]):
+        with pytest.raises(SystemExit):
+            debian_art.main(["--out", str(out), *wrong])
 
 
 def _png_bytes(size=(96, 64), seed=0, fmt="PNG") -> bytes:
