@@ -1,7 +1,8 @@
 """Provenance files for human art shipped in Debian packages, for ``mimicry.training.external``.
 
-Each catalogue entry names a package, the folders of drawn or painted art inside it and how its works are
-grouped (a group never straddles two splits). Rows carry the package, its installed version (the
+Each catalogue entry names a package, the folders of drawn or painted art inside it (or the Qt resource
+bundles that hold it, read by ``mimicry.training.qt_resources`` and extracted under ``data/debian_resources``)
+and how its works are grouped (a group never straddles two splits). Rows carry the package, its installed version (the
 ``commit`` field) and its licence line from ``/usr/share/doc/<package>/copyright``, so every derived image
 traces back to a file of a versioned package. Every work predates text-to-image models (the packages'
 art was drawn for them by people, most of it years before 2022).
