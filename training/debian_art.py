@@ -237,8 +237,8 @@ def dep5_licence(stanzas: list[tuple[list[str], str]], path: str) -> str | None:
 def candidates(entry: Entry, root: Path, version: str, extract_dir: Path) -> Iterator[tuple[Path, Path, str]]:
     """``(path, relative path, path in the package)`` of each file the entry's patterns match; a file inside a
     Qt resource bundle is first written under ``extract_dir`` (once: kept while its bytes are the same)."""
-    seen = set()
     if not entry.resources:
+        seen = set()  # a file two patterns match is listed once
         for pattern in entry.patterns:
             for path in sorted(root.glob(pattern)):
                 if path not in seen and path.is_file():
@@ -247,11 +247,10 @@ def candidates(entry: Entry, root: Path, version: str, extract_dir: Path) -> Ite
         return
     for bundle_glob in entry.resources:
         for bundle in sorted(root.glob(bundle_glob)):
-            files = read_rcc(bundle)
+            files = read_rcc(bundle)  # a bundle's paths are unique, and each is extracted under its bundle's name
             for inner in sorted(files):
-                if inner in seen or not any(fnmatch.fnmatchcase(inner, p) for p in entry.patterns):
+                if not any(fnmatch.fnmatchcase(inner, p) for p in entry.patterns):
                     continue
-                seen.add(inner)
                 out = extract_dir / entry.package / version / bundle.stem / inner
                 if not out.is_file() or out.read_bytes() != files[inner]:
                     out.parent.mkdir(parents=True, exist_ok=True)
