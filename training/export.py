@@ -5,7 +5,8 @@
 3. Calibration on the validation split: Platt scaling (a logistic fit of label on logit), so
    ``score = sigmoid(a * logit + b)`` is a probability of AI mimicry; monotone by construction.
 4. Thresholds chosen on validation human works: ``ai_mimicry`` flags at most ``--max-fpr`` (1%) of
-   them, placed mid-gap among the thresholds that flag the same images; below ``human_below`` (the mirror rule: at most ``--max-fnr``, 1%,
+   them (``--threshold-rule per-source``: of each source's, small sources pooled by ``--min-source-works``),
+   placed mid-gap among the thresholds that flag the same images; below ``human_below`` (the mirror rule: at most ``--max-fnr``, 1%,
    of validation mimicry scores lower) a verdict is "human"; between the two, "uncertain".
 5. Metrics on the test split (AUROC, AP, TPR at 1% FPR, accuracy and FPR at the threshold, ECE).
 6. ``model.json`` carrying everything inference needs and everything a user should know.
@@ -62,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threshold-rule", choices=["pooled", "per-source"], default="pooled",
                    help="pooled: at most --max-fpr of all val human works flagged; per-source: of each source's "
                         "val human works (each kind of human art on its own), the highest of those thresholds")
+    p.add_argument("--min-source-works", type=int, default=0, metavar="N",
+                   help="per-source rule: a source with fewer than N val human works is not held to the bound on "
+                        "its own (with fewer than 1/--max-fpr works the bound is 'none flagged', so one work sets "
+                        "the threshold); such sources are pooled into one group held to the bound together. "
+                        "0: every source on its own")
     p.add_argument("--card-extra", type=Path, nargs="*", default=[],
                    help="JSON objects merged into model.json (for example the input-policy comparison)")
     p.add_argument("--int8", action="store_true",
@@ -70,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--int8-calibration-images", type=int, default=200,
                    help="training images (no labels used) whose activations set the int8 ranges")
     args = p.parse_args(argv)
+    if args.min_source_works < 0:
+        p.error("--min-source-works must be >= 0")
     if args.int8_calibration_images < 1:
         p.error("--int8-calibration-images must be >= 1")
     return args
@@ -196,6 +204,24 @@ def threshold_at_fpr(human_scores: np.ndarray, fpr: float) -> float:
     allowed = int(np.floor(fpr * len(s)))  # how many human works may score at or above t
     # t just above the (allowed)-th highest score: that one and all below it are not flagged.
     return float(np.nextafter(s[allowed], np.inf)) if allowed < len(s) else float(s[-1])
+
+
+def threshold_groups(sources: np.ndarray, min_works: int) -> dict[str, np.ndarray]:
+    """The groups of val human works the per-source rule holds to the FPR bound, each a boolean mask.
+
+    A source with at least ``min_works`` works is a group of its own. The rest are pooled into one group:
+    a 1% bound on 14 works means none flagged, so the single highest-scoring work of a small source would
+    set the shipped threshold, and which work that is changes with the seed. Pooled, the small sources are
+    still held to the bound together, so no kind can hide behind the large ones.
+    """
+    names, counts = np.unique(sources, return_counts=True)
+    small = [str(n) for n, c in zip(names, counts) if c < min_works]
+    groups = {str(n): sources == n for n, c in zip(names, counts) if c >= min_works}
+    if len(small) == 1:
+        groups[small[0]] = sources == small[0]
+    elif small:
+        groups[f"pooled: {', '.join(small)}"] = np.isin(sources, small)
+    return groups
 
 
 def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
@@ -358,7 +384,11 @@ def main(args: argparse.Namespace) -> dict:
     for s in sorted(set(val_sources)):
         scores_s = np.concatenate([h[val_sources == s] for h in human_thr])
         per_source[s] = {"n": int((val_sources == s).sum()), "threshold": threshold_at_fpr(scores_s, args.max_fpr)}
-    source_low = max(v["threshold"] for v in per_source.values())
+    groups = {}
+    for g, mask in threshold_groups(val_sources, args.min_source_works).items():
+        scores_g = np.concatenate([h[mask] for h in human_thr])
+        groups[g] = {"n": int(mask.sum()), "threshold": threshold_at_fpr(scores_g, args.max_fpr)}
+    source_low = max(v["threshold"] for v in groups.values())
     above = mimicry_val[mimicry_val >= source_low]
     per_source_thr = max(pooled_thr, float(above.min()) if len(above) and args.threshold_at == "gap-top"
                          else source_low)
@@ -392,10 +422,15 @@ def main(args: argparse.Namespace) -> dict:
             "rule": args.threshold_rule,
             "alternatives": {"pooled": pooled_thr, "per-source": per_source_thr},
             "per_source_val": per_source,
+            "min_source_works": args.min_source_works,
+            "groups_held": groups,
             "how_chosen": (f"ai_mimicry: at most {args.max_fpr:.0%} of the {int((val_y == 0).sum())} held-out (val) "
                            "human works are flagged"
                            + (", and of each source's val human works on its own (the highest of the "
                               "per-source thresholds)" if args.threshold_rule == "per-source" else "")
+                           + (f"; sources with fewer than {args.min_source_works} val human works are held to "
+                              "the bound pooled together, not one by one"
+                              if args.threshold_rule == "per-source" and args.min_source_works else "")
                            + (f", counting each one clean and under {', '.join(args.threshold_under)} "
                               f"({len(np.concatenate(human_thr))} in all)" if args.threshold_under else "")
                            + "; among the thresholds that flag the same val images, "

@@ -159,6 +159,15 @@ def test_per_source_threshold_rule_holds_every_source_to_the_bound(trained, tmp_
     assert th["rule"] == "per-source" and th["ai_mimicry"] == th["alternatives"]["per-source"]
     assert all(v["threshold"] <= th["ai_mimicry"] for v in th["per_source_val"].values())
     assert "each source's val human works" in th["how_chosen"]
+    assert th["min_source_works"] == 0 and set(th["groups_held"]) == set(th["per_source_val"])
+    pooled = export.main(export.parse_args(["--run", str(run), "--out", str(tmp_path / "p"),
+                                            "--threshold-rule", "per-source", "--min-source-works", "100000"]))
+    tp = pooled["thresholds"]
+    (group,) = tp["groups_held"]  # every source of the small test data in one group
+    assert tp["groups_held"][group]["n"] == sum(v["n"] for v in tp["per_source_val"].values())
+    assert group.startswith("pooled: ") or len(tp["per_source_val"]) == 1
+    assert tp["alternatives"]["pooled"] <= tp["ai_mimicry"] <= th["ai_mimicry"]
+    assert "held to the bound pooled together" in tp["how_chosen"]
 
 
 def test_int8_export_ships_an_int8_graph_calibrated_on_its_own_outputs(trained, tmp_path):
@@ -204,6 +213,26 @@ def test_calibration_is_monotone_and_thresholds_bound_the_fpr():
             assert (human >= t).mean() <= fpr + 1e-12
     with pytest.raises(ValueError, match="slope"):
         export.platt_fit(logits, 1 - labels)
+
+
+def test_threshold_groups_pool_the_sources_too_small_to_measure_the_bound():
+    sources = np.array(["books"] * 150 + ["wallpapers"] * 14 + ["stamps"] * 4 + ["photos"] * 100)
+    groups = export.threshold_groups(sources, 100)
+    assert sorted(groups) == ["books", "photos", "pooled: stamps, wallpapers"]
+    assert groups["pooled: stamps, wallpapers"].sum() == 18 and groups["books"].sum() == 150
+    # every work is in exactly one group
+    assert (np.sum(list(groups.values()), axis=0) == 1).all()
+    assert sorted(export.threshold_groups(sources, 0)) == ["books", "photos", "stamps", "wallpapers"]
+    assert sorted(export.threshold_groups(sources, 10)) == ["books", "photos", "stamps", "wallpapers"]
+    assert sorted(export.threshold_groups(sources, 1000)) == ["pooled: books, photos, stamps, wallpapers"]
+    # What pooling changes: with twelve 14-work sources (168 pooled, so 1% allows one), a single high-scoring
+    # work of one of them no longer sets the threshold alone.
+    sources = np.array(["books"] * 150 + [f"kind{k:02d}" for k in range(12) for _ in range(14)])
+    scores = np.random.default_rng(3).random(len(sources)) * 0.5
+    scores[150] = 0.99  # one work of kind00
+    alone = max(export.threshold_at_fpr(scores[m], 0.01) for m in export.threshold_groups(sources, 0).values())
+    pooled = max(export.threshold_at_fpr(scores[m], 0.01) for m in export.threshold_groups(sources, 100).values())
+    assert alone > 0.99 and pooled < 0.5
 
 
 def test_max_margin_threshold_keeps_the_fpr_and_sits_mid_gap():
