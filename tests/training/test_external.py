@@ -370,6 +370,11 @@ def test_a_quantised_graph_is_another_recipe_than_its_float_weights():
     small = {"training": {"settings": {**settings, "small_sources": 0.25}}}
     assert not same_recipe(recipe(small), recipe(float_card))
     assert same_recipe(recipe({"training": {"settings": {**settings, "small_sources": 0.0}}}), recipe(float_card))
+    # so is the threshold rule's pooling of small val sources; a card without it held each source on its own
+    pooled = {**int8_card, "thresholds": {"rule": "per-source", "min_source_works": 100}}
+    assert recipe(pooled)["min_source_works"] == 100
+    assert not same_recipe(recipe(pooled), recipe(int8_card))
+    assert same_recipe(recipe({**int8_card, "thresholds": {"min_source_works": 0}}), recipe(int8_card))
 
 
 def test_realworld_eval_perturbations_keep_rgb_and_change_the_image_as_named():
