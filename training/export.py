@@ -68,6 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "its own (with fewer than 1/--max-fpr works the bound is 'none flagged', so one work sets "
                         "the threshold); such sources are pooled into one group held to the bound together. "
                         "0: every source on its own")
+    p.add_argument("--ensemble-with", type=Path, nargs="*", default=[], metavar="RUN",
+                   help="more training.finetune runs of the same backbone, input and data: the shipped graph "
+                        "averages their logits with --run's (one classifier over the trunks' joined features, "
+                        "so the cost is one model per member)")
     p.add_argument("--card-extra", type=Path, nargs="*", default=[],
                    help="JSON objects merged into model.json (for example the input-policy comparison)")
     p.add_argument("--int8", action="store_true",
@@ -125,6 +129,43 @@ def quantize_int8(onnx_path: Path, manifest: Path, cfg: PreprocessConfig, images
     section["variant"] = INT8_VARIANT
     section["calibration"]["split"] = "train"
     return section
+
+
+def load_run(run: Path):
+    """A training.finetune run's settings and its trained model (eval mode)."""
+    from safetensors.torch import load_file
+
+    from mimicry.training.finetune import build_model
+
+    settings = json.loads((run / "settings.json").read_text())
+    model = build_model(settings["backbone"], "none")
+    model.load_state_dict(load_file(str(run / "model.safetensors")))
+    return settings, model.eval()
+
+
+def mean_logit_ensemble(models: list):
+    """One module whose logit is the mean of the members' logits.
+
+    Written as a single linear classifier over the members' joined pooled features (weights w_i / n, bias the
+    mean of b_i), which is the same number: so the graph still ends in one Gemm that writes the output, and
+    the int8 export keeps it in float32 as it does a single model's classifier."""
+    import torch
+
+    class MeanLogit(torch.nn.Module):
+        def __init__(self, members: list):
+            super().__init__()
+            self.members = torch.nn.ModuleList(members)
+            heads = [m.get_classifier() for m in members]
+            self.classifier = torch.nn.Linear(sum(h.in_features for h in heads), 1)
+            with torch.no_grad():
+                self.classifier.weight.copy_(torch.cat([h.weight for h in heads], dim=1) / len(heads))
+                self.classifier.bias.copy_(torch.stack([h.bias for h in heads]).mean(dim=0))
+
+        def forward(self, x):
+            feats = [m.forward_head(m.forward_features(x), pre_logits=True) for m in self.members]
+            return self.classifier(torch.cat(feats, dim=1))
+
+    return MeanLogit(models).eval()
 
 
 def export_onnx(model, size: int, path: Path) -> None:
@@ -319,16 +360,31 @@ def training_data_block(manifest: Path, data: dict, trained_on: str | None) -> d
 def main(args: argparse.Namespace) -> dict:
     import onnxruntime as ort
     import torch
-    from safetensors.torch import load_file
 
-    from mimicry.training.finetune import build_model
-
-    settings = json.loads((args.run / "settings.json").read_text())
+    settings, model = load_run(args.run)
     cfg = PreprocessConfig.from_dict(settings["preprocess"])
     manifest = Path(settings["manifest"])
-    model = build_model(settings["backbone"], "none")
-    model.load_state_dict(load_file(str(args.run / "model.safetensors")))
-    model.eval()
+    ensemble = None
+    if args.ensemble_with:
+        members = [model]
+        for run in args.ensemble_with:
+            other, m = load_run(run)
+            for key in ("backbone", "preprocess", "manifest"):
+                if other[key] != settings[key]:
+                    raise ValueError(f"--ensemble-with {run}: its {key} is not --run's ({other[key]!r} against "
+                                     f"{settings[key]!r}); an ensemble's members must share backbone, input and data")
+            members.append(m)
+        with torch.no_grad():  # the joined classifier must give the mean of the members' logits
+            x = torch.randn(2, 3, cfg.size, cfg.size)
+            ref = torch.stack([m(x).reshape(-1) for m in members]).mean(dim=0)
+            model = mean_logit_ensemble(members)
+            if not torch.allclose(model(x).reshape(-1), ref, atol=1e-4):
+                raise RuntimeError("the ensemble's classifier does not give the mean of its members' logits")
+        ensemble = {"members": [str(args.run)] + [str(r) for r in args.ensemble_with],
+                    "seeds": [json.loads((r / "settings.json").read_text()).get("seed")
+                              for r in [args.run, *args.ensemble_with]],
+                    "how": "the mean of the members' logits (one linear classifier over their joined pooled features); "
+                           "calibration and thresholds are fitted on that mean"}
 
     onnx_path = args.out / "model.onnx"
     export_onnx(model, cfg.size, onnx_path)
@@ -454,6 +510,8 @@ def main(args: argparse.Namespace) -> dict:
     }
     if quantization is not None:
         card["quantization"] = quantization
+    if ensemble is not None:
+        card["ensemble"] = ensemble
     for path in args.card_extra:
         extra = json.loads(path.read_text())
         clash = sorted(set(extra) & set(card))

@@ -216,6 +216,8 @@ def recipe(card: dict) -> dict:
     out = {k: settings[k] for k in RECIPE_KEYS if k in settings}
     if card.get("quantization"):  # the graph that ships is part of the recipe: its threshold is fitted on it
         out["graph"] = str(card["quantization"].get("kind", "quantised"))
+    if card.get("ensemble"):  # so is averaging several runs' logits
+        out["ensemble"] = len(card["ensemble"]["members"])
     if card.get("thresholds", {}).get("min_source_works"):  # the threshold rule is part of it too
         out["min_source_works"] = int(card["thresholds"]["min_source_works"])
     return out

@@ -375,6 +375,9 @@ def test_a_quantised_graph_is_another_recipe_than_its_float_weights():
     assert recipe(pooled)["min_source_works"] == 100
     assert not same_recipe(recipe(pooled), recipe(int8_card))
     assert same_recipe(recipe({**int8_card, "thresholds": {"min_source_works": 0}}), recipe(int8_card))
+    # and an ensemble of runs is another recipe than one run
+    ensemble = {**int8_card, "ensemble": {"members": ["runs/a", "runs/b"]}}
+    assert recipe(ensemble)["ensemble"] == 2 and not same_recipe(recipe(ensemble), recipe(int8_card))
 
 
 def test_realworld_eval_perturbations_keep_rgb_and_change_the_image_as_named():

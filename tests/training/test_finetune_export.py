@@ -170,6 +170,38 @@ def test_per_source_threshold_rule_holds_every_source_to_the_bound(trained, tmp_
     assert "held to the bound pooled together" in tp["how_chosen"]
 
 
+def test_an_ensemble_export_ships_the_mean_of_its_members_logits(trained, tmp_path):
+    """--ensemble-with: one graph whose logit is the mean of two runs' logits (seeds 0 and 1 here), calibrated and
+    thresholded on that mean; under --int8 its one classifier stays float32 as a single model's does."""
+    import shutil
+
+    from mimicry.detector.preprocess import PreprocessConfig
+
+    manifest, run, _ = trained
+    other = tmp_path / "seed1"
+    finetune.main(ft_args(manifest, other, 1, "--seed", "1"))
+    card = export.main(export.parse_args(["--run", str(run), "--ensemble-with", str(other), "--out", str(tmp_path / "ens")]))
+    assert card["ensemble"]["members"] == [str(run), str(other)] and card["ensemble"]["seeds"] == [0, 1]
+    cfg = PreprocessConfig.from_dict(json.loads((run / "settings.json").read_text())["preprocess"])
+    (got, y), _ = export.split_logits(export.onnx_forward(tmp_path / "ens" / "model.onnx"), manifest, "val", cfg, 8)
+    singles = [export.split_logits(export.torch_forward(export.load_run(r)[1]), manifest, "val", cfg, 8)[0][0]
+               for r in (run, other)]
+    assert np.allclose(got, (singles[0] + singles[1]) / 2, atol=1e-4)
+    assert not np.allclose(singles[0], singles[1], atol=1e-3)  # two different members, not one counted twice
+    assert np.allclose(export.platt_fit(got, y), (card["calibration"]["a"], card["calibration"]["b"]), atol=1e-4)
+    int8 = export.main(export.parse_args(["--run", str(run), "--ensemble-with", str(other), "--out",
+                                          str(tmp_path / "ens8"), "--int8", "--int8-calibration-images", "8"]))
+    assert len(int8["quantization"]["kept_in_float32"]) == 1
+    # members must share backbone, input and data
+    odd = tmp_path / "odd"
+    shutil.copytree(other, odd)
+    settings = json.loads((odd / "settings.json").read_text())
+    settings["preprocess"]["size"] = 96
+    (odd / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="must share backbone, input and data"):
+        export.main(export.parse_args(["--run", str(run), "--ensemble-with", str(odd), "--out", str(tmp_path / "x")]))
+
+
 def test_int8_export_ships_an_int8_graph_calibrated_on_its_own_outputs(trained, tmp_path):
     manifest, run, _ = trained
     export.main(export.parse_args(["--run", str(run), "--out", str(tmp_path / "fp32")]))
