@@ -110,7 +110,7 @@ realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl $(if $(ART_EXTRA),--with $(ART_EXTRA))
 	$(PY) -m mimicry.training.demo_provenance --dataset $(DEMO) --out data/demo_provenance.jsonl
 	$(PY) -m mimicry.training.external --provenance $(REALWORLD)/sources.jsonl --provenance data/debian_art.jsonl \
-	    --provenance data/demo_provenance.jsonl --source-size demo-clipart=128 --source-size photographs=360 \
+	    --provenance data/demo_provenance.jsonl --source-size demo-clipart=128 --source-size photographs=360 --source-size naev-portraits=150 \
 	    --sheet sd15-artist-prompts=2x2 --sheet flux1dev-style-of=2x2 --limit openclipart=1000 \
 	    --holdout-group "artist:nicu buculei" --holdout-group "artist:nicu buculei and nathan eady" \
 	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train" --out $(RW)
@@ -136,7 +136,7 @@ detector: realworld-dataset
 # under its 384-px store: small files). About 3 minutes.
 APT_UNSEEN   := supertux-data freeorion-data megaglest-data ukui-wallpapers lomiri-wallpapers-20.04 palapeli-data
 UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos \
-		gcompris-photos gcompris-drawings
+		gcompris-photos gcompris-drawings naev-portraits
 UNSEEN_JSON  ?= docs/eval/unseen_human.json
 unseen-human: venv art-packages
 	@test -f $(RW)/manifest.jsonl || { echo "$(RW)/manifest.jsonl is missing: make realworld-dataset first (--not-in needs it)"; exit 2; }

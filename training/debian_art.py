@@ -79,8 +79,8 @@ CATALOGUE = (
           ("*/images/portraits/**/*.png", "*/images/cutscenes/**/*.png", "*/images/menus/backgrounds/*.png",
            "*/images/parallax/*.png"), "game portraits, cut-scene and background paintings", group_depth=3),
     Entry("naev-art", "naev-data", "/usr/share/naev/dat/gfx",
-          ("planet/exterior/*.*", "loading/*.*", "portraits/**/*.*", "bkg/*.*"),
-          "space-game landscapes, loading screens, portraits and backgrounds (painted and rendered)", group_depth=0),
+          ("planet/exterior/*.*", "loading/*.*", "bkg/*.*"),
+          "space-game landscapes, loading screens and backgrounds (painted and rendered)", group_depth=0),
     Entry("widelands-art", "widelands-data", "/usr/share/games/widelands/data",
           ("templates/default/loadscreens/**/*.*", "campaigns/**/*.jpg", "campaigns/**/*.png"),
           "painted strategy-game loading screens and campaign art", group_depth=0, min_bytes=60_000),
@@ -153,6 +153,11 @@ CATALOGUE = (
     # underwater scenes, with reproductions of Van Gogh paintings in its "details" game) and its children's-book
     # drawings, each file its own work (the photographs are by many Wikimedia Commons photographers) unless near
     # copies. Its jigsaw pieces of paintings stay out.
+    # Naev's character portraits: all 200x150, painted and smooth, the kind every model here scores highest among
+    # human works it never saw (docs/eval/realworld_notes.md); grouped by faction folder. A candidate's data
+    # takes them with --with naev-portraits and its builder's --source-size naev-portraits=150.
+    Entry("naev-portraits", "naev-data", "/usr/share/naev/dat/gfx", ("portraits/**/*.*",),
+          "small painted character portraits of a space game", group_depth=2, evaluation_only=True),
     Entry("gcompris-photos", "gcompris-qt-data", "/usr/share/gcompris-qt/rcc",
           ("gcompris/src/activities/*/resource/**/*.webp",),
           "photographs (monuments, animals, instruments, objects, landscapes, underwater) and Van Gogh reproductions",
