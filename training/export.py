@@ -366,7 +366,7 @@ def main(args: argparse.Namespace) -> dict:
     manifest = Path(settings["manifest"])
     ensemble = None
     if args.ensemble_with:
-        members = [model]
+        members, seeds = [model], [settings.get("seed")]
         for run in args.ensemble_with:
             other, m = load_run(run)
             for key in ("backbone", "preprocess", "manifest"):
@@ -374,6 +374,7 @@ def main(args: argparse.Namespace) -> dict:
                     raise ValueError(f"--ensemble-with {run}: its {key} is not --run's ({other[key]!r} against "
                                      f"{settings[key]!r}); an ensemble's members must share backbone, input and data")
             members.append(m)
+            seeds.append(other.get("seed"))
         with torch.no_grad():  # the joined classifier must give the mean of the members' logits
             x = torch.randn(2, 3, cfg.size, cfg.size)
             ref = torch.stack([m(x).reshape(-1) for m in members]).mean(dim=0)
@@ -381,8 +382,7 @@ def main(args: argparse.Namespace) -> dict:
             if not torch.allclose(model(x).reshape(-1), ref, atol=1e-4):
                 raise RuntimeError("the ensemble's classifier does not give the mean of its members' logits")
         ensemble = {"members": [str(args.run)] + [str(r) for r in args.ensemble_with],
-                    "seeds": [json.loads((r / "settings.json").read_text()).get("seed")
-                              for r in [args.run, *args.ensemble_with]],
+                    "seeds": seeds,
                     "how": "the mean of the members' logits (one linear classifier over their joined pooled features); "
                            "calibration and thresholds are fitted on that mean"}
 
