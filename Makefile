@@ -68,9 +68,10 @@ demo-detector: dataset
 # The bundled detector (models/default 1.x): real AI art and human art of many kinds. REALWORLD is a folder
 # with sources.jsonl (see mimicry.training.external); the human art of Debian packages is added to it.
 REALWORLD ?= ../shared/realworld
-RW        ?= data/realworld-v4
-# Evaluation-only catalogue sources (training.debian_art) a candidate trains on too: the 1.6 candidate's data is
-# `make realworld-dataset RW=data/realworld-v5 ART_EXTRA="gcompris-photos gcompris-drawings"`.
+RW        ?= data/realworld-v6
+# Evaluation-only catalogue sources (training.debian_art) a candidate trains on too (--with); since 1.7 GCompris's
+# photographs and drawings and Naev's portraits are in the default catalogue (the 1.6 candidate's data was built
+# with ART_EXTRA="gcompris-photos gcompris-drawings", before they were).
 ART_EXTRA ?=
 APT_ART   := openclipart-png wesnoth-1.16-data flare-game plasma-workspace-wallpapers naev-data widelands-data hedgewars-data \
 	     endless-sky-data tuxpaint-stamps-default mate-backgrounds gnome-backgrounds stellarium-data freecol gcompris-qt-data
@@ -106,6 +107,10 @@ art-packages:
 # photographs are 720x360, so they are stored at 360 px (every other source at 384, none upscaled).
 # Since 1.4 data the catalogue also brings Stellarium's constellation art and two FreeCol reproductions, and
 # drops byte-identical files: the bundled 1.3.0 was trained on data/realworld-v3, built before those changes.
+# Since 1.7 GCompris's photographs and drawings and Naev's 200x150 portraits (stored at 150 px) come in, the
+# portraits split by faction folder with three folders named (data/realworld-v6; 1.4.0 was on data/realworld-v4).
+NAEV_GROUPS := --assign-group "naev-portraits:portraits/empire=val" --assign-group "naev-portraits:portraits/pirate=test" \
+	    --assign-group "naev-portraits:portraits/zalek=test"
 realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl $(if $(ART_EXTRA),--with $(ART_EXTRA))
 	$(PY) -m mimicry.training.demo_provenance --dataset $(DEMO) --out data/demo_provenance.jsonl
@@ -113,30 +118,38 @@ realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 	    --provenance data/demo_provenance.jsonl --source-size demo-clipart=128 --source-size photographs=360 --source-size naev-portraits=150 \
 	    --sheet sd15-artist-prompts=2x2 --sheet flux1dev-style-of=2x2 --limit openclipart=1000 \
 	    --holdout-group "artist:nicu buculei" --holdout-group "artist:nicu buculei and nathan eady" \
-	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train" --out $(RW)
+	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train" $(NAEV_GROUPS) --out $(RW)
 
 # 1.4.0: the 1.3 recipe on the 1.4 data (data/realworld-v4) at a 320-px input, chosen on the FLUX.1 pair at 320
 # against 224 (the SD 1.5 pair did not repeat the gain: docs/eval/realworld_notes.md), shipped as static int8 (export --int8: its calibration
 # and threshold fitted on the int8 graph's own outputs; as fast at 320 px as float32 at 224 on a VNNI CPU,
 # BENCHMARKS.md; INT8= exports float32). About an hour on 2 cores (4 epochs of about 11 minutes, then export).
 # DETECTOR_VERSION names the run folder and the card's version; 1.3.0 was
-# `make detector RW=data/realworld-v3 INPUT_SIZE=224 INT8= DETECTOR_VERSION=1.3.0` (run folder realworld-v3b).
-DETECTOR_VERSION ?= 1.4.0
+# `make detector RW=data/realworld-v3 INPUT_SIZE=224 INT8= DETECTOR_VERSION=1.3.0` (run folder realworld-v3b),
+# 1.4.0 `make detector RW=data/realworld-v4 DETECTOR_VERSION=1.4.0 DETECTOR_SEED=0 MIN_SOURCE_WORKS=0` (before 1.7's
+# catalogue: a checkout of its commit rebuilds its data).
+# 1.7.0: the same recipe on the 1.7 data (data/realworld-v6), seed 1 of two (chosen on validation loss, 0.042
+# against 0.059), and its threshold held on val sources of at least MIN_SOURCE_WORKS works each, the smaller
+# ones pooled (export --min-source-works; docs/eval/realworld_notes.md); run folder realworld-1.7.0-seed1.
+DETECTOR_VERSION ?= 1.7.0
+DETECTOR_SEED ?= 1
+MIN_SOURCE_WORKS ?= 100
+DETECTOR_RUN = runs/finetune/realworld-$(DETECTOR_VERSION)$(if $(filter 0,$(DETECTOR_SEED)),,-seed$(DETECTOR_SEED))
 INT8 ?= --int8
 detector: INPUT_SIZE := 320
+detector: SEED := $(DETECTOR_SEED)
 detector: realworld-dataset
-	$(PY) -m mimicry.training.finetune --manifest $(RW)/manifest.jsonl --out runs/finetune/realworld-$(DETECTOR_VERSION) $(RW_FINETUNE)
-	$(PY) -m mimicry.training.export --run runs/finetune/realworld-$(DETECTOR_VERSION) --out $(MODEL) --name mimicry-realworld \
+	$(PY) -m mimicry.training.finetune --manifest $(RW)/manifest.jsonl --out $(DETECTOR_RUN) $(RW_FINETUNE)
+	$(PY) -m mimicry.training.export --run $(DETECTOR_RUN) --out $(MODEL) --name mimicry-realworld \
 	    --version $(DETECTOR_VERSION) --trained-on "$$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
-	    --threshold-under $(RW_THRESHOLD_UNDER) $(INT8)
+	    --min-source-works $(MIN_SOURCE_WORKS) --threshold-under $(RW_THRESHOLD_UNDER) $(INT8)
 
 # Human art the detector never trained on, as published and re-posted (docs/eval/unseen_human.json): the kinds
 # training.debian_art keeps for evaluation only (game backgrounds, 3D renders, loading screens, wallpapers of
 # other desktops, a jigsaw game's photographs), and the catalogue's files that $(RW) does not hold (most are
 # under its 384-px store: small files). About 3 minutes.
 APT_UNSEEN   := supertux-data freeorion-data megaglest-data ukui-wallpapers lomiri-wallpapers-20.04 palapeli-data
-UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos \
-		gcompris-photos gcompris-drawings naev-portraits
+UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos
 UNSEEN_JSON  ?= docs/eval/unseen_human.json
 unseen-human: venv art-packages
 	@test -f $(RW)/manifest.jsonl || { echo "$(RW)/manifest.jsonl is missing: make realworld-dataset first (--not-in needs it)"; exit 2; }
@@ -194,15 +207,24 @@ loso-a-v4b: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
 loso-b-v4b: LOSO_HOLDOUT := sd15-artist-prompts bookdash
 loso-a-v4b loso-b-v4b: RW := data/realworld-v4
 loso-a-v4b loso-b-v4b: BALANCE := source
+# The 1.7 recipe (320 px, int8, small val sources pooled for the threshold) on the 1.7 data: make loso-a-v6
+# loso-b-v6 (runs/.../loso-X-v6-in320, docs/eval/loso-X-v6-in320.json; about 50 minutes each on 2 cores)
+loso-a-v6: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
+loso-b-v6: LOSO_HOLDOUT := sd15-artist-prompts bookdash
+loso-a-v6 loso-b-v6: RW := data/realworld-v6
+loso-a-v6 loso-b-v6: BALANCE := source
+loso-a-v6 loso-b-v6: INPUT_SIZE := 320
+loso-a-v6 loso-b-v6: LOSO_EXPORT := --int8 --min-source-works $(MIN_SOURCE_WORKS)
+loso-a-v6 loso-b-v6: LOSO_GROUPS := $(NAEV_GROUPS)
 loso: loso-a loso-b
-loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b: venv
+loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6: venv
 	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT),--holdout-source $(s)) \
-	    $(RW_GROUPS) --out data/realworld-$@
+	    $(RW_GROUPS) $(LOSO_GROUPS) --out data/realworld-$@
 	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$(LOSO_RUN) \
 	    $(RW_FINETUNE)
 	$(PY) -m mimicry.training.export --run runs/finetune/$(LOSO_RUN) --out runs/models/$(LOSO_RUN) \
 	    --name mimicry-$(LOSO_RUN) --version 0.0.0 --threshold-at gap-top --threshold-rule per-source \
-	    --threshold-under jpeg75 resize0.5
+	    --threshold-under jpeg75 resize0.5 $(LOSO_EXPORT)
 	$(PY) -m mimicry.training.realworld_eval --models runs/models/$(LOSO_RUN) \
 	    --manifest data/realworld-$@/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles \
 	    --json docs/eval/$(LOSO_RUN).json

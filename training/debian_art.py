@@ -147,27 +147,27 @@ CATALOGUE = (
     Entry("palapeli-photos", "palapeli-data", "/usr/share/palapeli/collection", ("*.jpg",),
           "photographs of a jigsaw game (a bridge, a castle, animals, fruit)", group_depth=0, min_bytes=40_000,
           evaluation_only=True),
-    # Evaluation only for the bundled 1.4.0, training data of the 1.6 candidate (``--with``; docs/eval/
-    # realworld_notes.md): kinds 1.4.0 never saw, photographs of monuments among them, 11 of GCompris's 49 flagged.
+    # Training data since 1.7.0 (evaluation only for 1.4.0, which never saw them; docs/eval/realworld_notes.md):
+    # kinds 1.4.0 flagged most among human works it never saw, photographs of monuments among them (11 of
+    # GCompris's 49 flagged) and small painted portraits.
+    # Naev's character portraits: all 200x150, painted and smooth, grouped by faction folder; stored at their own
+    # size (the builder's --source-size naev-portraits=150).
     # The educational suite's photographs (monuments, wild and farm animals, instruments, objects, landscapes and
     # underwater scenes, with reproductions of Van Gogh paintings in its "details" game) and its children's-book
     # drawings, each file its own work (the photographs are by many Wikimedia Commons photographers) unless near
     # copies. Its jigsaw pieces of paintings stay out.
-    # Naev's character portraits: all 200x150, painted and smooth, the kind every model here scores highest among
-    # human works it never saw (docs/eval/realworld_notes.md); grouped by faction folder. A candidate's data
-    # takes them with --with naev-portraits and its builder's --source-size naev-portraits=150.
     Entry("naev-portraits", "naev-data", "/usr/share/naev/dat/gfx", ("portraits/**/*.*",),
-          "small painted character portraits of a space game", group_depth=2, evaluation_only=True),
+          "small painted character portraits of a space game", group_depth=2),
     Entry("gcompris-photos", "gcompris-qt-data", "/usr/share/gcompris-qt/rcc",
           ("gcompris/src/activities/*/resource/**/*.webp",),
           "photographs (monuments, animals, instruments, objects, landscapes, underwater) and Van Gogh reproductions",
-          group_depth=0, min_bytes=20_000, dep5_prefix="gcompris/", near_duplicates=10, evaluation_only=True,
+          group_depth=0, min_bytes=20_000, dep5_prefix="gcompris/", near_duplicates=10,
           resources=("erase.rcc", "details.rcc", "explore_monuments.rcc", "explore_world_animals.rcc",
                      "explore_farm_animals.rcc", "explore_world_music.rcc", "categorization.rcc", "clickgame.rcc")),
     Entry("gcompris-drawings", "gcompris-qt-data", "/usr/share/gcompris-qt/rcc",
           ("gcompris/src/activities/*/resource/**/*.webp",),
           "children's-book drawings: animals, people, objects and letters, inked and coloured",
-          group_depth=0, min_bytes=20_000, dep5_prefix="gcompris/", near_duplicates=10, evaluation_only=True,
+          group_depth=0, min_bytes=20_000, dep5_prefix="gcompris/", near_duplicates=10,
           resources=("lang.rcc", "chronos.rcc")),
 )
 

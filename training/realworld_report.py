@@ -127,8 +127,14 @@ def report(main: dict, loso: dict[str, dict], commands: list[str], unseen: list[
             goals.append((f"human works of a kind never trained on: {k} <= 1% flagged at each run's threshold "
                           f"({where})", ", ".join(_pct(e["flagged"]) for _, e in runs),
                           all(e["flagged"] <= GOALS["human_flagged_clean"] for _, e in runs)))
+    if loso and not held:  # runs exist, none of this recipe on this data: say so rather than drop the goals
+        goals.append(("leave-one-source-out: AUROC >= 0.95 on the source left out; generators never trained on: "
+                      ">= 0.90; human kinds never trained on: <= 1% flagged",
+                      f"no run of this recipe on this data yet ({len(loso)} run{'s' if len(loso) > 1 else ''} of earlier recipes or data: "
+                      "'Leave one source out: every run' below)", None))
     lines += ["## Goals", ""] + _table(["goal", "measured", "met"],
-                                        [[g, v, "yes" if ok else "**no**"] for g, v, ok in goals]) + [""]
+                                        [[g, v, "not measured" if ok is None else "yes" if ok else "**no**"]
+                                         for g, v, ok in goals]) + [""]
     # Pooled by perturbation.
     rows = []
     for k, e in by.items():

@@ -275,6 +275,10 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     assert "| l-other | rw | lite0 ? | none | 0 | 0.800 | gen-a 0.990 / 50.0% | paintings 0.0% |" in text
     assert "| l-seed1 (shipped recipe) | rw | lite0 ? | source | 1 |" in text
     assert "| l-newdata | rw-v2 | lite0 ? | source | 0 |" in text
+    # With runs of other recipes only, the goals say that this recipe's are not measured, not that they are met.
+    other_only = report(main, {"l-other": loso["l-other"]}, ["cmd"]).split("## Goals")[1].split("##")[0]
+    assert "no run of this recipe on this data yet (1 run of earlier recipes or data" in other_only
+    assert other_only.rstrip().endswith("| not measured |") and "gen-a" not in other_only
     # Human art never trained on, from source_flags' JSON: per source and per file size, each condition.
     def t(n, flagged, uncertain, errors=0):
         return {"n": n, "errors": errors, "flagged": flagged, "uncertain": uncertain}
