@@ -8,7 +8,7 @@ logit mean "less likely mimicry" for some inputs, so they are refused rather tha
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -93,3 +93,115 @@ class Thresholds:
         if score < self.human_below:
             return "human"
         return "uncertain"
+
+
+# ----------------------------------------------------------------------------- choosing the thresholds
+# One source for the export (training.export, on the val split) and for `mimicry calibrate` (on a user's own
+# human works): numpy only, so the inference install can set a threshold without torch.
+
+RULES = ("pooled", "per-source")
+PLACEMENTS = ("midpoint", "gap-top")
+
+
+def threshold_at_fpr(human_scores: np.ndarray, fpr: float) -> float:
+    """The lowest threshold t such that at most ``fpr`` of ``human_scores`` are >= t."""
+    s = np.sort(np.asarray(human_scores, dtype=np.float64))[::-1]
+    if len(s) == 0:
+        raise ValueError("no human scores to hold to the bound")
+    allowed = int(np.floor(fpr * len(s)))  # how many human works may score at or above t
+    # t just above the (allowed)-th highest score: that one and all below it are not flagged.
+    return float(np.nextafter(s[allowed], np.inf)) if allowed < len(s) else float(s[-1])
+
+
+def gap_top_threshold(human_scores: np.ndarray, mimicry_scores: np.ndarray, fpr: float) -> float:
+    """A threshold that flags at most ``fpr`` of the human works, at the *top* of the gap: the lowest
+    mimicry score above the admissible range, so the held-out mimicry is still flagged but human works
+    of an artist who scores higher than the validation artist have the whole gap as a margin (they land
+    in "uncertain" instead of being accused). With no mimicry above it, the lowest admissible threshold."""
+    low = threshold_at_fpr(human_scores, fpr)
+    mimicry_scores = np.asarray(mimicry_scores, dtype=np.float64)
+    above = mimicry_scores[mimicry_scores >= low]
+    return float(above.min()) if len(above) else low
+
+
+def max_margin_threshold(human_scores: np.ndarray, mimicry_scores: np.ndarray, fpr: float) -> float:
+    """A threshold that flags at most ``fpr`` of the human works, placed mid-gap.
+
+    Every threshold between the lowest admissible one (:func:`threshold_at_fpr`) and the lowest
+    mimicry score above it flags exactly the same held-out images; the lowest sits right on top of
+    a human work, so the next artist's slightly higher scores would be flagged. The midpoint of the
+    gap, in logit space, keeps the held-out figures and leaves the most room on both sides.
+    """
+    low = threshold_at_fpr(human_scores, fpr)
+    mimicry_scores = np.asarray(mimicry_scores, dtype=np.float64)
+    above = mimicry_scores[mimicry_scores >= low]
+    if len(above) == 0:
+        return low
+    high = float(above.min())
+    eps = 1e-12
+    lo_l = np.log(max(low, eps) / max(1 - low, eps))
+    hi_l = np.log(max(high, eps) / max(1 - high, eps))
+    mid = float(1 / (1 + np.exp(-(lo_l + hi_l) / 2)))
+    return max(low, min(mid, high))
+
+
+def threshold_groups(sources: np.ndarray, min_works: int) -> dict[str, np.ndarray]:
+    """The groups of human works the per-source rule holds to the FPR bound, each a boolean mask.
+
+    A source with at least ``min_works`` works is a group of its own. The rest are pooled into one group:
+    a 1% bound on 14 works means none flagged, so the single highest-scoring work of a small source would
+    set the threshold, and which work that is changes with the seed. Pooled, the small sources are
+    still held to the bound together, so no kind can hide behind the large ones.
+    """
+    sources = np.asarray(sources)
+    names, counts = np.unique(sources, return_counts=True)
+    small = [str(n) for n, c in zip(names, counts) if c < min_works]
+    groups = {str(n): sources == n for n, c in zip(names, counts) if c >= min_works}
+    if len(small) == 1:
+        groups[small[0]] = sources == small[0]
+    elif small:
+        groups[f"pooled: {', '.join(small)}"] = np.isin(sources, small)
+    return groups
+
+
+def choose_threshold(human: Sequence[np.ndarray], mimicry: Sequence[np.ndarray], sources: np.ndarray, *,
+                     max_fpr: float = 0.01, rule: str = "per-source", min_works: int = 0,
+                     at: str = "gap-top") -> dict:
+    """The ``ai_mimicry`` threshold for scores of human works known to be human (and, where known, of mimicry).
+
+    ``human``: one array of calibrated scores per condition (clean first, then each perturbation), each
+    aligned with ``sources`` (the kind of human art of each work); every perturbed copy counts as one more
+    work held to the bound. ``mimicry``: the same for mimicry images (may be empty arrays): the threshold is
+    placed in the gap above the admissible range (``at``: its top, the lowest clean mimicry score there, or
+    its logit midpoint); with none, at the lowest admissible threshold.
+
+    ``rule="pooled"`` holds at most ``max_fpr`` of all human works flagged; ``"per-source"`` also holds each
+    group of :func:`threshold_groups` (sources of fewer than ``min_works`` works pooled) and takes the
+    highest. Returns ``{"threshold", "pooled", "per-source", "per_source": {source: {n, threshold}},
+    "groups": {group: {n, threshold}}}`` (thresholds of the groups are the lowest admissible ones)."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if at not in PLACEMENTS:
+        raise ValueError(f"at must be one of {PLACEMENTS}, got {at!r}")
+    sources = np.asarray(sources)
+    human = [np.asarray(h, dtype=np.float64) for h in human]
+    if not human or any(len(h) != len(sources) for h in human):
+        raise ValueError("each array of human scores must have one score per source entry")
+    mimicry = [np.asarray(m, dtype=np.float64) for m in mimicry] or [np.zeros(0)]
+    all_human = np.concatenate(human)
+    if at == "gap-top":
+        pooled = gap_top_threshold(all_human, mimicry[0], max_fpr)
+    else:
+        pooled = max_margin_threshold(all_human, np.concatenate(mimicry), max_fpr)
+
+    def held(mask: np.ndarray) -> dict:
+        return {"n": int(mask.sum()),
+                "threshold": threshold_at_fpr(np.concatenate([h[mask] for h in human]), max_fpr)}
+
+    per_source = {str(s): held(sources == s) for s in sorted(set(sources.tolist()))}
+    groups = {g: held(mask) for g, mask in threshold_groups(sources, min_works).items()}
+    source_low = max(v["threshold"] for v in groups.values())
+    above = mimicry[0][mimicry[0] >= source_low]
+    per_source_thr = max(pooled, float(above.min()) if len(above) and at == "gap-top" else source_low)
+    return {"threshold": per_source_thr if rule == "per-source" else pooled, "pooled": pooled,
+            "per-source": per_source_thr, "per_source": per_source, "groups": groups}

@@ -189,6 +189,54 @@ def scan(
     raise typer.Exit(code)
 
 
+@app.command()
+def calibrate(
+    human: Annotated[list[str], typer.Argument(
+        help="Folders (or files) of works known to be human; each first-level subfolder is one kind.",
+        show_default=False)],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The calibrated model directory to write.",
+                                      show_default=False)],
+    model: Annotated[str, typer.Option("--model", help=MODEL_HELP)] = "default",
+    ai: Annotated[Optional[list[str]], typer.Option(
+        "--ai", show_default=False, help="Folders (or files) of AI images: their share flagged before and after is "
+                                         "reported (the human works alone set the threshold).")] = None,
+    max_fpr: Annotated[float, typer.Option(
+        "--max-fpr", help="Share of the human works, and of each kind, that may be flagged.")] = 0.01,
+    under: Annotated[Optional[list[str]], typer.Option(
+        "--under", show_default=False,
+        help="Hold the bound under this re-encoding of every human work too (repeat): jpeg95, jpeg75, jpeg50, "
+             "resize0.5, resize0.25, centre_crop50, blur1, webp.")] = None,
+    min_works: Annotated[int, typer.Option(
+        "--min-works", min=0, help="Kinds of fewer works are held to the bound together, not one by one.")] = 0,
+    allow_lower: Annotated[bool, typer.Option(
+        "--allow-lower", help="Let these works set a threshold below the model's own (kinds absent from them "
+                              "are then flagged more).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the model files in an existing --out.")] = False,
+    name: Annotated[Optional[str], typer.Option("--name", show_default=False,
+                                                help="Name on the card [default: the model's].")] = None,
+    version_: Annotated[Optional[str], typer.Option(
+        "--version", show_default=False, help="Version on the card [default: the model's, +calibrated].")] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        "--report", show_default=False, help="Also write the full report (every kind, every unreadable file) "
+                                             "as JSON here.")] = None,
+) -> None:
+    """Set the detector's threshold on your own human works, without training.
+
+    Scores the works as scan does, holds at most --max-fpr of them (and of
+    each kind) flagged, and writes --out: the same model.onnx and a card
+    whose thresholds say what they were set on. Files that cannot be read are
+    left out and counted. By default the threshold never goes below the
+    model's own. Exit codes: 0 written, 2 nothing written (with the reason).
+    """
+    with interruptible():
+        from mimicry import calibrate_cli
+
+        code = calibrate_cli.run(human, out, model=model, ai=ai or [], max_fpr=max_fpr, under=tuple(under or ()),
+                                 min_works=min_works, allow_lower=allow_lower, force=force, name=name,
+                                 version=version_, report_json=report)
+    raise typer.Exit(code)
+
+
 from mimicry.serve_cli import keys_app, serve  # noqa: E402  (light: imports the service only when run)
 
 app.command("serve")(serve)

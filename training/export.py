@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from mimicry.detector.bundle import file_sha256, write_model_json
+from mimicry.detector.calibration import (  # noqa: F401  (the threshold math, shared with `mimicry calibrate`)
+    choose_threshold, gap_top_threshold, max_margin_threshold, threshold_at_fpr, threshold_groups)
 from mimicry.detector.preprocess import PreprocessConfig
 
 OPSET = 17
@@ -205,64 +207,8 @@ def platt_fit(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return a, b
 
 
-def gap_top_threshold(human_scores: np.ndarray, mimicry_scores: np.ndarray, fpr: float) -> float:
-    """A threshold that flags at most ``fpr`` of the human works, at the *top* of the gap: the lowest
-    mimicry score above the admissible range, so the held-out mimicry is still flagged but human works
-    of an artist who scores higher than the validation artist have the whole gap as a margin (they land
-    in "uncertain" instead of being accused)."""
-    low = threshold_at_fpr(human_scores, fpr)
-    above = mimicry_scores[mimicry_scores >= low]
-    return float(above.min()) if len(above) else low
-
-
-def max_margin_threshold(human_scores: np.ndarray, mimicry_scores: np.ndarray, fpr: float) -> float:
-    """A threshold that flags at most ``fpr`` of the human works, placed mid-gap.
-
-    Every threshold between the lowest admissible one (:func:`threshold_at_fpr`) and the lowest
-    mimicry score above it flags exactly the same held-out images; the lowest sits right on top of
-    a human work, so the next artist's slightly higher scores would be flagged. The midpoint of the
-    gap, in logit space, keeps the held-out figures and leaves the most room on both sides.
-    """
-    low = threshold_at_fpr(human_scores, fpr)
-    above = mimicry_scores[mimicry_scores >= low]
-    if len(above) == 0:
-        return low
-    high = float(above.min())
-    eps = 1e-12
-    lo_l = np.log(max(low, eps) / max(1 - low, eps))
-    hi_l = np.log(max(high, eps) / max(1 - high, eps))
-    mid = float(1 / (1 + np.exp(-(lo_l + hi_l) / 2)))
-    return max(low, min(mid, high))
-
-
 def calibrate(logits: np.ndarray, a: float, b: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(a * logits + b)))
-
-
-def threshold_at_fpr(human_scores: np.ndarray, fpr: float) -> float:
-    """The lowest threshold t such that at most ``fpr`` of ``human_scores`` are >= t."""
-    s = np.sort(human_scores)[::-1]
-    allowed = int(np.floor(fpr * len(s)))  # how many human works may score at or above t
-    # t just above the (allowed)-th highest score: that one and all below it are not flagged.
-    return float(np.nextafter(s[allowed], np.inf)) if allowed < len(s) else float(s[-1])
-
-
-def threshold_groups(sources: np.ndarray, min_works: int) -> dict[str, np.ndarray]:
-    """The groups of val human works the per-source rule holds to the FPR bound, each a boolean mask.
-
-    A source with at least ``min_works`` works is a group of its own. The rest are pooled into one group:
-    a 1% bound on 14 works means none flagged, so the single highest-scoring work of a small source would
-    set the shipped threshold, and which work that is changes with the seed. Pooled, the small sources are
-    still held to the bound together, so no kind can hide behind the large ones.
-    """
-    names, counts = np.unique(sources, return_counts=True)
-    small = [str(n) for n, c in zip(names, counts) if c < min_works]
-    groups = {str(n): sources == n for n, c in zip(names, counts) if c >= min_works}
-    if len(small) == 1:
-        groups[small[0]] = sources == small[0]
-    elif small:
-        groups[f"pooled: {', '.join(small)}"] = np.isin(sources, small)
-    return groups
 
 
 def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
@@ -429,26 +375,11 @@ def main(args: argparse.Namespace) -> dict:
         sc = calibrate(lg, a, b)
         human_thr.append(sc[yy == 0])
         mimicry_thr.append(sc[yy == 1])
-    if args.threshold_at == "gap-top":
-        pooled_thr = gap_top_threshold(np.concatenate(human_thr), mimicry_val, args.max_fpr)
-    else:
-        pooled_thr = max_margin_threshold(np.concatenate(human_thr), np.concatenate(mimicry_thr), args.max_fpr)
-    # Per source: each kind of human art (paintings, picture books, clip art, game art) held to the bound on
-    # its own, so a kind that is a small part of val cannot hide behind the others.
     val_sources = np.array([r.get("source", "") for r in val_ds.rows])[val_y == 0]
-    per_source = {}
-    for s in sorted(set(val_sources)):
-        scores_s = np.concatenate([h[val_sources == s] for h in human_thr])
-        per_source[s] = {"n": int((val_sources == s).sum()), "threshold": threshold_at_fpr(scores_s, args.max_fpr)}
-    groups = {}
-    for g, mask in threshold_groups(val_sources, args.min_source_works).items():
-        scores_g = np.concatenate([h[mask] for h in human_thr])
-        groups[g] = {"n": int(mask.sum()), "threshold": threshold_at_fpr(scores_g, args.max_fpr)}
-    source_low = max(v["threshold"] for v in groups.values())
-    above = mimicry_val[mimicry_val >= source_low]
-    per_source_thr = max(pooled_thr, float(above.min()) if len(above) and args.threshold_at == "gap-top"
-                         else source_low)
-    thr = per_source_thr if args.threshold_rule == "per-source" else pooled_thr
+    chosen = choose_threshold(human_thr, mimicry_thr, val_sources, max_fpr=args.max_fpr, rule=args.threshold_rule,
+                              min_works=args.min_source_works, at=args.threshold_at)
+    pooled_thr, per_source_thr, thr = chosen["pooled"], chosen["per-source"], chosen["threshold"]
+    per_source, groups = chosen["per_source"], chosen["groups"]
     # The mirror rule on the other side: at most max_fnr of the val mimicry scores below human_below.
     human_below = min(thr, args.human_max_score,
                       1.0 - max_margin_threshold(1.0 - mimicry_val, 1.0 - human_val, args.max_fnr))
