@@ -225,9 +225,10 @@ loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b lo
 	$(PY) -m mimicry.training.export --run runs/finetune/$(LOSO_RUN) --out runs/models/$(LOSO_RUN) \
 	    --name mimicry-$(LOSO_RUN) --version 0.0.0 --threshold-at gap-top --threshold-rule per-source \
 	    --threshold-under jpeg75 resize0.5 $(LOSO_EXPORT)
+	rm -f runs/scores/$(LOSO_RUN).jsonl  # realworld_eval appends to it
 	$(PY) -m mimicry.training.realworld_eval --models runs/models/$(LOSO_RUN) \
 	    --manifest data/realworld-$@/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles \
-	    --json docs/eval/$(LOSO_RUN).json
+	    --json docs/eval/$(LOSO_RUN).json --scores-out runs/scores/$(LOSO_RUN).jsonl
 
 # Held-out evaluation sets: unseen artists, and the test artist under unseen generator settings
 # (LoRA, other sampler/steps/guidance, another DreamBooth seed); about 25 minutes on 2 cores.
