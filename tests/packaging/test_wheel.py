@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -140,6 +141,24 @@ def test_scan_from_an_empty_folder_gives_a_verdict_and_an_error_row(user):
     assert good["error_code"] == "" and good["model"]
     assert bad["label"] == "" and bad["error_code"] and bad["error"]
     assert "scanned 2 images" in r.stderr
+
+
+def test_calibrate_on_the_base_install_writes_a_model_scan_can_use(user):
+    base_only(user)
+    kind = user["work"] / "own" / "clipart"
+    kind.mkdir(parents=True, exist_ok=True)
+    for p in sorted(EXAMPLES.glob("real_*.png")):
+        shutil.copy2(p, kind / p.name)
+    r = run([user["mimicry"], "calibrate", "own", "-o", "mine", "--under", "jpeg75"],
+            cwd=user["work"], env=user["env"], check=False)
+    assert r.returncode == 0, r.stderr + r.stdout
+    card = json.loads((user["work"] / "mine" / "model.json").read_text())
+    assert card["thresholds"]["calibrated_on_own_works"]["kinds"]["clipart"]["works"] == 6
+    r = run([user["mimicry"], "scan", "own", "-r", "--model", "mine", "--format", "csv"],
+            cwd=user["work"], env=user["env"], check=False)
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == 6 and {row["model_version"] for row in rows} == {card["version"]}
+    assert all(row["label"] != "ai-mimicry" for row in rows)  # none of the works it was set on is flagged
 
 
 def test_serve_and_keys_without_the_serve_extra_say_so_in_one_line(user):
