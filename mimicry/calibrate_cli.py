@@ -69,7 +69,7 @@ def score_files(detector, files: list[str], *, under: tuple[str, ...] = (), batc
             kept.append(i)
     scores = [np.array(clean, dtype=np.float64)]
     if under:
-        from mimicry.detector.decode import decode_image
+        from mimicry.detector.decode import DecodeError, decode_image
         from mimicry.training.evaluate import perturbations
 
         fns = perturbations(None)
@@ -78,7 +78,12 @@ def score_files(detector, files: list[str], *, under: tuple[str, ...] = (), batc
 
             def variants(fn=fn) -> Iterator:
                 for i in kept:
-                    yield fn(decode_image(files[i], max_bytes=detector.max_bytes, max_pixels=detector.max_pixels), i)
+                    try:
+                        image = decode_image(files[i], max_bytes=detector.max_bytes, max_pixels=detector.max_pixels)
+                    except DecodeError:  # changed on disk since it was scored: its clean score stands in
+                        yield files[i]
+                        continue
+                    yield fn(image, i)
 
             got = [v.score for v in detector.stream(variants(), batch_size=batch_size, workers=0)]
             # A re-encoded copy that cannot be scored (shrunk below the detector's minimum side, say) is held
@@ -166,7 +171,8 @@ def calibrate(human: list[str], out: Path, *, model: str | os.PathLike = "defaul
         "human_below": human_below,
         "how_chosen": (
             f"mimicry calibrate: at most {max_fpr:.0%} of {len(kept)} human works given by the user flagged, and of "
-            f"each of their {len(by_kind)} kinds (kinds of fewer than {min_works} works held together){held}"
+            f"each of their {len(by_kind)} kinds"
+            + (f" (kinds of fewer than {min_works} works held together)" if min_works else "") + held
             + (f"; the model's own threshold {old.ai_mimicry:.6g} kept, being higher than these works' "
                f"{own:.6g}" if threshold != own else "")
             + ". human_below: the model's, at most the new threshold (the model's own choice: 'before')"),
@@ -216,6 +222,11 @@ def print_report(console: Console, r: dict) -> None:
     if r["ai_images"]:
         console.print(f"AI images given: {r['ai_images']}, flagged {pct(r['ai_flagged']['before'])} -> "
                       f"{pct(r['ai_flagged']['after'])}")
+    few = [k for k, v in r["kinds"].items() if v["works"] * r["max_fpr"] < 1]
+    if few and not r["min_works"]:
+        console.print(f"{len(few)} kind(s) with fewer than {int(np.ceil(1 / r['max_fpr']))} works ({', '.join(few[:5])}"
+                      f"{', ...' if len(few) > 5 else ''}): none of their works may be flagged, so the highest-scoring "
+                      "one sets their threshold (--min-works holds small kinds together)")
     if r["kept_model_threshold"]:
         console.print(f"these works alone would set {r['threshold_of_these_works']:.4f}; the model's own "
                       f"{m['threshold']:.4f} is kept (higher; --allow-lower to go below it)")
