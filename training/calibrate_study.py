@@ -48,8 +48,9 @@ def load(scores_path: Path, eval_json: Path | None = None) -> dict:
 
 
 def study(run: dict, ks: list[int], *, draws: int = 200, max_fpr: float = 0.01, under: tuple[str, ...] = (),
-          measure: tuple[str, ...] = ("clean",), seed: int = 0) -> dict:
-    """For each held-out human source of ``run`` and each ``k``: the figures of the module's doc."""
+          measure: tuple[str, ...] = ("clean",), seed: int = 0, at: tuple[float, ...] = ()) -> dict:
+    """For each held-out human source of ``run`` and each ``k``: the figures of the module's doc; and with
+    ``at``, the same figures over the whole kind at each of those fixed thresholds (another rule's, say)."""
     rng = np.random.default_rng(seed)
     rows, thr0 = run["rows"], run["threshold"]
     held = set(run["held_out"])
@@ -79,8 +80,9 @@ def study(run: dict, ks: list[int], *, draws: int = 200, max_fpr: float = 0.01, 
                       for c in measure})
             return f
 
+        everything = list(range(len(kind)))
         entry = {"works": len(kind), "groups": len(groups), "model_threshold": thr0,
-                 "before": figures(thr0, list(range(len(kind)))), "by_k": {}}
+                 "before": figures(thr0, everything), "at": {repr(t): figures(t, everything) for t in at}, "by_k": {}}
         for k in ks:
             if k >= len(kind):
                 continue
@@ -129,6 +131,10 @@ def table(name: str, result: dict, measure: tuple[str, ...]) -> str:
                       f"| none | {e['model_threshold']:.4f} | {pct(e['before'], f'kind_{c}')} | "
                       f"{pct(e['before'], f'ai_never_seen_{c}')} | {pct(e['before'], f'ai_trained_on_{c}')} | "
                       f"{pct(e['before'], f'other_human_{c}')} |"]
+            for t, d in e.get("at", {}).items():
+                lines.append(f"| none, at {float(t):.4f} | {float(t):.4f} | {pct(d, f'kind_{c}')} | "
+                             f"{pct(d, f'ai_never_seen_{c}')} | {pct(d, f'ai_trained_on_{c}')} | "
+                             f"{pct(d, f'other_human_{c}')} |")
             for k, d in e["by_k"].items():
                 t = d["threshold"]
                 lines.append(f"| {k} | {t['median']:.4f} ({t['p5']:.4f}-{t['p95']:.4f}) | {pct(d, f'kind_{c}')} | "
@@ -146,12 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-fpr", type=float, default=0.01)
     p.add_argument("--under", nargs="*", default=[], help="conditions the bound also holds under (e.g. jpeg75)")
     p.add_argument("--measure", nargs="*", default=["clean"], help="conditions the figures are measured under")
+    p.add_argument("--at", type=float, nargs="*", default=[], help="also report the figures at these thresholds")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    report = {"k": args.k, "draws": args.draws, "max_fpr": args.max_fpr, "under": args.under, "runs": {}}
+    report = {"k": args.k, "at": args.at, "draws": args.draws, "max_fpr": args.max_fpr, "under": args.under, "runs": {}}
     for path in args.scores:
         result = study(load(path), args.k, draws=args.draws, max_fpr=args.max_fpr, under=tuple(args.under),
-                       measure=tuple(args.measure))
+                       measure=tuple(args.measure), at=tuple(args.at))
         report["runs"][path.stem] = result
         print(table(path.stem, result, tuple(args.measure)))
     if args.json:

@@ -32,7 +32,8 @@ def test_works_of_the_kind_raise_the_threshold_for_the_rest_and_the_cost_is_meas
     rows = (rows_of("paint", "human", paint, groups) + rows_of("flux", "ai-mimicry", ai_new)
             + rows_of("sd", "ai-mimicry", rng.uniform(0.97, 1.0, 300)) + rows_of("clip", "human", rng.uniform(0, 0.5, 100)))
     run = _run(tmp_path, rows, ["flux", "paint"])
-    result = cs.study(run, [20, 100], draws=50)["paint"]
+    result = cs.study(run, [20, 100], draws=50, at=(0.99,))["paint"]
+    assert result["at"]["0.99"]["kind_clean"] == pytest.approx(np.mean(paint >= 0.99))
     before = result["before"]
     assert before["kind_clean"] == pytest.approx(np.mean(paint >= 0.9))
     assert before["ai_never_seen_clean"] == pytest.approx(np.mean(ai_new >= 0.9))
