@@ -85,7 +85,8 @@ def score_files(detector, files: list[str], *, under: tuple[str, ...] = (), batc
                         continue
                     yield fn(image, i)
 
-            got = [v.score for v in detector.stream(variants(), batch_size=batch_size, workers=0)]
+            # Decoded images, not files, wait in a batch here: a small one bounds the memory (a 40-MP image is 120 MB).
+            got = [v.score for v in detector.stream(variants(), batch_size=min(batch_size, 4), workers=0)]
             # A re-encoded copy that cannot be scored (shrunk below the detector's minimum side, say) is held
             # at its clean score: it must not drop out of the bound.
             scores.append(np.array([g if g is not None else c for g, c in zip(got, clean)], dtype=np.float64))
