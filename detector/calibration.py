@@ -199,7 +199,9 @@ def choose_threshold(human: Sequence[np.ndarray], mimicry: Sequence[np.ndarray],
                 "threshold": threshold_at_fpr(np.concatenate([h[mask] for h in human]), max_fpr)}
 
     per_source = {str(s): held(sources == s) for s in sorted(set(sources.tolist()))}
-    groups = {g: held(mask) for g, mask in threshold_groups(sources, min_works).items()}
+    # A group of one source is that source's entry, already held.
+    groups = {g: per_source[g] if g in per_source else held(mask)
+              for g, mask in threshold_groups(sources, min_works).items()}
     source_low = max(v["threshold"] for v in groups.values())
     above = mimicry[0][mimicry[0] >= source_low]
     per_source_thr = max(pooled, float(above.min()) if len(above) and at == "gap-top" else source_low)

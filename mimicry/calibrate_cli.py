@@ -33,9 +33,16 @@ from mimicry.detector.scan import DEFAULT_WORKERS, iter_inputs
 from mimicry.exits import EXIT_OK
 from mimicry.scan_cli import messages
 
-# The re-encodings a threshold can be asked to hold under: mimicry.training.evaluate's names, as the
-# export's --threshold-under takes them.
-UNDER = ("jpeg95", "jpeg75", "jpeg50", "resize0.5", "resize0.25", "centre_crop50", "blur1", "webp")
+# mimicry.training.evaluate's perturbations that are not re-encodings a threshold is held under.
+NOT_UNDER = ("clean", "purify_lanczos")
+
+
+def under_names() -> tuple[str, ...]:
+    """The re-encodings a threshold can be asked to hold under: mimicry.training.evaluate's names, as the
+    export's --threshold-under takes them."""
+    from mimicry.training.evaluate import PERTURBATIONS
+
+    return tuple(n for n in PERTURBATIONS if n not in NOT_UNDER)
 
 
 class CalibrateError(Exception):
@@ -70,9 +77,8 @@ def score_files(detector, files: list[str], *, under: tuple[str, ...] = (), batc
     scores = [np.array(clean, dtype=np.float64)]
     if under:
         from mimicry.detector.decode import DecodeError, decode_image
-        from mimicry.training.evaluate import perturbations
+        from mimicry.training.evaluate import PERTURBATIONS as fns
 
-        fns = perturbations(None)
         for name in under:
             fn = fns[name]
 
@@ -105,9 +111,10 @@ def calibrate(human: list[str], out: Path, *, model: str | os.PathLike = "defaul
 
     if not 0 < max_fpr < 0.5:
         raise CalibrateError(f"--max-fpr must be between 0 and 0.5, got {max_fpr}")
-    unknown = [u for u in under if u not in UNDER]
+    known = under_names() if under else ()
+    unknown = [u for u in under if u not in known]
     if unknown:
-        raise CalibrateError(f"unknown re-encoding {', '.join(unknown)}; known: {', '.join(UNDER)}")
+        raise CalibrateError(f"unknown re-encoding {', '.join(unknown)}; known: {', '.join(known)}")
     bundle = ModelBundle.from_dir(_resolve(model))
     out = Path(out)
     if out.resolve() == bundle.path.resolve():

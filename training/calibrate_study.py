@@ -59,32 +59,33 @@ def study(run: dict, ks: list[int], *, draws: int = 200, max_fpr: float = 0.01, 
     if missing:
         raise ValueError(f"the scores file has no {', '.join(missing)} scores (it has {', '.join(rows[0]['scores'])})")
 
-    def scores(rs, c):
-        return np.array([r["scores"][c] for r in rs], dtype=np.float64)
+    def scores(rs) -> dict[str, np.ndarray]:  # condition -> the rows' scores, read once
+        return {c: np.array([r["scores"][c] for r in rs], dtype=np.float64) for c in set(conditions + measure)}
 
-    ai_held = [r for r in rows if r["label"] != "human" and r["source"] in held]
-    ai_seen = [r for r in rows if r["label"] != "human" and r["source"] not in held]
+    ai_held = scores([r for r in rows if r["label"] != "human" and r["source"] in held])
+    ai_seen = scores([r for r in rows if r["label"] != "human" and r["source"] not in held])
     out = {}
     for source in sorted(s for s in held if any(r["source"] == s and r["label"] == "human" for r in rows)):
-        kind = [r for r in rows if r["source"] == source and r["label"] == "human"]
-        others = [r for r in rows if r["label"] == "human" and r["source"] != source]
+        kind_rows = [r for r in rows if r["source"] == source and r["label"] == "human"]
+        kind = scores(kind_rows)
+        others = scores([r for r in rows if r["label"] == "human" and r["source"] != source])
         by_group = defaultdict(list)
-        for i, r in enumerate(kind):
+        for i, r in enumerate(kind_rows):
             by_group[r.get("group") or f"work {i}"].append(i)
         groups = list(by_group)
 
         def figures(t: float, rest: list[int]) -> dict:
-            f = {f"kind_{c}": float(np.mean(scores([kind[i] for i in rest], c) >= t)) for c in measure}
-            f.update({f"{name}_{c}": float(np.mean(scores(rs, c) >= t)) if rs else None
-                      for name, rs in (("ai_never_seen", ai_held), ("ai_trained_on", ai_seen), ("other_human", others))
+            f = {f"kind_{c}": float(np.mean(kind[c][rest] >= t)) for c in measure}
+            f.update({f"{name}_{c}": float(np.mean(s[c] >= t)) if len(s[c]) else None
+                      for name, s in (("ai_never_seen", ai_held), ("ai_trained_on", ai_seen), ("other_human", others))
                       for c in measure})
             return f
 
-        everything = list(range(len(kind)))
-        entry = {"works": len(kind), "groups": len(groups), "model_threshold": thr0,
+        everything = list(range(len(kind_rows)))
+        entry = {"works": len(kind_rows), "groups": len(groups), "model_threshold": thr0,
                  "before": figures(thr0, everything), "at": {repr(t): figures(t, everything) for t in at}, "by_k": {}}
         for k in ks:
-            if k >= len(kind):
+            if k >= len(kind_rows):
                 continue
             got = defaultdict(list)
             for _ in range(draws):
@@ -95,11 +96,10 @@ def study(run: dict, ks: list[int], *, draws: int = 200, max_fpr: float = 0.01, 
                         break
                     calib += by_group[groups[g]]
                 chosen = set(calib)
-                rest = [i for i in range(len(kind)) if i not in chosen]
+                rest = [i for i in everything if i not in chosen]
                 if not rest:
                     continue
-                own = threshold_at_fpr(np.concatenate([scores([kind[i] for i in calib], c) for c in conditions]),
-                                       max_fpr)
+                own = threshold_at_fpr(np.concatenate([kind[c][calib] for c in conditions]), max_fpr)
                 t = max(thr0, own)
                 got["threshold"].append(t)
                 got["works_given"].append(len(calib))
@@ -121,6 +121,11 @@ def table(name: str, result: dict, measure: tuple[str, ...]) -> str:
         return f"{100 * v:.1f}%" if not isinstance(v, dict) else \
             f"{100 * v['median']:.1f}% ({100 * v['p5']:.1f}-{100 * v['p95']:.1f})"
 
+    def row(given: str, threshold: str, d: dict, c: str) -> str:
+        return (f"| {given} | {threshold} | "
+                + " | ".join(pct(d, f"{g}_{c}") for g in ("kind", "ai_never_seen", "ai_trained_on", "other_human"))
+                + " |")
+
     lines = []
     for source, e in result.items():
         for c in measure:
@@ -128,18 +133,10 @@ def table(name: str, result: dict, measure: tuple[str, ...]) -> str:
                       f"model threshold {e['model_threshold']:.4f}", "",
                       "| works given | threshold | rest of the kind flagged | never-seen generator flagged | "
                       "generators trained on flagged | other human works flagged |", "|---|---|---|---|---|---|",
-                      f"| none | {e['model_threshold']:.4f} | {pct(e['before'], f'kind_{c}')} | "
-                      f"{pct(e['before'], f'ai_never_seen_{c}')} | {pct(e['before'], f'ai_trained_on_{c}')} | "
-                      f"{pct(e['before'], f'other_human_{c}')} |"]
-            for t, d in e.get("at", {}).items():
-                lines.append(f"| none, at {float(t):.4f} | {float(t):.4f} | {pct(d, f'kind_{c}')} | "
-                             f"{pct(d, f'ai_never_seen_{c}')} | {pct(d, f'ai_trained_on_{c}')} | "
-                             f"{pct(d, f'other_human_{c}')} |")
-            for k, d in e["by_k"].items():
-                t = d["threshold"]
-                lines.append(f"| {k} | {t['median']:.4f} ({t['p5']:.4f}-{t['p95']:.4f}) | {pct(d, f'kind_{c}')} | "
-                             f"{pct(d, f'ai_never_seen_{c}')} | {pct(d, f'ai_trained_on_{c}')} | "
-                             f"{pct(d, f'other_human_{c}')} |")
+                      row("none", f"{e['model_threshold']:.4f}", e["before"], c)]
+            lines += [row(f"none, at {float(t):.4f}", f"{float(t):.4f}", d, c) for t, d in e.get("at", {}).items()]
+            lines += [row(k, f"{d['threshold']['median']:.4f} ({d['threshold']['p5']:.4f}-{d['threshold']['p95']:.4f})", d, c)
+                      for k, d in e["by_k"].items()]
             lines.append("")
     return "\n".join(lines)
 
