@@ -94,8 +94,12 @@ FREEZE    ?= 3
 # probability P, both classes alike (finetune --small-sources); a leave-one-source-out run with it is tagged -smallP.
 # Tried at 0.25 on the 1.4 recipe and not adopted (docs/eval/realworld_notes.md): the shipped recipe keeps 0.
 SMALL     ?= 0
+# DROP="SOURCE ..." also holds those sources out of a leave-one-source-out run's training (their rows go to test,
+# so they are measured as never seen); the run and its split are tagged -noSOURCE.
+DROP      ?=
+LOSO_DROP  = $(foreach s,$(DROP),-no$(s))
 # INPUT_SIZE=N for Lite0 at another size than 224 tags the run -inN (a Lite1 run keeps its tag, whatever its size).
-LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SMALL)),,-small$(SMALL))$(if $(filter 0,$(SEED)),,-seed$(SEED))
+LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SMALL)),,-small$(SMALL))$(LOSO_DROP)$(if $(filter 0,$(SEED)),,-seed$(SEED))
 RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks $(FREEZE) --epochs 4 --patience 2 \
 	    --balance $(BALANCE) --seed $(SEED) --backbone $(BACKBONE) --input-size $(INPUT_SIZE) --small-sources $(SMALL)
 
@@ -218,16 +222,16 @@ loso-a-v6 loso-b-v6: LOSO_EXPORT := --int8 --min-source-works $(MIN_SOURCE_WORKS
 loso-a-v6 loso-b-v6: LOSO_GROUPS := $(NAEV_GROUPS)
 loso: loso-a loso-b
 loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6: venv
-	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT),--holdout-source $(s)) \
-	    $(RW_GROUPS) $(LOSO_GROUPS) --out data/realworld-$@
-	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@/manifest.jsonl --out runs/finetune/$(LOSO_RUN) \
+	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT) $(DROP),--holdout-source $(s)) \
+	    $(RW_GROUPS) $(LOSO_GROUPS) --out data/realworld-$@$(LOSO_DROP)
+	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@$(LOSO_DROP)/manifest.jsonl --out runs/finetune/$(LOSO_RUN) \
 	    $(RW_FINETUNE)
 	$(PY) -m mimicry.training.export --run runs/finetune/$(LOSO_RUN) --out runs/models/$(LOSO_RUN) \
 	    --name mimicry-$(LOSO_RUN) --version 0.0.0 --threshold-at gap-top --threshold-rule per-source \
 	    --threshold-under jpeg75 resize0.5 $(LOSO_EXPORT)
 	rm -f runs/scores/$(LOSO_RUN).jsonl  # realworld_eval appends to it
 	$(PY) -m mimicry.training.realworld_eval --models runs/models/$(LOSO_RUN) \
-	    --manifest data/realworld-$@/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles \
+	    --manifest data/realworld-$@$(LOSO_DROP)/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles \
 	    --json docs/eval/$(LOSO_RUN).json --scores-out runs/scores/$(LOSO_RUN).jsonl
 
 # Held-out evaluation sets: unseen artists, and the test artist under unseen generator settings

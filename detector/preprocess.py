@@ -8,6 +8,7 @@ randomness: the same image and config always give the same array.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -108,9 +109,24 @@ def preprocess(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
         box = None
     if image.size != target or box is not None:
         image = image.resize(target, resample, box=box)
-    x = np.asarray(image, dtype=np.float32) / np.float32(255.0)
-    x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    planes = np.asarray(image).transpose(2, 0, 1)  # uint8 HWC viewed as CHW, no copy
+    table = _normalise_table(cfg.mean, cfg.std)
+    out = np.empty(planes.shape, np.float32)
+    for c in range(3):
+        np.take(table[c], planes[c], out=out[c])
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """``(v/255 - mean[c])/std[c]`` in float32 for every 8-bit level ``v`` of channel ``c``: ``(3, 256)``.
+
+    Looking each pixel up gives bit for bit the array that the same float32 arithmetic over the whole image
+    gives (the table holds its results), at about a fifth of the cost on a 320-px input (BENCHMARKS.md)."""
+    levels = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
+    table = (levels - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
+    table.setflags(write=False)
+    return table
 
 
 def preprocess_batch(images: Iterable[Image.Image], cfg: PreprocessConfig) -> np.ndarray:

@@ -64,6 +64,25 @@ def test_an_image_already_at_size_is_not_resampled():
     np.testing.assert_allclose(x, (arr.transpose(2, 0, 1) / 255 - 0.5) / 0.5, atol=1e-6)
 
 
+@pytest.mark.parametrize("mean, std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                                       ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+def test_normalisation_is_bit_for_bit_the_float32_formula(mean, std):
+    """The per-level table must give exactly what float32 ``(x/255 - mean)/std`` gives, every level and channel,
+    so that models calibrated before the table score the same: equality, not closeness."""
+    levels = np.arange(256, dtype=np.uint8)
+    arr = np.stack(np.meshgrid(levels, levels[::-1], indexing="ij"), axis=-1)[..., [0, 1, 0]]
+    arr[..., 2] = np.roll(levels, 77)[None, :]  # each channel sees all 256 levels, in different places
+    x = preprocess(Image.fromarray(arr), PreprocessConfig(size=256, mean=mean, std=std))
+    f = np.asarray(arr, dtype=np.float32) / np.float32(255.0)
+    want = ((f - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).transpose(2, 0, 1)
+    assert x.dtype == np.float32 and x.flags.c_contiguous and x.shape == (3, 256, 256)
+    assert np.array_equal(x, want)
+    for c in range(3):
+        assert set(np.unique(arr[..., c])) == set(range(256))
+    x[0, 0, 0] = 9.0  # the caller owns its array: the shared table is untouched
+    assert preprocess(Image.fromarray(arr), PreprocessConfig(size=256, mean=mean, std=std))[0, 0, 0] == want[0, 0, 0]
+
+
 def test_batch():
     cfg = PreprocessConfig(size=8, **HALF)
     batch = preprocess_batch([Image.new("RGB", (9, 9)), Image.new("RGB", (20, 5), "white")], cfg)
