@@ -147,6 +147,11 @@ CATALOGUE = (
     Entry("palapeli-photos", "palapeli-data", "/usr/share/palapeli/collection", ("*.jpg",),
           "photographs of a jigsaw game (a bridge, a castle, animals, fruit)", group_depth=0, min_bytes=40_000,
           evaluation_only=True),
+    # Evaluation only (1.7): a puzzle game's hand-drawn and painted underwater scenes (1998; backgrounds, wall
+    # layers and the cartoon "posters" between levels), one group per level: a cartoon kind nothing here trains on.
+    Entry("fillets-art", "fillets-ng-data", "/usr/share/games/fillets-ng/images", ("*/*.png",),
+          "hand-drawn and painted cartoon scenes of a puzzle game", group_depth=1, min_bytes=60_000,
+          licence="GPL-2+ (ALTAR Interactive; the package's copyright file)", evaluation_only=True),
     # Training data since 1.7.0 (evaluation only for 1.4.0, which never saw them; docs/eval/realworld_notes.md):
     # kinds 1.4.0 flagged most among human works it never saw, photographs of monuments among them (11 of
     # GCompris's 49 flagged) and small painted portraits.
