@@ -97,7 +97,9 @@ SMALL     ?= 0
 # DROP="SOURCE ..." also holds those sources out of a leave-one-source-out run's training (their rows go to test,
 # so they are measured as never seen); the run and its split are tagged -noSOURCE.
 DROP      ?=
-LOSO_DROP  = $(foreach s,$(DROP),-no$(s))
+empty     :=
+space     := $(empty) $(empty)
+LOSO_DROP  = $(subst $(space),,$(foreach s,$(DROP),-no$(s)))
 # INPUT_SIZE=N for Lite0 at another size than 224 tags the run -inN (a Lite1 run keeps its tag, whatever its size).
 LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SMALL)),,-small$(SMALL))$(LOSO_DROP)$(if $(filter 0,$(SEED)),,-seed$(SEED))
 RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks $(FREEZE) --epochs 4 --patience 2 \
