@@ -292,7 +292,7 @@ def card_block(main: dict, loso: dict[str, dict], policy: dict | None = None) ->
             "shortcut_baselines": {k: {kk: round(vv, 4) if isinstance(vv, float) else vv
                                        for kk, vv in v["pooled"].items()}
                                    for k, v in main.get("baselines", {}).items()},
-            "leave_one_source_out": {name: {"held_out": r.get("held_out", []),
+            "leave_one_source_out": {name: {"held_out": r.get("held_out", []), **({"ablation": True} if ablation(r) else {}),
                                             "recipe": _loso_model(r).get("recipe", {}), "data": data_of(r),
                                             "threshold": _loso_model(r)["threshold"],
                                             "clean": compact({k: v for k, v in
