@@ -64,3 +64,43 @@ def test_bad_requests_say_why_and_exit_2(tmp_path, capsys, args, message):
     path = _write(tmp_path, "a", _rows("sd", "ai-mimicry", [0.9]) + _rows("clip", "human", [0.1]))
     assert sc.main([str(path), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def _grouped(source, label, scores, group):
+    return [{"source": source, "label": label, "group": group, "scores": {"clean": s}} for s in scores]
+
+
+def test_paired_bootstrap_draws_groups_and_brackets_the_difference(tmp_path):
+    # 20 AI groups of 2 cells and 30 human works. Run a ranks 10 AI groups below every human work; run b is run a
+    # with those groups lifted above, so b beats a on every draw that holds any of them (all but a vanishing few).
+    ai_a = [_grouped("sd", "ai-mimicry", [0.2 + 0.01 * i] * 2 if i < 10 else [0.9, 0.95], f"artist:{i}")
+            for i in range(20)]
+    ai_b = [_grouped("sd", "ai-mimicry", [0.9, 0.95], f"artist:{i}") for i in range(20)]
+    human = [_grouped("clip", "human", [0.5 + 0.01 * i], f"file:{i}") for i in range(30)]
+    flat = lambda groups: [r for g in groups for r in g]  # noqa: E731
+    a = sc.load(_write(tmp_path, "a", flat(ai_a + human)))
+    b = sc.load(_write(tmp_path, "b", flat(ai_b + human)))
+    [res] = sc.bootstrap([a, b], "sd", set(), draws=300)
+    assert res["difference"] == pytest.approx(0.5)  # a: half the AI cells beat every human work, b: all
+    lo, hi = res["interval95"]
+    assert 0.2 < lo < 0.5 < hi < 0.8  # how many low groups a draw holds: about 10 of 20, give or take 4
+    assert res["share_above_zero"] == 1.0 and res["groups"] == 50
+    # the same scores twice: no difference on any draw
+    [same] = sc.bootstrap([a, a], "sd", set(), draws=50)
+    assert same["interval95"] == [0.0, 0.0] and same["share_above_zero"] == 0.0
+    # a run whose human side holds other works cannot be paired
+    c = sc.load(_write(tmp_path, "c", flat(ai_b + human[:-1])))
+    assert sc.bootstrap([a, c], "sd", set(), draws=10) is None
+
+
+def test_cli_prints_the_paired_interval_only_on_the_same_works(tmp_path, capsys):
+    rows = _grouped("sd", "ai-mimicry", [0.9, 0.4], "artist:x") + _grouped("clip", "human", [0.1, 0.5], None)
+    a = _write(tmp_path / "x", "a", rows)
+    b = _write(tmp_path / "y", "b", rows[:1] + _grouped("sd", "ai-mimicry", [0.6], "artist:x") + rows[2:])
+    out_json = tmp_path / "cmp.json"
+    assert sc.main([str(a), str(b), "--ai", "sd", "--draws", "20", "--json", str(out_json)]) == 0
+    assert "b - a: +0.2500 (95% of 20 paired draws of 3 test groups" in capsys.readouterr().out
+    assert json.loads(out_json.read_text())["runs"]["b"]["paired_bootstrap"]["against"] == "a"
+    other = _write(tmp_path / "z", "c", rows[:2] + _grouped("books", "human", [0.2, 0.3], None))
+    assert sc.main([str(a), str(other), "--ai", "sd", "--draws", "20"]) == 0
+    assert "no paired interval" in capsys.readouterr().out
