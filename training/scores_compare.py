@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="the bootstrap's random seed")
     ap.add_argument("--json", type=Path, help="write the figures here too")
     args = ap.parse_args(argv)
+    if args.draws < 0:
+        ap.error(f"--draws must be 0 or more, not {args.draws}")
     out, loaded = {}, []
     for path in args.scores:
         try:

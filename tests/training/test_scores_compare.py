@@ -104,3 +104,6 @@ def test_cli_prints_the_paired_interval_only_on_the_same_works(tmp_path, capsys)
     other = _write(tmp_path / "z", "c", rows[:2] + _grouped("books", "human", [0.2, 0.3], None))
     assert sc.main([str(a), str(other), "--ai", "sd", "--draws", "20"]) == 0
     assert "no paired interval" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        sc.main([str(a), str(b), "--ai", "sd", "--draws", "-1"])
+    assert e.value.code == 2 and "--draws must be 0 or more" in capsys.readouterr().err
