@@ -41,17 +41,16 @@ def compare(run: dict, ai_source: str, without: set[str], condition: str = "clea
         if condition not in r["scores"]:
             raise ValueError(f"the scores file has no {condition!r} scores (it has {', '.join(r['scores'])})")
         by_source[(r["label"], r["source"])].append(float(r["scores"][condition]))
-    ai = [s for (label, src), v in by_source.items() if label != "human" and src == ai_source for s in v]
-    if not ai:
+    kept = _kept(run, ai_source, without, condition)
+    y = np.array([ai for _, ai, _ in kept])
+    if not y.any():
         raise ValueError(f"no AI rows of source {ai_source!r} (AI sources: "
                          f"{', '.join(sorted(src for label, src in by_source if label != 'human'))})")
-    human = [s for (label, src), v in by_source.items() if label == "human" and src not in without for s in v]
-    if not human:
+    if y.all():
         raise ValueError("no human rows left once the named sources are dropped")
-    y = np.r_[np.ones(len(ai)), np.zeros(len(human))]
     return {
-        "threshold": thr, "n_ai": len(ai), "n_human": len(human),
-        "auroc": float(roc_auc_score(y, np.r_[ai, human])),
+        "threshold": thr, "n_ai": int(y.sum()), "n_human": int(len(y) - y.sum()),
+        "auroc": float(roc_auc_score(y, [score for _, _, score in kept])),
         "flagged": {f"{src} ({label})": {"n": len(v), "flagged": float(np.mean(np.asarray(v) >= thr))}
                     for (label, src), v in sorted(by_source.items())},
     }
