@@ -41,7 +41,7 @@ from mimicry.detector.preprocess import PreprocessConfig, preprocess
 LABELS = {"human": 0, "ai-mimicry": 1}
 # Settings that, changed, make a checkpoint in --out belong to another run.
 RUN_DEFINING = ("manifest", "backbone", "weights", "input_size", "resize", "interpolation", "lr", "batch_size",
-                "seed", "augment", "freeze_blocks", "balance", "small_sources")
+                "seed", "augment", "freeze_blocks", "balance", "small_sources", "mixed_precision")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,6 +79,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="source: draw each epoch's training rows with weights that flatten the sources within "
                         "each class (weight 1/sqrt(rows of the source), each class keeping its share), so a "
                         "large source (clip art) does not define what its class looks like; none: every row once")
+    p.add_argument("--mixed-precision", choices=["no", "bf16"], default=None,
+                   help="bf16: autocast the forward pass to bfloat16 (on a CPU with AMX, as here, or a GPU); no: "
+                        "float32; unset: the launcher's choice (`accelerate launch --mixed_precision`), float32 "
+                        "for a plain `python -m` run")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep weights and inputs in channels-last memory layout: the same arithmetic, faster "
+                        "convolutions on a CPU (see BENCHMARKS.md)")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
         p.error("--epochs and --batch-size must be >= 1")
@@ -460,8 +467,8 @@ def settings_of(args: argparse.Namespace) -> dict:
 def main(args: argparse.Namespace) -> dict:
     """Train, write to ``args.out`` (main process only) and return the run summary on every process.
 
-    Mixed precision comes from the launcher (``accelerate launch --mixed_precision bf16``); a plain
-    ``python -m`` run is fp32. Seeds are offset by the process index, so process 0 (and a one-process
+    Mixed precision is ``--mixed-precision``, or else the launcher's (``accelerate launch --mixed_precision
+    bf16``); a plain ``python -m`` run is fp32 unless told. Seeds are offset by the process index, so process 0 (and a one-process
     run) draws exactly what it always did and the others draw their own streams.
     """
     import torch
@@ -471,7 +478,8 @@ def main(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=args.mixed_precision)
+    args.mixed_precision = str(accelerator.mixed_precision)  # what the run used, whoever chose it
     main_process = accelerator.is_main_process
     rank_seed = args.seed + accelerator.process_index
     torch.manual_seed(rank_seed)
@@ -507,6 +515,10 @@ def main(args: argparse.Namespace) -> dict:
     model = build_model(args.backbone, args.weights)
     if args.freeze_blocks:
         freeze_stages(model, args.freeze_blocks)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        model.register_forward_pre_hook(lambda _, inputs: (inputs[0].contiguous(memory_format=torch.channels_last),
+                                                           *inputs[1:]))
     optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=args.lr,
                                   weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)

@@ -206,7 +206,8 @@ def write_scores(path: Path, model: str, threshold: float, items: list[dict], sc
                                 "scores": {k: float(v[i]) for k, v in scores.items()}}) + "\n")
 
 
-RECIPE_KEYS = ("backbone", "input_size", "balance", "seed", "epochs", "freeze_blocks", "augment", "small_sources")
+RECIPE_KEYS = ("backbone", "input_size", "balance", "seed", "epochs", "freeze_blocks", "augment", "small_sources",
+               "mixed_precision")
 
 
 def recipe(card: dict) -> dict:
