@@ -8,7 +8,7 @@ and AdamW, under ``Accelerator(mixed_precision=...)``. After ``--warmup`` batche
 (the wall clock of the loop, loading included), and reports seconds per batch and the speed-up against the
 baseline measured in the same run: float32 with the weights and inputs in the default (NCHW) layout, what
 ``finetune`` did before 1.8. bf16 changes the arithmetic (its model is another run, to be judged on held-out
-data); channels-last does not.
+data); channels-last computes the same function in another memory order.
 
 ``python bench/train_benchmark.py --manifest data/realworld-v6/manifest.jsonl --batches 12``
 """
@@ -48,9 +48,7 @@ def one(args: argparse.Namespace, channels_last: bool, precision: str) -> dict:
     model = ft.build_model(args.backbone, "packaged")
     ft.freeze_stages(model, args.freeze)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        model.register_forward_pre_hook(lambda _, inputs: (inputs[0].contiguous(memory_format=torch.channels_last),
-                                                           *inputs[1:]))
+        model = ft.to_channels_last(model)
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=3e-4)
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                         generator=torch.Generator().manual_seed(0), drop_last=True)

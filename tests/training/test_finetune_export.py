@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -95,6 +97,50 @@ def test_a_source_balanced_run_trains_and_is_its_own_run(trained, tmp_path):
     shutil.copytree(out, tmp_path / "old")
     with pytest.raises(ValueError, match="balance"):  # a run of the other sampling is not resumed
         finetune.main(ft_args(manifest, tmp_path / "old", 3, "--balance", "source"))
+
+
+def test_channels_last_computes_the_same_function_and_gradients():
+    import copy
+
+    import torch
+
+    torch.manual_seed(0)
+    plain = finetune.build_model("tf_efficientnet_lite0", "packaged")
+    finetune.freeze_stages(plain, 3)
+    last = finetune.to_channels_last(copy.deepcopy(plain))
+    assert last.conv_head.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 96, 96)
+    outs = []
+    for model in (plain, last):
+        model.train()
+        model.zero_grad()
+        out = model(x)
+        out.sum().backward()
+        outs.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-4, atol=1e-5)
+    assert outs[0][1].keys() == outs[1][1].keys() and "conv_stem.weight" not in outs[0][1]  # frozen stem
+    for name, grad in outs[0][1].items():
+        torch.testing.assert_close(grad, outs[1][1][name], rtol=1e-3, atol=1e-4)
+
+
+def test_a_bf16_run_records_its_precision_and_exports_float32(trained, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    manifest, _, _ = trained
+    out = tmp_path / "bf16"
+    # its own process: accelerate keeps one precision per process, and this one's tests train in float32
+    argv = [str(x) for x in ("--manifest", manifest, "--out", out, "--epochs", 1, "--input-size", 64, "--batch-size", 8,
+                             "--workers", 0, "--max-train-batches", 2, "--mixed-precision", "bf16")]
+    done = subprocess.run([sys.executable, "-m", "mimicry.training.finetune", *argv], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((out / "settings.json").read_text())["mixed_precision"] == "bf16"
+    weights = load_file(str(out / "model.safetensors"))
+    assert {w.dtype for w in weights.values()} <= {torch.float32, torch.int64}  # master weights stay float32
+    card = export.main(export.parse_args(["--run", str(out), "--out", str(tmp_path / "model"), "--name", "bf16"]))
+    assert card["calibration"]["method"] == "platt"
+    with pytest.raises(ValueError, match="mixed_precision"):  # a float32 run does not resume a bf16 one
+        finetune.main(ft_args(manifest, out, 2, "--mixed-precision", "no"))
 
 
 def test_packaged_imagenet_weights_load_by_position():
