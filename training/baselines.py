@@ -10,6 +10,9 @@ by ``mimicry.training.external`` and scored on another split:
 * **colour** (:func:`colour_features`): HSV histograms and RGB moments of the pixels, no texture at all. A
   detector that does not clearly beat it has learnt palette, not generator traces.
 
+:func:`texture_energy` is one number of the other kind, how busy a picture is, for studies of where a detector
+ranks well and where it does not (``mimicry.training.texture_strata``).
+
 Gradient-boosted trees (scikit-learn) for both: they need no scaling and find any threshold a file fact has.
 """
 
@@ -52,6 +55,21 @@ def colour_features(image: Image.Image, size: int = 128) -> np.ndarray:
     flat = rgb.reshape(-1, 3)
     feats += [flat.mean(0), flat.std(0), np.quantile(flat, [0.05, 0.5, 0.95], axis=0).ravel()]
     return np.concatenate(feats)
+
+
+def texture_energy(image: Image.Image, size: int = 320) -> float:
+    """log10 of the mean absolute 4-neighbour Laplacian of the grey centred square, resized to ``size`` (bicubic),
+    as the detector's input would be.
+
+    High for busy pictures (photographs of monuments, dense brushwork, fine hatching), low for flat clip art and
+    smooth gradients: texture only, no palette.
+    """
+    w, h = image.size
+    side = min(w, h)
+    box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+    grey = np.asarray(image.convert("L").resize((size, size), Image.Resampling.BICUBIC, box=box), dtype=np.float32)
+    lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+    return float(np.log10(np.abs(lap).mean() + 1e-3))
 
 
 def fit_score(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int = 0) -> np.ndarray:
