@@ -479,8 +479,8 @@ def main(args: argparse.Namespace) -> dict:
     """Train, write to ``args.out`` (main process only) and return the run summary on every process.
 
     Mixed precision is ``--mixed-precision``, or else the launcher's (``accelerate launch --mixed_precision
-    bf16``); a plain ``python -m`` run is fp32 unless told. Seeds are offset by the process index, so process 0 (and a one-process
-    run) draws exactly what it always did and the others draw their own streams.
+    bf16``); a plain ``python -m`` run is fp32 unless told. Seeds are offset by the process index, so process 0
+    (and a one-process run) draws exactly what it always did and the others draw their own streams.
     """
     import torch
     from accelerate import Accelerator
