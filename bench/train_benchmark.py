@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         print(json.dumps(one(args, args.one[0] == "1", args.one[1])))
         return 0
-    passed = [a for a in (argv if argv is not None else sys.argv[1:])]
+    passed = list(argv if argv is not None else sys.argv[1:])
     results = {}
     for name, (cl, precision) in CONFIGS.items():
         out = subprocess.run([sys.executable, __file__, *passed, "--one", "1" if cl else "0", precision],

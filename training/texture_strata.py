@@ -47,9 +47,14 @@ def run_rows(scores: Path, manifest: Path, energies: dict, size: int) -> list[di
     return rows
 
 
-def strata(rows: list[dict], ai_source: str, without: set[str], edges: np.ndarray, condition: str = "clean") -> dict:
-    kept = [r for r in rows if (r["label"] != "human" and r["source"] == ai_source)
+def kept_rows(rows: list[dict], ai_source: str, without: set[str]) -> list[dict]:
+    """The rows ranked: the AI source's, and the human works of every source not in ``without``."""
+    return [r for r in rows if (r["label"] != "human" and r["source"] == ai_source)
             or (r["label"] == "human" and r["source"] not in without)]
+
+
+def strata(rows: list[dict], ai_source: str, without: set[str], edges: np.ndarray, condition: str = "clean") -> dict:
+    kept = kept_rows(rows, ai_source, without)
     y = np.array([r["label"] != "human" for r in kept])
     s = np.array([float(r["scores"][condition]) for r in kept])
     e = np.array([r["energy"] for r in kept])
@@ -84,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         energies: dict = {}
         runs = [(Path(a), run_rows(Path(a), Path(b), energies, args.size))
                 for a, b in zip(args.runs[::2], args.runs[1::2])]
-        first = [r["energy"] for r in runs[0][1] if (r["label"] != "human" and r["source"] == args.ai)
-                 or (r["label"] == "human" and r["source"] not in set(args.without))]
+        first = [r["energy"] for r in kept_rows(runs[0][1], args.ai, set(args.without))]
         edges = np.quantile(first, np.linspace(0, 1, args.strata + 1)[1:-1])
         result = {path.stem: strata(rows, args.ai, set(args.without), edges, args.condition) for path, rows in runs}
     except (FileNotFoundError, ValueError) as exc:
