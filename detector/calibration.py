@@ -145,6 +145,22 @@ def max_margin_threshold(human_scores: np.ndarray, mimicry_scores: np.ndarray, f
     return max(low, min(mid, high))
 
 
+def keep_tpr_threshold(mimicry_scores: np.ndarray, keep: float) -> float:
+    """The highest threshold that still flags at least ``keep`` of ``mimicry_scores`` (scores >= it are flagged).
+
+    Held-out mimicry of artists a model never saw is flagged at about the same rate as the validation split's
+    (the split is by artist), so this is the threshold at which the share of unseen artists' mimicry flagged
+    is known; raising the human-bound threshold up to it spends whatever the model has above that share on
+    keeping human works of kinds it never saw out of the ``ai-mimicry`` verdict."""
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+    s = np.sort(np.asarray(mimicry_scores, dtype=np.float64))
+    if len(s) == 0:
+        raise ValueError("no mimicry scores to keep flagged")
+    must = int(np.ceil(keep * len(s) - 1e-9))  # how many must stay at or above the threshold
+    return float(s[len(s) - must])
+
+
 def threshold_groups(sources: np.ndarray, min_works: int) -> dict[str, np.ndarray]:
     """The groups of human works the per-source rule holds to the FPR bound, each a boolean mask.
 
@@ -166,7 +182,7 @@ def threshold_groups(sources: np.ndarray, min_works: int) -> dict[str, np.ndarra
 
 def choose_threshold(human: Sequence[np.ndarray], mimicry: Sequence[np.ndarray], sources: np.ndarray, *,
                      max_fpr: float = 0.01, rule: str = "per-source", min_works: int = 0,
-                     at: str = "gap-top") -> dict:
+                     at: str = "gap-top", keep_tpr: float = 0.0) -> dict:
     """The ``ai_mimicry`` threshold for scores of human works known to be human (and, where known, of mimicry).
 
     ``human``: one array of calibrated scores per condition (clean first, then each perturbation), each
@@ -177,8 +193,11 @@ def choose_threshold(human: Sequence[np.ndarray], mimicry: Sequence[np.ndarray],
 
     ``rule="pooled"`` holds at most ``max_fpr`` of all human works flagged; ``"per-source"`` also holds each
     group of :func:`threshold_groups` (sources of fewer than ``min_works`` works pooled) and takes the
-    highest. Returns ``{"threshold", "pooled", "per-source", "per_source": {source: {n, threshold}},
-    "groups": {group: {n, threshold}}}`` (thresholds of the groups are the lowest admissible ones)."""
+    highest. ``keep_tpr`` > 0 then raises the threshold up to :func:`keep_tpr_threshold` of the clean
+    mimicry scores, never lowering it: the human bound stays held, and the room above it that the mimicry
+    scores leave goes to human works of kinds that were never in ``human``. Returns ``{"threshold", "pooled",
+    "per-source", "keep_tpr", "per_source": {source: {n, threshold}}, "groups": {group: {n, threshold}}}``
+    (``keep_tpr``: the raised-to threshold, or None; thresholds of the groups are the lowest admissible ones)."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if at not in PLACEMENTS:
@@ -205,5 +224,12 @@ def choose_threshold(human: Sequence[np.ndarray], mimicry: Sequence[np.ndarray],
     source_low = max(v["threshold"] for v in groups.values())
     above = mimicry[0][mimicry[0] >= source_low]
     per_source_thr = max(pooled, float(above.min()) if len(above) and at == "gap-top" else source_low)
-    return {"threshold": per_source_thr if rule == "per-source" else pooled, "pooled": pooled,
-            "per-source": per_source_thr, "per_source": per_source, "groups": groups}
+    threshold = per_source_thr if rule == "per-source" else pooled
+    kept = None
+    if keep_tpr:
+        if not len(mimicry[0]):
+            raise ValueError("keep_tpr needs clean mimicry scores")
+        kept = keep_tpr_threshold(mimicry[0], keep_tpr)
+        threshold = max(threshold, kept)
+    return {"threshold": threshold, "pooled": pooled, "per-source": per_source_thr, "keep_tpr": kept,
+            "per_source": per_source, "groups": groups}

@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "its own (with fewer than 1/--max-fpr works the bound is 'none flagged', so one work sets "
                         "the threshold); such sources are pooled into one group held to the bound together. "
                         "0: every source on its own")
+    p.add_argument("--keep-val-tpr", type=float, default=0.0, metavar="SHARE",
+                   help="then raise the threshold (never lower it) as far as still flags SHARE of the clean val "
+                        "mimicry (artists never trained on): the room the model has above that share goes to human "
+                        "works of kinds val does not hold. 0: off")
     p.add_argument("--ensemble-with", type=Path, nargs="*", default=[], metavar="RUN",
                    help="more training.finetune runs of the same backbone, input and data: the shipped graph "
                         "averages their logits with --run's (one classifier over the trunks' joined features, "
@@ -84,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.min_source_works < 0:
         p.error("--min-source-works must be >= 0")
+    if not 0.0 <= args.keep_val_tpr <= 1.0:
+        p.error("--keep-val-tpr must be in [0, 1]")
     if args.int8_calibration_images < 1:
         p.error("--int8-calibration-images must be >= 1")
     return args
@@ -377,7 +383,7 @@ def main(args: argparse.Namespace) -> dict:
         mimicry_thr.append(sc[yy == 1])
     val_sources = np.array([r.get("source", "") for r in val_ds.rows])[val_y == 0]
     chosen = choose_threshold(human_thr, mimicry_thr, val_sources, max_fpr=args.max_fpr, rule=args.threshold_rule,
-                              min_works=args.min_source_works, at=args.threshold_at)
+                              min_works=args.min_source_works, at=args.threshold_at, keep_tpr=args.keep_val_tpr)
     pooled_thr, per_source_thr, thr = chosen["pooled"], chosen["per-source"], chosen["threshold"]
     per_source, groups = chosen["per_source"], chosen["groups"]
     # The mirror rule on the other side: at most max_fnr of the val mimicry scores below human_below.
@@ -408,6 +414,8 @@ def main(args: argparse.Namespace) -> dict:
             "placed_at": args.threshold_at,
             "rule": args.threshold_rule,
             "alternatives": {"pooled": pooled_thr, "per-source": per_source_thr},
+            "keep_val_tpr": args.keep_val_tpr,
+            "keep_val_tpr_threshold": chosen["keep_tpr"],
             "per_source_val": per_source,
             "min_source_works": args.min_source_works,
             "groups_held": groups,
@@ -424,6 +432,8 @@ def main(args: argparse.Namespace) -> dict:
                            + ("the top of the gap: the lowest clean val mimicry score above them"
                               if args.threshold_at == "gap-top" else
                               "the midpoint (in logit) of the gap to the next mimicry score")
+                           + (f"; then raised (never lowered) as far as still flags {args.keep_val_tpr:.0%} of the "
+                              f"{int((val_y == 1).sum())} clean val mimicry images" if args.keep_val_tpr else "")
                            + ". human_below: the mirror rule, at "
                            f"most {args.max_fnr:.0%} of the {int((val_y == 1).sum())} val mimicry images score below "
                            f"it, and never above a calibrated {args.human_max_score}. Between the two the verdict is "

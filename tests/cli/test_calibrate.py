@@ -15,7 +15,7 @@ from detector_fixtures import encode, solid
 from mimicry import exits
 from mimicry.cli import app
 from mimicry.detector.bundle import ModelBundle, file_sha256
-from mimicry.detector.calibration import choose_threshold, threshold_at_fpr
+from mimicry.detector.calibration import choose_threshold, keep_tpr_threshold, threshold_at_fpr
 from mimicry.detector.detector import Detector
 
 
@@ -153,3 +153,27 @@ def test_choose_threshold_pools_small_kinds_and_takes_the_highest_group():
     # Mimicry above the bound moves a gap-top threshold up to its lowest score there, never below the bound.
     placed = choose_threshold([scores], [np.array([0.2, 0.995, 0.999])], sources, min_works=0)
     assert placed["threshold"] == 0.995
+
+
+def test_keep_tpr_raises_the_threshold_to_the_share_of_mimicry_kept_and_never_lowers_it():
+    mimicry = np.linspace(0.5, 0.99, 100)
+    t = keep_tpr_threshold(mimicry, 0.9)
+    assert (mimicry >= t).mean() >= 0.9 and (mimicry >= np.nextafter(t, 1)).mean() < 0.9
+    assert keep_tpr_threshold(mimicry, 1.0) == mimicry.min()
+    assert keep_tpr_threshold(np.array([0.3, 0.8, 0.9]), 0.5) == 0.8  # 2 of 3 kept: a share can only round up
+    with pytest.raises(ValueError, match="keep"):
+        keep_tpr_threshold(mimicry, 0.0)
+    with pytest.raises(ValueError, match="no mimicry"):
+        keep_tpr_threshold(np.zeros(0), 0.9)
+    human = np.linspace(0.0, 0.4, 300)  # the gap-top threshold lands on the lowest mimicry score, 0.5
+    sources = np.array(["books"] * 300)
+    plain = choose_threshold([human], [mimicry], sources, rule="pooled")
+    raised = choose_threshold([human], [mimicry], sources, rule="pooled", keep_tpr=0.9)
+    assert plain["keep_tpr"] is None and raised["keep_tpr"] == t
+    assert raised["threshold"] == max(plain["threshold"], t) > plain["threshold"]
+    # A bound the kept share cannot reach is held all the same: the threshold is never lowered.
+    hot = np.linspace(0.0, 0.999, 300)
+    held = choose_threshold([hot], [mimicry], sources, rule="pooled", keep_tpr=0.9)
+    assert held["threshold"] == choose_threshold([hot], [mimicry], sources, rule="pooled")["threshold"] > t
+    with pytest.raises(ValueError, match="clean mimicry"):
+        choose_threshold([human], [], sources, keep_tpr=0.9)

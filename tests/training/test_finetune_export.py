@@ -214,6 +214,24 @@ def test_per_source_threshold_rule_holds_every_source_to_the_bound(trained, tmp_
     assert group.startswith("pooled: ") or len(tp["per_source_val"]) == 1
     assert tp["alternatives"]["pooled"] <= tp["ai_mimicry"] <= th["ai_mimicry"]
     assert "held to the bound pooled together" in tp["how_chosen"]
+    assert th["keep_val_tpr"] == 0.0 and th["keep_val_tpr_threshold"] is None
+
+
+def test_keep_val_tpr_raises_the_threshold_and_keeps_that_share_of_val_mimicry_flagged(trained, tmp_path):
+    manifest, run, _ = trained
+    out = tmp_path / "kept"
+    card = export.main(export.parse_args(["--run", str(run), "--out", str(out), "--threshold-rule", "per-source",
+                                          "--keep-val-tpr", "0.25"]))
+    th = card["thresholds"]
+    assert th["keep_val_tpr"] == 0.25 and th["ai_mimicry"] == max(th["alternatives"]["per-source"],
+                                                                   th["keep_val_tpr_threshold"])
+    assert "still flags 25% of the" in th["how_chosen"]
+    val = card["metrics"]["val"]  # the val scores the rule saw
+    assert val["fpr_at_threshold"] <= 0.01  # the human bound still holds
+    if th["keep_val_tpr_threshold"] > th["alternatives"]["per-source"]:  # raised: the kept share is what is flagged
+        assert 0.25 <= val["tpr_at_threshold"] < 0.25 + 2 / val["n_mimicry"]
+    with pytest.raises(SystemExit):
+        export.parse_args(["--run", str(run), "--out", str(tmp_path / "x"), "--keep-val-tpr", "1.5"])
 
 
 def test_an_ensemble_export_ships_the_mean_of_its_members_logits(trained, tmp_path):
