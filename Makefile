@@ -240,6 +240,10 @@ loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b lo
 	$(PY) -m mimicry.training.realworld_eval --models runs/models/$(LOSO_RUN) \
 	    --manifest data/realworld-$@$(LOSO_DROP)/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles \
 	    --json docs/eval/$(LOSO_RUN).json --scores-out runs/scores/$(LOSO_RUN).jsonl
+	@mkdir -p runs/scores/val && rm -f runs/scores/val/$(LOSO_RUN).jsonl  # the val split's, for threshold_study
+	$(PY) -m mimicry.training.realworld_eval --models runs/models/$(LOSO_RUN) --split val --no-baselines \
+	    --manifest data/realworld-$@$(LOSO_DROP)/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles \
+	    --json runs/scores/val/$(LOSO_RUN).json --scores-out runs/scores/val/$(LOSO_RUN).jsonl
 
 # Held-out evaluation sets: unseen artists, and the test artist under unseen generator settings
 # (LoRA, other sampler/steps/guidance, another DreamBooth seed); about 25 minutes on 2 cores.
