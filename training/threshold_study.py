@@ -109,18 +109,22 @@ def study_run(val: list[dict], test: list[dict], held: list[str], *, keeps=(0.95
 
 
 def summary(runs: dict[str, dict]) -> dict:
-    """Per rule, over the runs: the median and the highest share of held-out human works flagged (clean), and
-    the lowest share of trained-on AI sources' test images flagged (artists never trained on)."""
+    """Per rule, over the runs (clean): the median and the highest share of held-out human works flagged, the
+    median and the lowest share of the trained-on AI sources' test images flagged (artists never trained on),
+    and the median share of the held-out AI sources' images flagged (a generator never trained on)."""
     names = next(iter(runs.values()))["rules"].keys()
     out = {}
     for name in names:
         got = [r["rules"][name] for r in runs.values()]
         held = [g["human held_out"]["clean"]["flagged"] for g in got if "human held_out" in g]
         ai = [g["ai trained_on"]["clean"]["flagged"] for g in got if "ai trained_on" in g]
+        new = [g["ai held_out"]["clean"]["flagged"] for g in got if "ai held_out" in g]
         out[name] = {"runs": len(got),
                      "held_out_human_flagged_median": float(np.median(held)) if held else None,
                      "held_out_human_flagged_max": float(max(held)) if held else None,
-                     "trained_on_ai_flagged_min": float(min(ai)) if ai else None}
+                     "trained_on_ai_flagged_median": float(np.median(ai)) if ai else None,
+                     "trained_on_ai_flagged_min": float(min(ai)) if ai else None,
+                     "held_out_ai_flagged_median": float(np.median(new)) if new else None}
     return out
 
 

@@ -62,6 +62,8 @@ def test_each_rule_is_measured_on_the_held_out_kind_and_on_the_rest(tmp_path):
     assert r["rules"]["pooled 0.01"]["threshold"] == pytest.approx(np.nextafter(every[6], 1))
     s = got["summary"]["keep-val-tpr 0.9"]
     assert s["held_out_human_flagged_max"] == kept["human held_out"]["clean"]["flagged"]
+    assert s["held_out_ai_flagged_median"] == kept["ai held_out"]["clean"]["flagged"]
+    assert got["summary"]["card"]["trained_on_ai_flagged_min"] > s["trained_on_ai_flagged_min"]
     assert json.loads((tmp_path / "out.json").read_text())["summary"] == got["summary"]
 
 
