@@ -221,8 +221,6 @@ def recipe(card: dict) -> dict:
         out["ensemble"] = len(card["ensemble"]["members"])
     if card.get("thresholds", {}).get("min_source_works"):  # the threshold rule is part of it too
         out["min_source_works"] = int(card["thresholds"]["min_source_works"])
-    if card.get("thresholds", {}).get("keep_val_tpr"):  # and raising it to keep a share of val mimicry flagged
-        out["keep_val_tpr"] = float(card["thresholds"]["keep_val_tpr"])
     return out
 
 

@@ -210,7 +210,7 @@ def _loso_model(res: dict) -> dict:
 # --balance was trained without it; one without a quantised graph ships float32; one without min_source_works
 # held every val source to the threshold's bound on its own; one without mixed_precision trained in float32.
 RECIPE_DEFAULTS = {"balance": "none", "graph": "float32", "small_sources": 0.0, "min_source_works": 0, "ensemble": 1,
-                   "mixed_precision": "no", "keep_val_tpr": 0.0}
+                   "mixed_precision": "no"}
 FROZEN_BLOCKS = 3  # the early blocks every run has kept at their ImageNet weights, unless its recipe says otherwise
 
 
