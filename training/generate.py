@@ -1,7 +1,7 @@
 """Generate mimicry images from a DreamBooth run, with full provenance per image.
 
 Each image ``i`` of a run has a fixed prompt (the prompt bank, subjects crossed with compositions,
-entered at an offset derived from the run id) and a fixed seed (a digest of the run id, ``--seed``
+entered at an offset derived from the run id, stepped past the other runs of the manifest) and a fixed seed (a digest of the run id, ``--seed``
 and ``i``), so a re-run fills only the shortfall, every image can be made again from its manifest
 row, and two runs never share starting latents or prompt order (mimicry of a test artist must not
 reuse the noise of a train artist's images). The sampling settings (scheduler, steps, guidance,
@@ -68,8 +68,32 @@ def image_seed(run_id: str, seed: int, index: int) -> int:
 
 
 def prompt_offset(run_id: str, bank_size: int) -> int:
-    """Where a run enters the prompt bank, so image ``i`` of two runs has different prompts."""
+    """Where a run would enter the prompt bank on its own: a digest of its id (see :func:`run_prompt_offset`)."""
     return int(_digest("prompt", run_id)[:8], 16) % bank_size
+
+
+def run_prompt_offset(run_id: str, bank: list[str], rows: list[dict]) -> int:
+    """Where a run enters the prompt bank, given the rows a manifest already holds, so image ``i`` of two runs
+    of one dataset has different prompts.
+
+    A run that already has rows keeps the offset they were made with (a re-run fills its shortfall with the
+    same prompts). A new run starts at :func:`prompt_offset` and steps past the offsets of the other runs of the
+    manifest: two digests modulo a bank of a few dozen prompts collide often enough to matter (one run in
+    ``len(bank)``). Only when every offset is taken do two runs share an order."""
+    index = {p: k for k, p in enumerate(bank)}
+    taken = set()
+    for r in rows:
+        if r.get("prompt") not in index or "index" not in r:
+            continue  # another template's rows say nothing about this bank
+        at = (index[r["prompt"]] - int(r["index"])) % len(bank)
+        if r.get("run_id") == run_id:
+            return at
+        taken.add(at)
+    offset = prompt_offset(run_id, len(bank))
+    for step in range(len(bank)):
+        if (offset + step) % len(bank) not in taken:
+            return (offset + step) % len(bank)
+    return offset
 
 
 def generation_id(*, steps: int, guidance: float, scheduler: str, size: int | None, seed: int, template: str,
@@ -125,7 +149,8 @@ def generate(run_dir: Path, out_dir: Path, n: int, *, manifest: Path | None = No
     size = size or resolution
     gen_id = generation_id(steps=steps, guidance=guidance, scheduler=scheduler, size=size, seed=seed,
                            template=template, negative_prompt=negative_prompt)
-    have = {r["index"] for r in read_manifest(manifest)
+    existing = read_manifest(manifest)
+    have = {r["index"] for r in existing
             if r.get("run_id") == run_id and r.get("generation_id") == gen_id
             and (manifest.parent / r["path"]).is_file()}
     todo = [i for i in range(n) if i not in have]
@@ -135,7 +160,7 @@ def generate(run_dir: Path, out_dir: Path, n: int, *, manifest: Path | None = No
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     pipe.to(dev)
     bank = prompt_bank(template)
-    offset = prompt_offset(run_id, len(bank))
+    offset = run_prompt_offset(run_id, bank, existing)
     folder = out_dir / "generated" / run_id
     folder.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from mimicry.training import dreambooth
-from mimicry.training.generate import COMPOSITIONS, SUBJECTS, generate, prompt_bank, read_manifest
+from mimicry.training.generate import (COMPOSITIONS, SUBJECTS, generate, prompt_bank, prompt_offset, read_manifest,
+                                       run_prompt_offset)
 
 PROVENANCE = ("artist", "run_id", "base_model", "method", "prompt", "negative_prompt", "seed", "steps", "guidance",
               "scheduler", "sha256")
@@ -67,6 +68,23 @@ def other_run(tiny_base, artist_dir, tmp_path_factory):
         "--base", str(tiny_base), "--instance-dir", str(artist_dir), "--out", str(out), "--max-steps", "3",
         "--resolution", "32", "--batch-size", "1", "--lora", "--artist", "Other Artist"]))
     return out
+
+
+def test_a_new_run_steps_past_the_prompt_offsets_a_manifest_already_holds():
+    bank = prompt_bank()
+    n = len(bank)
+    own = prompt_offset("B", n)
+    assert run_prompt_offset("B", bank, []) == own
+    # Another run entered the bank where B's digest points (as digests modulo a small bank often do): B steps past.
+    rows = [{"run_id": "A", "index": 2, "prompt": bank[(own + 2) % n]}]
+    assert run_prompt_offset("B", bank, rows) == (own + 1) % n
+    # A run that has rows keeps the offset they were made with, whatever the digest says.
+    resumed = rows + [{"run_id": "B", "index": 3, "prompt": bank[(own + 5 + 3) % n]}]
+    assert run_prompt_offset("B", bank, resumed) == (own + 5) % n
+    # Rows of another template say nothing; with every offset taken the digest's offset is all that is left.
+    assert run_prompt_offset("B", bank, [{"run_id": "A", "index": 0, "prompt": "a prompt of another bank"}]) == own
+    full = [{"run_id": f"r{k}", "index": 0, "prompt": bank[k]} for k in range(n)]
+    assert run_prompt_offset("B", bank, full) == own
 
 
 def test_two_runs_never_share_seeds_or_prompt_order(lora_run, other_run, tmp_path):
