@@ -163,11 +163,12 @@ detector: realworld-dataset
 
 # Human art the detector never trained on, as published and re-posted (docs/eval/unseen_human.json): the kinds
 # training.debian_art keeps for evaluation only (game backgrounds, 3D renders, loading screens, wallpapers of
-# other desktops, a jigsaw game's photographs), and the catalogue's files that $(RW) does not hold (most are
+# other desktops, a jigsaw game's photographs, Wesnoth's campaign art), and the catalogue's files that $(RW) does not hold (most are
 # under its 384-px store: small files). About 3 minutes.
 APT_UNSEEN   := supertux-data freeorion-data megaglest-data ukui-wallpapers lomiri-wallpapers-20.04 palapeli-data \
-		fillets-ng-data
-UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos fillets-art
+		fillets-ng-data $(addprefix wesnoth-1.16-,did dm dw ei httt l low nr sof sota sotbe thot trow tsg ttb utbs)
+UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos fillets-art \
+		wesnoth-campaign-art
 UNSEEN_JSON  ?= docs/eval/unseen_human.json
 unseen-human: venv art-packages
 	@test -f $(RW)/manifest.jsonl || { echo "$(RW)/manifest.jsonl is missing: make realworld-dataset first (--not-in needs it)"; exit 2; }

@@ -63,6 +63,15 @@ class Entry:
     near_duplicates: int = -1
 
 
+# Debian's Wesnoth campaign packages (wesnoth-1.16-<short>) and the folder each installs under campaigns/.
+WESNOTH_CAMPAIGNS = (
+    ("did", "Descent_Into_Darkness"), ("dm", "Delfadors_Memoirs"), ("dw", "Dead_Water"), ("ei", "Eastern_Invasion"),
+    ("httt", "Heir_To_The_Throne"), ("l", "Liberty"), ("low", "Legend_of_Wesmere"), ("nr", "Northern_Rebirth"),
+    ("sof", "Sceptre_of_Fire"), ("sota", "Secrets_of_the_Ancients"), ("sotbe", "Son_Of_The_Black_Eye"),
+    ("thot", "The_Hammer_of_Thursagan"), ("trow", "The_Rise_Of_Wesnoth"), ("tsg", "The_South_Guard"),
+    ("ttb", "Two_Brothers"), ("utbs", "Under_the_Burning_Suns"),
+)
+
 NON_COMMERCIAL = re.compile(r"\bNC\b|non-?commercial", re.I)
 
 CATALOGUE = (
@@ -152,6 +161,15 @@ CATALOGUE = (
     Entry("fillets-art", "fillets-ng-data", "/usr/share/games/fillets-ng/images", ("*/*.png",),
           "hand-drawn and painted cartoon scenes of a puzzle game", group_depth=1, min_bytes=60_000,
           licence="GPL-2+ (ALTAR Interactive; the package's copyright file)", evaluation_only=True),
+    # Evaluation only (1.8): the painted portraits and story illustrations of Wesnoth's mainline campaigns, which
+    # Debian ships one package per campaign (installed into the core package's campaigns/ folder; the core
+    # entries above keep to the files their own package owns). Story folders also hold a few in-game scenes
+    # (the game's tiles, composed by hand). One group per campaign.
+    *(Entry("wesnoth-campaign-art", f"wesnoth-1.16-{short}", "/usr/share/games/wesnoth/1.16/data",
+            (f"campaigns/{folder}/images/portraits/**/*.png", f"campaigns/{folder}/images/portraits/**/*.webp",
+             f"campaigns/{folder}/images/story/*.*", f"campaigns/{folder}/images/maps/*.*"),
+            "painted portraits and story illustrations of a game's campaigns", group_depth=2, evaluation_only=True)
+      for short, folder in WESNOTH_CAMPAIGNS),
     # Training data since 1.7.0 (evaluation only for 1.4.0, which never saw them; docs/eval/realworld_notes.md):
     # kinds 1.4.0 flagged most among human works it never saw, photographs of monuments among them (11 of
     # GCompris's 49 flagged) and small painted portraits.
@@ -186,6 +204,21 @@ def package_version(package: str) -> str | None:
     except FileNotFoundError:
         return None
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def owned_files(package: str) -> frozenset[str] | None:
+    """The paths dpkg installed for ``package``; ``None`` where dpkg does not know it (then nothing is filtered).
+
+    Packages of one game share folders (Wesnoth's campaigns each install their art under the core data
+    package's ``campaigns/``), so a glob over a folder alone would credit another package's files, with its
+    version and licence, to the entry's package, and installing an evaluation-only package would move files
+    into a training source."""
+    try:
+        out = subprocess.run(["dpkg-query", "-L", package], capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
+    files = frozenset(line for line in out.stdout.splitlines() if line.startswith("/"))
+    return files if out.returncode == 0 and files else None
 
 
 def licence_line(package: str) -> str:
@@ -249,8 +282,11 @@ def candidates(entry: Entry, root: Path, version: str, extract_dir: Path) -> Ite
     Qt resource bundle is first written under ``extract_dir`` (once: kept while its bytes are the same)."""
     if not entry.resources:
         seen = set()  # a file two patterns match is listed once
+        owned = owned_files(entry.package)
         for pattern in entry.patterns:
             for path in sorted(root.glob(pattern)):
+                if owned is not None and str(path) not in owned:
+                    continue  # another package's file in a shared folder
                 if path not in seen and path.is_file():
                     seen.add(path)
                     yield path, path.relative_to(root), str(path)

@@ -215,3 +215,25 @@ def test_works_inside_qt_resource_bundles_are_extracted_licensed_per_file_and_ne
     assert by_name["castle_background"]["group"] == castle_row["group"] != by_name["bridge"]["group"]
     # A second run finds the extracted files in place and lists the same rows.
     assert debian_art.rows_for(entry, extract_dir=tmp_path / "extracted") == rows
+
+
+def test_a_file_another_package_installed_in_the_same_folder_is_not_credited_to_the_entry(tmp_path, monkeypatch):
+    # Wesnoth's campaign packages install their portraits under the core data package's folder: a glob over the
+    # folder alone would list them as the core package's works (its version, its licence, its training source).
+    monkeypatch.setattr(debian_art, "package_version", lambda package: "1")
+    _noise(tmp_path / "campaigns" / "core" / "portrait.png", seed=1)
+    _noise(tmp_path / "campaigns" / "extra" / "portrait.png", seed=2)
+    owners = {"core-data": {str(tmp_path / "campaigns" / "core" / "portrait.png")},
+              "extra-campaign": {str(tmp_path / "campaigns" / "extra" / "portrait.png")}}
+    monkeypatch.setattr(debian_art, "owned_files", lambda package: frozenset(owners[package]))
+
+    def listed(package):
+        entry = debian_art.Entry("portraits", package, str(tmp_path), ("campaigns/*/*.png",), "portraits",
+                                 group_depth=2, min_bytes=1)
+        return {(Path(r["file"]).parent.name, r["repo"]) for r in debian_art.rows_for(entry)}
+
+    assert listed("core-data") == {("core", "debian:core-data")}
+    assert listed("extra-campaign") == {("extra", "debian:extra-campaign")}
+    # Where dpkg does not know the package (a folder of files, a test), every matching file counts.
+    monkeypatch.setattr(debian_art, "owned_files", lambda package: None)
+    assert {name for name, _ in listed("core-data")} == {"core", "extra"}
