@@ -65,7 +65,7 @@ def test_default_misjudges_no_example(default):
     """What `make demo` shows: the examples' artist is held out of the default's training and calibration, and
     the default learnt the demo's toy generator from two other demo artists' mimicry. No human work is
     flagged, no mimicry is called human, and most of each is given its own label; an example may land in the
-    uncertain band (1.3.0: one of each; 1.8.0: one human work, at 0.21; the card's demo-clipart figures: 80% of
+    uncertain band (1.3.0: one of each; 1.8.0: one human work, at 0.21; 1.9.0: none; the card's demo-clipart figures: 80% of
     that artist's mimicry flagged, 5% of the demo artists' human works uncertain), which is the detector
     declining to answer, not a wrong answer."""
     verdicts = default.predict([str(ROOT / "examples" / c["file"]) for c in CREDITS])
