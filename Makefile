@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: unseen-human demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b
+.PHONY: unseen-human demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7
 
 venv: $(VENV)/.installed
 
@@ -233,17 +233,19 @@ loso-a-v4b loso-b-v4b: BALANCE := source
 # The shipped recipe (320 px, int8, small val sources pooled for the threshold; since 1.8 five frozen blocks and
 # the threshold raised to keep KEEP_VAL_TPR of val mimicry flagged) on the 1.7 data: make loso-a-v6 loso-b-v6
 # (runs/.../loso-X-v6-in320-freeze5, docs/eval/loso-X-v6-in320-freeze5.json; about 35 minutes each on 2 cores).
-# The 1.7 recipe's runs: FREEZE=3 KEEP_VAL_TPR=0 (loso-X-v6-in320).
-loso-a-v6: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
-loso-b-v6: LOSO_HOLDOUT := sd15-artist-prompts bookdash
+# The 1.7 recipe's runs: FREEZE=3 KEEP_VAL_TPR=0 (loso-X-v6-in320). The same recipe on the 1.9 data (Wesnoth's
+# campaign art added): make loso-a-v7 loso-b-v7.
+loso-a-v6 loso-a-v7: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
+loso-b-v6 loso-b-v7: LOSO_HOLDOUT := sd15-artist-prompts bookdash
 loso-a-v6 loso-b-v6: RW := data/realworld-v6
-loso-a-v6 loso-b-v6: BALANCE := source
-loso-a-v6 loso-b-v6: INPUT_SIZE := 320
-loso-a-v6 loso-b-v6: FREEZE := 5
-loso-a-v6 loso-b-v6: LOSO_EXPORT := --int8 --min-source-works $(MIN_SOURCE_WORKS) --keep-val-tpr $(KEEP_VAL_TPR)
-loso-a-v6 loso-b-v6: LOSO_GROUPS := $(NAEV_GROUPS)
+loso-a-v7 loso-b-v7: RW := data/realworld-v7
+loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: BALANCE := source
+loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: INPUT_SIZE := 320
+loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: FREEZE := 5
+loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: LOSO_EXPORT := --int8 --min-source-works $(MIN_SOURCE_WORKS) --keep-val-tpr $(KEEP_VAL_TPR)
+loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: LOSO_GROUPS := $(NAEV_GROUPS)
 loso: loso-a loso-b
-loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6: venv
+loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: venv
 	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT) $(DROP),--holdout-source $(s)) \
 	    $(RW_GROUPS) $(LOSO_GROUPS) --out data/realworld-$@$(LOSO_DROP)
 	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@$(LOSO_DROP)/manifest.jsonl --out runs/finetune/$(LOSO_RUN) \
