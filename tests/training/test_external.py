@@ -287,6 +287,11 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     other_only = report(main, {"l-other": loso["l-other"]}, ["cmd"]).split("## Goals")[1].split("##")[0]
     assert "no run of this recipe on this data yet (1 run of earlier recipes or data" in other_only
     assert other_only.rstrip().endswith("| not measured |") and "gen-a" not in other_only
+    # A pair this recipe has run only on earlier data keeps its goal rows, labelled so, rather than dropping out.
+    earlier_only = report(main, {"l-newdata": loso["l-newdata"]}, ["cmd"]).split("## Goals")[1].split("##")[0]
+    assert ("| leave-one-source-out: gen-a (never trained on) AUROC >= 0.95 (1 run of this recipe on earlier data: "
+            "l-newdata) | 0.995 | yes |") in earlier_only
+    assert "no run of this recipe" not in earlier_only
     # Human art never trained on, from source_flags' JSON: per source and per file size, each condition.
     def t(n, flagged, uncertain, errors=0):
         return {"n": n, "errors": errors, "flagged": flagged, "uncertain": uncertain}
