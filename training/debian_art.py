@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import json
 import re
@@ -207,6 +208,7 @@ def package_version(package: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
+@functools.cache  # one dpkg query per package: several catalogue entries read one package
 def owned_files(package: str) -> frozenset[str] | None:
     """The paths dpkg installed for ``package``; ``None`` where dpkg does not know it (then nothing is filtered).
 

@@ -107,14 +107,12 @@ def report(main: dict, loso: dict[str, dict], commands: list[str], unseen: list[
         goals.append((f"unseen human works: <= 3% flagged after {', '.join(perturbed)}",
                       f"highest {_pct(w)} ({worst_pert})", w <= GOALS["human_flagged_perturbed"]))
     # Leave-one-source-out goals: over the runs of the reported model's recipe (every seed), each must meet them.
-    shipped = {name: res for name, res in loso.items()
-               if same_recipe(_loso_model(res).get("recipe"), m.get("recipe")) and same_data(res, main)
-               and not ablation(res)}
+    recipe_runs = {name: res for name, res in loso.items()
+                   if same_recipe(_loso_model(res).get("recipe"), m.get("recipe")) and not ablation(res)}
+    shipped = {name: res for name, res in recipe_runs.items() if same_data(res, main)}
     # A pair not yet run on this data keeps its goal rows from this recipe's runs on earlier data, said so:
     # a goal the new data has not been measured against must not drop out of the table.
-    earlier = {name: res for name, res in loso.items()
-               if same_recipe(_loso_model(res).get("recipe"), m.get("recipe")) and not same_data(res, main)
-               and not ablation(res)}
+    earlier = {name: res for name, res in recipe_runs.items() if name not in shipped}
 
     def by_held_out(runs: dict) -> dict:
         out = {}
