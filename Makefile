@@ -168,11 +168,13 @@ detector: realworld-dataset
 
 # Human art the detector never trained on, as published and re-posted (docs/eval/unseen_human.json): the kinds
 # training.debian_art keeps for evaluation only (game backgrounds, 3D renders, loading screens, wallpapers of
-# other desktops, a jigsaw game's photographs; 1.8.0 was also measured on Wesnoth's campaign art, trained on since 1.9.0), and the catalogue's files that $(RW) does not hold (most are
-# under its 384-px store: small files). About 3 minutes.
+# other desktops, a jigsaw game's photographs, a puzzle game's cartoons, an indie game's amateur digital paintings;
+# 1.8.0 was also measured on Wesnoth's campaign art, trained on since 1.9.0), and the catalogue's files that $(RW)
+# does not hold (most are under its 384-px store: small files). About 3 minutes.
 APT_UNSEEN   := supertux-data freeorion-data megaglest-data ukui-wallpapers lomiri-wallpapers-20.04 palapeli-data \
-		fillets-ng-data
-UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos fillets-art
+		fillets-ng-data ardentryst
+UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos fillets-art \
+		ardentryst-art
 UNSEEN_JSON  ?= docs/eval/unseen_human.json
 unseen-human: venv art-packages
 	@test -f $(RW)/manifest.jsonl || { echo "$(RW)/manifest.jsonl is missing: make realworld-dataset first (--not-in needs it)"; exit 2; }

@@ -162,6 +162,16 @@ CATALOGUE = (
     Entry("fillets-art", "fillets-ng-data", "/usr/share/games/fillets-ng/images", ("*/*.png",),
           "hand-drawn and painted cartoon scenes of a puzzle game", group_depth=1, min_bytes=60_000,
           licence="GPL-2+ (ALTAR Interactive; the package's copyright file)", evaluation_only=True),
+    # Evaluation only (1.9): an indie role-playing game's amateur digital paintings (2007-2009, CC-BY-SA-3.0 per
+    # the copyright file's Data/* stanza): story scenes, painted level backdrops, maps and character portraits,
+    # each file its own work; its interface art (menus, text panels, logos, effects) stays out. Its story folder's
+    # End.png is the same file as EndSave.png, so only the story copy is listed.
+    Entry("ardentryst-art", "ardentryst", "/usr/share/games/ardentryst/Data",
+          ("StorySceneImages/*.png", "Background_*_Backing.png", "Altar_*.png", "Map_Entarya.png",
+           "Map_Sempridge.png", "Map_Snodom.png", "World_Map.png", "Portrait_*.png", "elchim.png", "snowstall.png",
+           "SC_top.png"),
+          "amateur digital paintings of an indie game: story scenes, backdrops, maps, portraits", group_depth=0,
+          min_bytes=40_000, licence="CC-BY-SA-3.0 (the package's copyright file: Data/*)", evaluation_only=True),
     # Training data since 1.9.0 (evaluation only for 1.8.0, which flagged 3 of their 287 works, all glossy story
     # illustrations): the painted portraits and story illustrations of Wesnoth's mainline campaigns, which
     # Debian ships one package per campaign (installed into the core package's campaigns/ folder; the core
