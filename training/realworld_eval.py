@@ -186,14 +186,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--train-split", default="train", help="the split the baselines are fit on")
-    p.add_argument("--perturbations", nargs="*", default=list(PERTURBATIONS))
+    p.add_argument("--perturbations", nargs="*", default=list(PERTURBATIONS), choices=PERTURBATIONS,
+                   metavar="NAME", help=f"which to score; clean always is, every table compares against it "
+                                        f"(default: all of {', '.join(PERTURBATIONS)})")
     p.add_argument("--no-tiles", action="store_true")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--scores-out", type=Path, default=None, metavar="JSONL",
                    help="also write every image's score: one line per model and image (model, source, label, "
                         "group, threshold, and the score under each perturbation)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # Clean first, whether named or not: the goal rows, the alternative thresholds and the threshold study all
+    # read it, and a run that named only its perturbations used to lose it silently.
+    args.perturbations = ["clean", *dict.fromkeys(n for n in args.perturbations if n != "clean")]
+    return args
 
 
 def write_scores(path: Path, model: str, threshold: float, items: list[dict], scores: dict[str, np.ndarray]) -> None:

@@ -411,3 +411,17 @@ def test_realworld_eval_perturbations_keep_rgb_and_change_the_image_as_named():
     assert webp.shape == (600, 900, 3) and np.abs(webp - np.asarray(image, dtype=np.int16)).mean() > 5
     with pytest.raises(ValueError, match="unknown perturbation"):
         perturb(image, "sharpen", 0)
+
+
+def test_realworld_eval_always_scores_clean_and_refuses_unknown_perturbations(capsys):
+    from mimicry.training.realworld_eval import parse_args
+
+    base = ["--models", "m", "--manifest", "x.jsonl", "--json", "o.json"]
+    # naming only perturbations keeps clean, first and once (every table and the threshold study read it)
+    assert parse_args([*base, "--perturbations", "jpeg75", "resize0.5"]).perturbations == ["clean", "jpeg75",
+                                                                                          "resize0.5"]
+    assert parse_args([*base, "--perturbations", "jpeg75", "clean", "jpeg75"]).perturbations == ["clean", "jpeg75"]
+    assert parse_args(base).perturbations[0] == "clean"
+    with pytest.raises(SystemExit):
+        parse_args([*base, "--perturbations", "sharpen"])
+    assert "sharpen" in capsys.readouterr().err
