@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: unseen-human demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7
+.PHONY: unseen-human demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report package-ai loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7
 
 venv: $(VENV)/.installed
 
@@ -185,6 +185,17 @@ unseen-human: venv art-packages
 	    --provenance data/debian_art.jsonl --not-in $(RW)/manifest.jsonl --condition clean jpeg75 resize0.5 \
 	    --by-size --json $(UNSEEN_JSON)
 
+# AI images that Python packages ship, most of generators no model here trains on (training.package_ai: ComfyUI's
+# template outputs, stable-diffusion.cpp's examples), each source, generator and family ranked against the human
+# works of $(RW)'s test split: as published, JPEG 75, and format-matched (square400webp: every file of both
+# classes a 400-px WebP, as the templates' thumbnails are). docs/eval/package_ai.json; about 3 minutes.
+package-ai: venv
+	$(PY) -m mimicry.training.package_ai --out data/package_ai.jsonl
+	$(PY) -m mimicry.training.source_flags --model $(MODEL) --provenance data/package_ai.jsonl \
+	    --reference $(RW)/manifest.jsonl --group-by family generator --condition clean jpeg75 square400webp \
+	    --json $(PACKAGE_AI_JSON)
+PACKAGE_AI_JSON ?= docs/eval/package_ai.json
+
 # Per source and generator, clean and perturbed, with the shortcut baselines (docs/eval/realworld.json, about
 # 8 minutes); then docs/EVALUATION.md, and the evaluation and input-policy block merged into the model card.
 realworld-eval: venv
@@ -199,7 +210,7 @@ realworld-report: venv
 	    --card-json docs/eval/realworld_card.json --merge-into $(MODEL) \
 	    $(foreach f,$(wildcard docs/eval/loso-*.json),--loso $(basename $(notdir $(f)))=$(f)) \
 	    --input-policy-from docs/eval/realworld_1.0.json --notes docs/eval/realworld_notes.md \
-	    $(foreach f,$(wildcard $(UNSEEN_JSON)),--unseen-human $(f)) \
+	    $(foreach f,$(wildcard $(UNSEEN_JSON)),--unseen-human $(f)) $(foreach f,$(wildcard $(PACKAGE_AI_JSON)),--package-ai $(f)) \
 	    --commands-from docs/eval/realworld_commands.txt
 
 # Leave-one-source-out: the recipe of `detector` on a new split of $(RW) (after `make realworld-dataset`) with

@@ -12,6 +12,12 @@ published. Each condition is tallied on its own (``conditions`` in the JSON; ``s
 left is art a model trained on that dataset never saw; ``--by-size`` also tallies every condition by the
 published file's shorter side (``by_size``), the question being how the detector treats small files.
 
+``square400webp`` is the format control for sources published as small WebP thumbnails: every file, of either
+class, centre-cropped square, resized to 400 px (Lanczos) and encoded as WebP 80, so format tells no class apart.
+For AI sources, ``--reference MANIFEST`` adds the human works of that dataset's test split and reports each AI
+source's AUROC against them in every condition (``auroc``); ``--group-by FIELD ...`` also tallies and ranks by other
+provenance fields (``generator``, ``family``).
+
 ``python -m mimicry.training.source_flags --model models/default --provenance data/new_art.jsonl --json out.json``
 """
 
@@ -24,13 +30,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from mimicry.detector import Detector
 from mimicry.detector.decode import DecodeError, decode_image
 from mimicry.training.external import MAX_SOURCE_PIXELS, read_provenance
 
-CONDITIONS = ("clean", "jpeg75", "jpeg50", "resize0.5")
+BOOTSTRAP = 1000  # resamples behind each AUROC's interval
+CONDITIONS = ("clean", "jpeg75", "jpeg50", "resize0.5", "square400webp")
 
 
 def reposted(path: str, condition: str):
@@ -50,6 +58,13 @@ def reposted(path: str, condition: str):
     if condition == "resize0.5":
         w, h = image.size
         return image.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BICUBIC)
+    if condition == "square400webp":
+        w, h = image.size
+        side = min(w, h)
+        box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+        buf = io.BytesIO()
+        image.resize((400, 400), Image.Resampling.LANCZOS, box=box).save(buf, format="WEBP", quality=80)
+        return buf.getvalue()
     raise ValueError(f"unknown condition {condition!r}; known: {CONDITIONS}")
 
 
@@ -81,12 +96,51 @@ def held_by(manifest: Path) -> tuple[set[str], set[str]]:
     return blobs, paths
 
 
+def reference_rows(manifest: Path, split: str = "test") -> list[dict]:
+    """The human works of a dataset's split, once per published file, as provenance rows."""
+    rows, seen = [], set()
+    for line in manifest.read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        if r["split"] != split or r["label"] != "human" or r["origin_path"] in seen:
+            continue
+        seen.add(r["origin_path"])
+        rows.append({**r, "abs_path": r["origin_path"], "source": f"reference: {split} human works"})
+    return rows
+
+
+def aurocs(rows: list[dict], verdicts, key: str) -> dict:
+    """Each AI ``key`` value's AUROC against all human rows (scores as the verdicts give them; errors left out)."""
+    from sklearn.metrics import roc_auc_score
+
+    human = [v.score for r, v in zip(rows, verdicts) if r["label"] == "human" and v.error is None]
+    by = defaultdict(list)
+    for r, v in zip(rows, verdicts):
+        if r["label"] != "human" and v.error is None:
+            by[r.get(key, "?")].append(v.score)
+    out = {}
+    for k, s in sorted(by.items()):
+        y = np.r_[np.ones(len(s)), np.zeros(len(human))]
+        x = np.r_[s, human]
+        auc = float(roc_auc_score(y, x)) if human else None
+        ci = None
+        if human and len(s) > 1:  # 95% percentile bootstrap, both classes resampled (seeded: reproducible)
+            rng = np.random.default_rng(0)
+            ai_i, h_i = np.arange(len(s)), np.arange(len(s), len(x))
+            boot = [roc_auc_score(y[idx], x[idx]) for idx in
+                    (np.r_[rng.choice(ai_i, len(ai_i)), rng.choice(h_i, len(h_i))] for _ in range(BOOTSTRAP))]
+            ci = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+        out[k] = {"n": len(s), "n_human": len(human), "auroc": auc, "ci95": ci}
+    return out
+
+
 def tally(rows: list[dict], verdicts, key: str = "source") -> dict:
     """Per ``key`` of the rows (their source): n, the share labelled ai-mimicry and uncertain, mean score,
     errors, the top-scoring files."""
     by = defaultdict(list)
     for row, v in zip(rows, verdicts):
-        by[row.get(key, "?")].append((row, v))
+        by[row.get(key) or row.get("source", "?")].append((row, v))
     out = {}
     for source, pairs in sorted(by.items()):
         scored = [(r, v) for r, v in pairs if v.error is None]
@@ -113,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--not-in", type=Path, action="append", default=[], metavar="MANIFEST",
                    help="leave out the files this dataset manifest holds (repeatable)")
     p.add_argument("--by-size", action="store_true", help="also tally by the published file's shorter side")
+    p.add_argument("--group-by", nargs="*", default=[], metavar="FIELD",
+                   help="also tally (and, with --reference, rank) by these provenance fields: generator, family")
+    p.add_argument("--reference", type=Path, default=None, metavar="MANIFEST",
+                   help="add the human works of this dataset's test split; report each AI source's AUROC")
     p.add_argument("--json", type=Path, default=None, help="write the tally here")
     args = p.parse_args(argv)
     rows = [r for path in args.provenance for r in read_provenance(path)
@@ -126,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("no rows", file=sys.stderr)
         return 2
+    if args.reference is not None:
+        rows += reference_rows(args.reference)
     if args.by_size:
         for r in rows:
             r["size_bin"] = size_bin(r["abs_path"])
@@ -137,6 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         result["conditions"][condition] = tally(rows, verdicts)
         if args.by_size:
             result.setdefault("by_size", {})[condition] = tally(rows, verdicts, key="size_bin")
+        for field in args.group_by:
+            result.setdefault(f"by_{field}", {})[condition] = tally(rows, verdicts, key=field)
+        if args.reference is not None:
+            result.setdefault("auroc", {})[condition] = {
+                k: aurocs(rows, verdicts, k) for k in dict.fromkeys(("source", *args.group_by))}
+            for k, a in result["auroc"][condition]["source"].items():
+                ci = f", 95% interval {a['ci95'][0]:.3f}-{a['ci95'][1]:.3f}" if a["ci95"] else ""
+                print(f"{condition:9s} {k:24s} AUROC against {a['n_human']} human works: {a['auroc']:.3f} "
+                      f"(n={a['n']}{ci})")
         for kind, t in [*result["conditions"][condition].items(),
                         *result.get("by_size", {}).get(condition, {}).items()]:
             if t["n"]:
