@@ -321,13 +321,20 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     text = report(main, loso, ["cmd"], [unseen], pa)
     goals = text.split("## Goals")[1].split("##")[0]
     # the lowest condition decides: 0.88 format-matched fails the 0.90 goal although clean passes
-    assert ("| generators never trained on, images packages ship (25 images of about 2 generators; x 1): "
+    assert ("| generators never trained on, images packages ship (25 images; x 1): "
             "AUROC >= 0.90, clean / square400webp | 0.930 / 0.880 | **no** |") in goals
     assert "| templates | 30 | 0.930 (0.910-0.940), 20.0% (50.0%) | 0.880 (0.860-0.890), 20.0% (50.0%) |" in text
     assert "| never trained on | 25 | 0.930, 12.0% (52.0%) | 0.880, 12.0% (52.0%) |" in text
     assert "The 20 human test works flagged (uncertain): clean 0.0% (5.0%), square400webp 0.0% (5.0%)." in text
     assert text.index("| Gen A | 2 | 0.10 |") < text.index("| Gen B | 1 | 0.70 |")  # lowest mean score first
     assert "package-ai" not in report(main, loso, ["cmd"], [unseen])  # without the JSON: neither goal nor section
+    from mimicry.training.realworld_report import card_block
+
+    card = card_block(main, loso, None, pa)["evaluation"]["generators_never_trained_on"]
+    assert card["auroc"]["square400webp"]["family"]["never trained on"] == {"n": 25, "auroc": 0.88, "ci95": None}
+    assert card["flagged"]["clean"]["never trained on"] == 0.12
+    # another model's measurements stay out of this model's card
+    assert "generators_never_trained_on" not in card_block(main, loso, None, {**pa, "model": "y 2"})["evaluation"]
 
 
 def test_resplit_reuses_the_images_with_other_held_out_sources(sources, tmp_path):
