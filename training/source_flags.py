@@ -110,6 +110,12 @@ def reference_rows(manifest: Path, split: str = "test") -> list[dict]:
     return rows
 
 
+def group_of(row: dict, key: str) -> str:
+    """A row's value of ``key``, its source where it has none: the one grouping tallies and AUROCs share, so
+    their tables line up name for name."""
+    return row.get(key) or row.get("source", "?")
+
+
 def aurocs(rows: list[dict], verdicts, key: str) -> dict:
     """Each AI ``key`` value's AUROC against all human rows (scores as the verdicts give them; errors left out)."""
     from sklearn.metrics import roc_auc_score
@@ -118,7 +124,7 @@ def aurocs(rows: list[dict], verdicts, key: str) -> dict:
     by = defaultdict(list)
     for r, v in zip(rows, verdicts):
         if r["label"] != "human" and v.error is None:
-            by[r.get(key, "?")].append(v.score)
+            by[group_of(r, key)].append(v.score)
     out = {}
     for k, s in sorted(by.items()):
         y = np.r_[np.ones(len(s)), np.zeros(len(human))]
@@ -140,7 +146,7 @@ def tally(rows: list[dict], verdicts, key: str = "source") -> dict:
     errors, the top-scoring files."""
     by = defaultdict(list)
     for row, v in zip(rows, verdicts):
-        by[row.get(key) or row.get("source", "?")].append((row, v))
+        by[group_of(row, key)].append((row, v))
     out = {}
     for source, pairs in sorted(by.items()):
         scored = [(r, v) for r, v in pairs if v.error is None]
