@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: unseen-human demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report package-ai loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7
+.PHONY: unseen-human demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report package-ai loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8
 
 venv: $(VENV)/.installed
 
@@ -120,13 +120,18 @@ art-packages:
 # drops byte-identical files: the bundled 1.3.0 was trained on data/realworld-v3, built before those changes.
 # Since 1.7 GCompris's photographs and drawings and Naev's 200x150 portraits (stored at 150 px) come in, the
 # portraits split by faction folder with three folders named (data/realworld-v6; 1.4.0 was on data/realworld-v4).
+# Since the 1.10 data (data/realworld-v8) the Met's paintings that a Python package ships come in too
+# (training.package_art: a second museum beside the Art Institute of Chicago's); PACKAGE_ART= builds without them,
+# as data/realworld-v7 (1.9.0's data) was built.
+PACKAGE_ART ?= met
 NAEV_GROUPS := --assign-group "naev-portraits:portraits/empire=val" --assign-group "naev-portraits:portraits/pirate=test" \
 	    --assign-group "naev-portraits:portraits/zalek=test"
 realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl $(if $(ART_EXTRA),--with $(ART_EXTRA))
 	$(PY) -m mimicry.training.demo_provenance --dataset $(DEMO) --out data/demo_provenance.jsonl
+	$(if $(PACKAGE_ART),$(PY) -m mimicry.training.package_art --out data/package_art.jsonl)
 	$(PY) -m mimicry.training.external --provenance $(REALWORLD)/sources.jsonl --provenance data/debian_art.jsonl \
-	    --provenance data/demo_provenance.jsonl --source-size demo-clipart=128 --source-size photographs=360 --source-size naev-portraits=150 \
+	    --provenance data/demo_provenance.jsonl $(if $(PACKAGE_ART),--provenance data/package_art.jsonl) --source-size demo-clipart=128 --source-size photographs=360 --source-size naev-portraits=150 \
 	    --sheet sd15-artist-prompts=2x2 --sheet flux1dev-style-of=2x2 --limit openclipart=1000 \
 	    --holdout-group "artist:nicu buculei" --holdout-group "artist:nicu buculei and nathan eady" \
 	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train" $(NAEV_GROUPS) --out $(RW)
@@ -170,7 +175,8 @@ detector: realworld-dataset
 # training.debian_art keeps for evaluation only (game backgrounds, 3D renders, loading screens, wallpapers of
 # other desktops, a jigsaw game's photographs, a puzzle game's cartoons, an indie game's amateur digital paintings;
 # 1.8.0 was also measured on Wesnoth's campaign art, trained on since 1.9.0), and the catalogue's files that $(RW)
-# does not hold (most are under its 384-px store: small files). About 3 minutes.
+# does not hold (most are under its 384-px store: small files), and the Met's paintings (training.package_art) it
+# does not hold: all of them for data/realworld-v7, the 20 under 384 px for data/realworld-v8. About 3 minutes.
 APT_UNSEEN   := supertux-data freeorion-data megaglest-data ukui-wallpapers lomiri-wallpapers-20.04 palapeli-data \
 		fillets-ng-data ardentryst
 UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos fillets-art \
@@ -181,8 +187,9 @@ unseen-human: venv art-packages
 	@$(call apt_install,$(APT_UNSEEN))
 	$(PY) -m mimicry.training.debian_art --out data/unseen_kinds.jsonl --sources $(UNSEEN_KINDS)
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl
+	$(PY) -m mimicry.training.package_art --out data/package_art.jsonl
 	$(PY) -m mimicry.training.source_flags --model $(MODEL) --provenance data/unseen_kinds.jsonl \
-	    --provenance data/debian_art.jsonl --not-in $(RW)/manifest.jsonl --condition clean jpeg75 resize0.5 \
+	    --provenance data/debian_art.jsonl --provenance data/package_art.jsonl --not-in $(RW)/manifest.jsonl --condition clean jpeg75 resize0.5 \
 	    --by-size --json $(UNSEEN_JSON)
 
 # AI images that Python packages ship, most of generators no model here trains on (training.package_ai: ComfyUI's
@@ -247,18 +254,19 @@ loso-a-v4b loso-b-v4b: BALANCE := source
 # the threshold raised to keep KEEP_VAL_TPR of val mimicry flagged) on the 1.7 data: make loso-a-v6 loso-b-v6
 # (runs/.../loso-X-v6-in320-freeze5, docs/eval/loso-X-v6-in320-freeze5.json; about 35 minutes each on 2 cores).
 # The 1.7 recipe's runs: FREEZE=3 KEEP_VAL_TPR=0 (loso-X-v6-in320). The same recipe on the 1.9 data (Wesnoth's
-# campaign art added): make loso-a-v7 loso-b-v7.
-loso-a-v6 loso-a-v7: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
-loso-b-v6 loso-b-v7: LOSO_HOLDOUT := sd15-artist-prompts bookdash
+# campaign art added): make loso-a-v7 loso-b-v7; on the 1.10 data (the Met's paintings added): make loso-a-v8 loso-b-v8.
+loso-a-v6 loso-a-v7 loso-a-v8: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
+loso-b-v6 loso-b-v7 loso-b-v8: LOSO_HOLDOUT := sd15-artist-prompts bookdash
 loso-a-v6 loso-b-v6: RW := data/realworld-v6
 loso-a-v7 loso-b-v7: RW := data/realworld-v7
-loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: BALANCE := source
-loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: INPUT_SIZE := 320
-loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: FREEZE := 5
-loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: LOSO_EXPORT := --int8 --min-source-works $(MIN_SOURCE_WORKS) --keep-val-tpr $(KEEP_VAL_TPR)
-loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: LOSO_GROUPS := $(NAEV_GROUPS)
+loso-a-v8 loso-b-v8: RW := data/realworld-v8
+loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8: BALANCE := source
+loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8: INPUT_SIZE := 320
+loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8: FREEZE := 5
+loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8: LOSO_EXPORT := --int8 --min-source-works $(MIN_SOURCE_WORKS) --keep-val-tpr $(KEEP_VAL_TPR)
+loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8: LOSO_GROUPS := $(NAEV_GROUPS)
 loso: loso-a loso-b
-loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7: venv
+loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8: venv
 	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT) $(DROP),--holdout-source $(s)) \
 	    $(RW_GROUPS) $(LOSO_GROUPS) --out data/realworld-$@$(LOSO_DROP)
 	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@$(LOSO_DROP)/manifest.jsonl --out runs/finetune/$(LOSO_RUN) \
