@@ -120,10 +120,10 @@ art-packages:
 # drops byte-identical files: the bundled 1.3.0 was trained on data/realworld-v3, built before those changes.
 # Since 1.7 GCompris's photographs and drawings and Naev's 200x150 portraits (stored at 150 px) come in, the
 # portraits split by faction folder with three folders named (data/realworld-v6; 1.4.0 was on data/realworld-v4).
-# Since the 1.10 data (data/realworld-v8) the Met's paintings that a Python package ships come in too
-# (training.package_art: a second museum beside the Art Institute of Chicago's); PACKAGE_ART= builds without them,
-# as data/realworld-v7 (1.9.0's data) was built.
-PACKAGE_ART ?= met
+# PACKAGE_ART=met also brings the Met's paintings that a Python package ships (training.package_art: a second museum
+# beside the Art Institute of Chicago's): the 1.10 candidate's data, make realworld-dataset RW=data/realworld-v8
+# PACKAGE_ART=met. Without it the target builds data/realworld-v7, 1.9.0's data.
+PACKAGE_ART ?=
 NAEV_GROUPS := --assign-group "naev-portraits:portraits/empire=val" --assign-group "naev-portraits:portraits/pirate=test" \
 	    --assign-group "naev-portraits:portraits/zalek=test"
 realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
