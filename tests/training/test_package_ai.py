@@ -15,7 +15,7 @@ from PIL import Image, PngImagePlugin
 from sklearn.metrics import roc_auc_score
 
 from mimicry.detector import Detector
-from mimicry.training import package_ai, source_flags
+from mimicry.training import package_ai, pinned_packages, source_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,8 +99,8 @@ def test_extract_refuses_a_member_that_leaves_its_folder(tmp_path):
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("ok.txt", "fine")
     with pytest.raises(ValueError, match="leaves its folder"):
-        package_ai.extract(wheel, ["../../escape.txt"], cache=tmp_path / "cache")
-    assert package_ai.extract(wheel, ["ok.txt"], cache=tmp_path / "cache")["ok.txt"].read_text() == "fine"
+        pinned_packages.extract(wheel, ["../../escape.txt"], tmp_path / "cache")
+    assert pinned_packages.extract(wheel, ["ok.txt"], tmp_path / "cache")["ok.txt"].read_text() == "fine"
 
 
 def test_square400webp_gives_every_file_the_same_format_and_size(tmp_path):
