@@ -176,7 +176,7 @@ detector: realworld-dataset
 # other desktops, a jigsaw game's photographs, a puzzle game's cartoons, an indie game's amateur digital paintings;
 # 1.8.0 was also measured on Wesnoth's campaign art, trained on since 1.9.0), and the catalogue's files that $(RW)
 # does not hold (most are under its 384-px store: small files), and the Met's paintings (training.package_art) it
-# does not hold: all of them for data/realworld-v7, the 10 under 384 px for data/realworld-v8. About 3 minutes.
+# does not hold: all of them for data/realworld-v7, the 20 under 384 px for data/realworld-v8. About 3 minutes.
 APT_UNSEEN   := supertux-data freeorion-data megaglest-data ukui-wallpapers lomiri-wallpapers-20.04 palapeli-data \
 		fillets-ng-data ardentryst
 UNSEEN_KINDS := supertux-backgrounds freeorion-art megaglest-loading other-wallpapers palapeli-photos fillets-art \

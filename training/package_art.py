@@ -7,7 +7,7 @@ Access collection API in 2022. Its ``data/objects.json`` holds the API's record 
 medium, department and ``isPublicDomain`` (true for all 174, the Met's CC0 release). European paintings of the
 13th to the 19th century (oil, tempera and gold ground; some photographed in their frames), the Robert Lehman
 Collection, and Asian hanging scrolls, album leaves and one wall painting photographed in its gallery. Shorter
-sides 231-600 px: the dataset builder's 384-px store keeps 164 of them.
+sides 231-600 px: the dataset builder's 384-px store keeps 154 of them.
 
 A row is kept only if the record says ``classification`` "Paintings" and ``isPublicDomain``, and its image opens;
 a row names its painter as ``artist`` (none for an unidentified one), so the dataset builder keeps a painter's
