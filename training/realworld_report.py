@@ -59,9 +59,9 @@ def unseen_section(unseen: dict) -> list[str]:
     conds = list(unseen["conditions"])
     lines = [f"## Human art never trained on ({unseen['model']})", "",
              "Human works no model here trains on, scored as published and re-posted (`make unseen-human`, "
-             "`training.source_flags`): the kinds `training.debian_art` keeps for evaluation only and the "
-             "catalogue's files that the training data does not hold (most of them under its 384-px store, so "
-             f"small). Threshold {unseen['threshold']:.3f}. Flagged (uncertain) per condition.", ""]
+             "`training.source_flags`): the kinds `training.debian_art` keeps for evaluation only, the Met's "
+             "paintings a Python package ships (`training.package_art`), and the files of both that the training "
+             "data does not hold (most of them under its 384-px store, so small). Threshold {unseen['threshold']:.3f}. Flagged (uncertain) per condition.", ""]
 
     def rows(block: dict) -> list[list[str]]:
         names = list(dict.fromkeys(k for c in conds for k in block[c]))
@@ -130,6 +130,39 @@ def package_ai_goal(pa: dict) -> tuple[str, str, bool] | None:
             all(f["auroc"] >= GOALS["unseen_generator_auroc"] for f in fam))
 
 
+MIN_KIND_WORKS = 100  # a kind's own goal row needs this many scored works (fewer read in steps over 1%)
+
+
+def unseen_goals(unseen: dict) -> list[tuple[str, str, bool]]:
+    """The goal on human works never trained on (``make unseen-human``): all of them pooled, then the worst kind of
+    at least ``MIN_KIND_WORKS`` scored works, each condition (clean at most 1% flagged, re-posted at most 3%)."""
+    conds = list(unseen["conditions"])
+
+    def limit(c: str) -> float:
+        return GOALS["human_flagged_clean"] if c == "clean" else GOALS["human_flagged_perturbed"]
+
+    pooled, n = {}, 0
+    for c in conds:
+        block = unseen["conditions"][c]
+        n = sum(e["n"] for e in block.values())  # source_flags' n counts the scored files, errors apart
+        pooled[c] = sum(e["flagged"] * e["n"] for e in block.values() if e["n"]) / max(n, 1)
+    limits = f"<= 1% flagged clean, <= 3% {' / '.join(c for c in conds if c != 'clean')}"
+    goals = [(f"human works never trained on, of every kind ({n} scored; make unseen-human, {unseen['model']}): "
+              f"{limits}; {' / '.join(conds)}", " / ".join(_pct(pooled[c]) for c in conds),
+              all(pooled[c] <= limit(c) for c in conds))]
+    first = unseen["conditions"][conds[0]]
+    kinds = [k for k, e in first.items() if e["n"] >= MIN_KIND_WORKS]
+    if kinds:
+        def excess(k: str) -> float:
+            return max(unseen["conditions"][c].get(k, {}).get("flagged", 0) - limit(c) for c in conds)
+
+        worst = max(kinds, key=excess)
+        goals.append((f"the same, each kind of at least {MIN_KIND_WORKS} works ({len(kinds)} kinds), worst: "
+                      f"{worst} ({first[worst]['n']})",
+                      " / ".join(_pct(unseen["conditions"][c][worst]["flagged"]) for c in conds), excess(worst) <= 0))
+    return goals
+
+
 def report(main: dict, loso: dict[str, dict], commands: list[str], unseen: list[dict] = (),
            package_ai: dict | None = None) -> str:
     m = next(iter(main["models"].values()))  # the first model is the one reported; others are compared
@@ -192,6 +225,9 @@ def report(main: dict, loso: dict[str, dict], commands: list[str], unseen: list[
             goals.append((f"human works of a kind never trained on: {k} <= 1% flagged at each run's threshold "
                           f"({where})", ", ".join(_pct(e["flagged"]) for _, e in runs),
                           all(e["flagged"] <= GOALS["human_flagged_clean"] for _, e in runs)))
+    for u in unseen:
+        if u.get("model") == f"{m['name']} {m['version']}":  # another model's measurement is no goal of this one
+            goals += unseen_goals(u)
     if package_ai and (g := package_ai_goal(package_ai)):
         goals.append(g)
     if loso and not held and not older:  # runs exist, none of this recipe: say so rather than drop the goals

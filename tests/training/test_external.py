@@ -301,6 +301,19 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
               "by_size": {"clean": {"128-255 px": t(20, 0.05, 0.5)}, "jpeg75": {"128-255 px": t(20, 0.0, 0.25)}}}
     text = report(main, loso, ["cmd"], [unseen])
     assert "## Human art never trained on (x 1)" in text
+    goals = text.split("## Goals")[1].split("##")[0]
+    # pooled over the 20 scored works: 1 flagged clean (5.0%) fails the 1% goal; no kind reaches 100 works
+    assert ("| human works never trained on, of every kind (20 scored; make unseen-human, x 1): <= 1% flagged clean, "
+            "<= 3% jpeg75; clean / jpeg75 | 5.0% / 0.0% | **no** |") in goals
+    assert "each kind of at least" not in goals
+    big = {"model": "x 1", "threshold": 0.9, "conditions": {
+        "clean": {"a": t(400, 0.0, 0.1), "b": t(150, 0.0, 0.1), "c": t(20, 0.05, 0.1)},
+        "jpeg75": {"a": t(400, 0.01, 0.1), "b": t(150, 0.04, 0.1), "c": t(20, 0.05, 0.1)}}}
+    goals = report(main, loso, ["cmd"], [big]).split("## Goals")[1].split("##")[0]
+    # pooled (570 works: 1 clean, 11 after JPEG 75) passes; kind b, 4% after JPEG 75, fails; c is too small to judge
+    assert "(570 scored; make unseen-human, x 1): <= 1% flagged clean, <= 3% jpeg75; clean / jpeg75 | 0.2% / 1.9% | yes |" in goals
+    assert ("| the same, each kind of at least 100 works (2 kinds), worst: b (150) | 0.0% / 4.0% | **no** |") in goals
+    assert "human works never trained on" not in report(main, loso, ["cmd"], [{**big, "model": "y 2"}]).split("## Goals")[1].split("##")[0]
     assert "| games | 20 | 1 | 5.0% (50.0%) | 0.0% (25.0%) |" in text
     assert "| 128-255 px | 20 | 0 | 5.0% (50.0%) | 0.0% (25.0%) |" in text
     # AI images of generators never trained on (make package-ai): a goal row over every condition, and tables.
