@@ -61,7 +61,8 @@ def unseen_section(unseen: dict) -> list[str]:
              "Human works no model here trains on, scored as published and re-posted (`make unseen-human`, "
              "`training.source_flags`): the kinds `training.debian_art` keeps for evaluation only, the Met's "
              "paintings a Python package ships (`training.package_art`), and the files of both that the training "
-             "data does not hold (most of them under its 384-px store, so small). Threshold {unseen['threshold']:.3f}. Flagged (uncertain) per condition.", ""]
+             "data does not hold (most of them under its 384-px store, so small). "
+             f"Threshold {unseen['threshold']:.3f}. Flagged (uncertain) per condition.", ""]
 
     def rows(block: dict) -> list[list[str]]:
         names = list(dict.fromkeys(k for c in conds for k in block[c]))

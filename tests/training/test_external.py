@@ -300,7 +300,7 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
               "conditions": {"clean": {"games": t(20, 0.05, 0.5, errors=1)}, "jpeg75": {"games": t(20, 0.0, 0.25)}},
               "by_size": {"clean": {"128-255 px": t(20, 0.05, 0.5)}, "jpeg75": {"128-255 px": t(20, 0.0, 0.25)}}}
     text = report(main, loso, ["cmd"], [unseen])
-    assert "## Human art never trained on (x 1)" in text
+    assert "## Human art never trained on (x 1)" in text and "Threshold 0.900." in text
     goals = text.split("## Goals")[1].split("##")[0]
     # pooled over the 20 scored works: 1 flagged clean (5.0%) fails the 1% goal; no kind reaches 100 works
     assert ("| human works never trained on, of every kind (20 scored; make unseen-human, x 1): <= 1% flagged clean, "
