@@ -44,10 +44,13 @@ def test_default_card_says_what_it_was_trained_on_and_how_it_measured(default):
     assert card["training"]["settings"]["freeze_blocks"] == 5
     assert card["training"]["settings"]["balance"] == "source"  # the 1.3 recipe (docs/EVALUATION.md)
     data = card["training_data"]
-    for phrase in ("Stable Diffusion 1.5", "FLUX.1 [dev]", "Art Institute of Chicago", "Book Dash", "Never seen"):
+    for phrase in ("Stable Diffusion 1.5", "FLUX.1 [dev]", "Art Institute of Chicago", "Metropolitan Museum of Art",
+                   "Book Dash", "Never seen"):
         assert phrase in data["trained_on"]
     sources = data["sources"]
-    assert {"sd15-artist-prompts", "flux1dev-style-of", "aic-paintings", "bookdash", "openclipart"} <= set(sources)
+    # 1.10: a second museum's paintings (training.package_art), split by painter as the first museum's are
+    assert {"sd15-artist-prompts", "flux1dev-style-of", "aic-paintings", "met-paintings", "bookdash",
+            "openclipart"} <= set(sources)
     for entry in sources.values():  # every source names its licences and the repository or package it came from
         assert entry["licences"] and entry["repositories"] and sum(entry["counts"].values()) > 0
     assert sum(data["counts"].values()) == sum(sum(e["counts"].values()) for e in sources.values())
@@ -65,7 +68,7 @@ def test_default_misjudges_no_example(default):
     """What `make demo` shows: the examples' artist is held out of the default's training and calibration, and
     the default learnt the demo's toy generator from two other demo artists' mimicry. No human work is
     flagged, no mimicry is called human, and most of each is given its own label; an example may land in the
-    uncertain band (1.3.0: one of each; 1.8.0: one human work, at 0.21; 1.9.0: none; the card's demo-clipart figures: 80% of
+    uncertain band (1.3.0: one of each; 1.8.0: one human work, at 0.21; 1.9.0 and 1.10.0: none; the card's demo-clipart figures: 80% of
     that artist's mimicry flagged, 5% of the demo artists' human works uncertain), which is the detector
     declining to answer, not a wrong answer."""
     verdicts = default.predict([str(ROOT / "examples" / c["file"]) for c in CREDITS])
