@@ -113,10 +113,15 @@ def package_ai_section(pa: dict) -> list[str]:
     if "by_generator" in pa:
         gen = pa["by_generator"][conds[0]]
         names = sorted((k for k in gen if not k.startswith("reference")), key=lambda k: gen[k]["mean_score"])
-        lines += [f"Per generator ({conds[0]}), lowest mean score first:", ""]
-        lines += _table(["generator", "images", "mean score", "flagged", "uncertain"],
+        meta = all("flagged_by_metadata" in gen[k] for k in names)  # older JSON did not count it
+        lines += [f"Per generator ({conds[0]}), lowest mean score first. The mean score is the model's, from the "
+                  "pixels; flagged is the verdict's label, which a file's own metadata can set"
+                  + (" (the share flagged that way: by metadata)" if meta else "") + ":", ""]
+        lines += _table(["generator", "images", "mean score", "flagged", *(["by metadata"] if meta else []),
+                         "uncertain"],
                         [[k, str(gen[k]["n"]), _f(gen[k]["mean_score"], 2), _pct(gen[k]["flagged"]),
-                          _pct(gen[k]["uncertain"])] for k in names]) + [""]
+                          *([_pct(gen[k]["flagged_by_metadata"])] if meta else []), _pct(gen[k]["uncertain"])]
+                         for k in names]) + [""]
     return lines
 
 
@@ -212,7 +217,12 @@ def report(main: dict, loso: dict[str, dict], commands: list[str], unseen: list[
         return out
 
     held = by_held_out(shipped)
-    older = {k: runs for k, runs in by_held_out(earlier).items() if k not in held}
+    # ... from the latest earlier data that ran it only: runs on older data would judge data since superseded.
+    older = {}
+    for k, runs in by_held_out(earlier).items():
+        if k not in held:
+            latest = max((data_of(recipe_runs[name]) for name, _ in runs), key=data_order)
+            older[k] = [(name, e) for name, e in runs if data_of(recipe_runs[name]) == latest]
     for k, runs in [*held.items(), *older.items()]:
         on = "this recipe" if k in held else "this recipe on earlier data"
         where = f"{len(runs)} run{'s' if len(runs) > 1 else ''} of {on}: {', '.join(n for n, _ in runs)}"
@@ -338,6 +348,12 @@ def ablation(result: dict) -> bool:
 def data_of(result: dict) -> str:
     """The dataset an evaluation's images come from (for a leave-one-source-out split, the dataset it split)."""
     return Path(result.get("data") or Path(result["manifest"]).parent).as_posix().rstrip("/")
+
+
+def data_order(data: str) -> list:
+    """Sort key that puts later versions of a dataset last: digit runs compare as numbers (realworld-v10 after
+    realworld-v9), the rest as text."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", data)]
 
 
 def same_data(loso_result: dict, main: dict) -> bool:

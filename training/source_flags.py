@@ -142,8 +142,9 @@ def aurocs(rows: list[dict], verdicts, key: str) -> dict:
 
 
 def tally(rows: list[dict], verdicts, key: str = "source") -> dict:
-    """Per ``key`` of the rows (their source): n, the share labelled ai-mimicry and uncertain, mean score,
-    errors, the top-scoring files."""
+    """Per ``key`` of the rows (their source): n, the share labelled ai-mimicry and uncertain, the share labelled
+    ai-mimicry by the file's metadata rather than its score (``flagged_by_metadata``), mean score, errors, the
+    top-scoring files."""
     by = defaultdict(list)
     for row, v in zip(rows, verdicts):
         by[group_of(row, key)].append((row, v))
@@ -156,6 +157,8 @@ def tally(rows: list[dict], verdicts, key: str = "source") -> dict:
             "n": n, "errors": len(pairs) - n,
             "flagged": labels.count("ai-mimicry") / n if n else None,
             "uncertain": labels.count("uncertain") / n if n else None,
+            "flagged_by_metadata": sum(v.evidence.get("label_reason", "model-score") != "model-score"
+                                       for _, v in scored) / n if n else None,
             "mean_score": sum(v.score for _, v in scored) / n if n else None,
             "top": [(Path(r["abs_path"]).name, round(v.score, 4))
                     for r, v in sorted(scored, key=lambda rv: -rv[1].score)[:5]],

@@ -292,6 +292,12 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     assert ("| leave-one-source-out: gen-a (never trained on) AUROC >= 0.95 (1 run of this recipe on earlier data: "
             "l-newdata) | 0.995 | yes |") in earlier_only
     assert "no run of this recipe" not in earlier_only
+    # ... and when several earlier datasets ran it, only the latest one's runs count (v10 after v9, not as text).
+    v9, v10 = run(shipped, 0.80, 0.0, data="data/rw-v9"), run(shipped, 0.97, 0.0, data="data/rw-v10")
+    latest = report(main, {"l-v9": v9, "l-v10": v10}, ["cmd"]).split("## Goals")[1].split("##")[0]
+    assert ("| leave-one-source-out: gen-a (never trained on) AUROC >= 0.95 (1 run of this recipe on earlier data: "
+            "l-v10) | 0.970 | yes |") in latest
+    assert "l-v9" not in latest and "0.800" not in latest
     # Human art never trained on, from source_flags' JSON: per source and per file size, each condition.
     def t(n, flagged, uncertain, errors=0):
         return {"n": n, "errors": errors, "flagged": flagged, "uncertain": uncertain}
@@ -340,6 +346,15 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     assert "| never trained on | 25 | 0.930, 12.0% (52.0%) | 0.880, 12.0% (52.0%) |" in text
     assert "The 20 human test works flagged (uncertain): clean 0.0% (5.0%), square400webp 0.0% (5.0%)." in text
     assert text.index("| Gen A | 2 | 0.10 |") < text.index("| Gen B | 1 | 0.70 |")  # lowest mean score first
+    assert "by metadata" not in text  # JSON that did not count it gets no such column
+    # A generator flagged by its files' metadata, not its pixels, says so in its own column.
+    for c in pa["by_generator"].values():
+        c["Gen A"].update(flagged=1.0, flagged_by_metadata=1.0)
+        c["Gen B"]["flagged_by_metadata"] = 0.0
+        c[ref]["flagged_by_metadata"] = 0.0
+    text = report(main, loso, ["cmd"], [unseen], pa)
+    assert "| generator | images | mean score | flagged | by metadata | uncertain |" in text
+    assert "| Gen A | 2 | 0.10 | 100.0% | 100.0% | 0.0% |" in text
     assert "package-ai" not in report(main, loso, ["cmd"], [unseen])  # without the JSON: neither goal nor section
     from mimicry.training.realworld_report import card_block
 

@@ -140,3 +140,20 @@ def test_reference_human_works_give_each_ai_source_its_auroc(tmp_path):
     # the reference works are tallied as their own source (each file once; the train row left out)
     assert got["sources"]["reference: test human works"]["n"] == len(human)
     assert set(got["by_family"]["clean"]) == {"demo", "reference: test human works"}
+
+
+def test_tally_tells_works_flagged_by_their_metadata_from_those_flagged_by_their_pixels(tmp_path):
+    # The same pixels twice: once with Automatic1111's generation parameters in a PNG text chunk (the file declares
+    # itself AI-made, so it is flagged whatever its score), once bare. Only the first counts as flagged by metadata.
+    with Image.open(ROOT / "examples" / "real_01.png") as im:
+        pixels = im.convert("RGB")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1")
+    pixels.save(tmp_path / "declared.png", pnginfo=info)
+    pixels.save(tmp_path / "bare.png")
+    rows = [{"abs_path": str(tmp_path / n), "source": n} for n in ("declared.png", "bare.png")]
+    verdicts = Detector.from_dir("default").predict([r["abs_path"] for r in rows])
+    t = source_flags.tally(rows, verdicts)
+    assert verdicts[0].score == pytest.approx(verdicts[1].score)
+    assert (t["declared.png"]["flagged"], t["declared.png"]["flagged_by_metadata"]) == (1.0, 1.0)
+    assert t["bare.png"]["flagged_by_metadata"] == 0.0 and t["bare.png"]["flagged"] == 0.0
