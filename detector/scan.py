@@ -262,7 +262,7 @@ def read_existing(path: Path, fmt: str) -> Existing:
     if not path.exists():
         return existing
     existing.dropped_partial_line = _cut_partial_last_line(path)
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:  # as the scan wrote it
         if fmt == "csv":
             reader = csv.DictReader(f)
             if reader.fieldnames is not None:

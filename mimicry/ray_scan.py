@@ -394,6 +394,7 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
                                         existing.columns or scan_lib.columns(attribute))
         except OSError as exc:
             return fail(f"cannot write {output}: {exc.strerror or exc}")
+        failed = None
         try:
             if todo:
                 ds = build_dataset(todo, detector.bundle.path, options, attribution)  # the resolved directories
@@ -403,12 +404,14 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             where = f"; rows so far are in {output} (run again with --resume)" if output else ""
             reason = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
             return fail(f"the scan on Ray failed{where}: {reason[-1].strip()}")  # the cause, not Ray's traceback
+        except scan_cli.OutputError as exc:
+            failed = str(exc)
         except KeyboardInterrupt:
             return scan_cli.interrupted(stderr, summary, output)
         finally:
-            sink.close()
-            if out_file is not None:
-                out_file.close()
+            failed = scan_cli.close_outputs(sink, out_file) or failed
+        if failed:
+            return scan_cli.output_failed(stderr, output, failed)
     finally:
         if started:
             ray.shutdown()
@@ -430,7 +433,7 @@ def _open_sink(fmt: str, output: Path | None, resume: bool, detector, stdout: Co
                columns: tuple[str, ...] = scan_lib.COLUMNS):
     if fmt == "parquet":
         output.parent.mkdir(parents=True, exist_ok=True)
-        return ParquetSink(output, schema=row_schema(columns == scan_lib.ATTRIBUTED_COLUMNS)), None
+        return scan_cli.GuardedSink(ParquetSink(output, schema=row_schema(columns == scan_lib.ATTRIBUTED_COLUMNS))), None
     return scan_cli.open_sink(fmt, output, resume, detector, stdout, every=every, columns=columns)
 
 

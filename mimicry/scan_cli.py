@@ -185,6 +185,7 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
         except OSError as exc:
             return fail(f"cannot write {output}: {exc.strerror or exc}")
 
+        failed = None
         try:
             if progress is not None:
                 with progress:
@@ -194,12 +195,14 @@ def run(paths: list[str], *, recursive: bool = False, fmt: str | None = None, ou
             else:
                 scan(detector, inputs, sink, batch_size=batch_size, workers=workers, skip=existing.done,
                      summary=summary)
+        except OutputError as exc:
+            failed = str(exc)
         except KeyboardInterrupt:
             return interrupted(stderr, summary, output)
         finally:
-            sink.close()
-            if out_file is not None:
-                out_file.close()
+            failed = close_outputs(sink, out_file) or failed
+        if failed:
+            return output_failed(stderr, output, failed)
 
         print_summary(stderr, summary, detector, output)
         return exit_code(summary)
@@ -292,20 +295,68 @@ def print_summary(console: Console, s: ScanSummary, detector, output: Path | Non
                       highlight=False, soft_wrap=True)
 
 
+class OutputError(Exception):
+    """The rows could not be written (a full disk, a closed pipe): the scan stops there, with the rows
+    written before it kept."""
+
+
+class GuardedSink:
+    """A sink whose write failures (``OSError``) become :class:`OutputError`, so a scan can tell "the
+    output failed" from an error of its own, and whose ``close`` never raises; :func:`close_outputs`."""
+
+    def __init__(self, sink):
+        self.sink = sink
+
+    def write(self, row: dict) -> None:
+        try:
+            self.sink.write(row)
+        except OSError as exc:
+            raise OutputError(exc.strerror or str(exc)) from exc
+
+    def close(self) -> None:
+        self.sink.close()
+
+
 def open_sink(fmt: str, output: Path | None, resume: bool, detector, console: Console, *, every: int,
               columns: tuple[str, ...] = COLUMNS):
     """``(sink, file)``: a table on ``console``, or CSV / JSONL rows into ``output`` (appended to
     with ``resume``) or onto standard output; ``file`` is the file to close, or None. ``columns``:
-    those of a CSV file (the attribution columns among them show in the table too)."""
+    those of a CSV file (the attribution columns among them show in the table too). The sink is a
+    :class:`GuardedSink`. A file name that is not valid UTF-8 (Linux allows any bytes) is written as
+    its own bytes (``surrogateescape``), as ``read_existing`` reads it back to resume."""
     if fmt == "table":
-        return TableSink(console, detector.name, detector.version, detector.bundle.thresholds.ai_mimicry,
-                         every=every, attributed="closest_artist" in columns), None
+        return GuardedSink(TableSink(console, detector.name, detector.version, detector.bundle.thresholds.ai_mimicry,
+                                     every=every, attributed="closest_artist" in columns)), None
     out_file = None
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        out_file = open(output, "a" if resume else "w", encoding="utf-8", newline="")
+        out_file = open(output, "a" if resume else "w", encoding="utf-8", errors="surrogateescape", newline="")
     stream = out_file or sys.stdout
-    return (CsvSink(stream, columns) if fmt == "csv" else JsonlSink(stream)), out_file
+    return GuardedSink(CsvSink(stream, columns) if fmt == "csv" else JsonlSink(stream)), out_file
+
+
+def close_outputs(sink, out_file) -> str | None:
+    """Close the sink and the output file; the reason they failed (the last rows could not be written), or
+    None."""
+    try:
+        sink.close()
+        if out_file is not None:
+            out_file.close()
+    except OSError as exc:
+        if out_file is not None:
+            with contextlib.suppress(OSError):
+                out_file.close()  # a second try finds the buffer as it was: give the descriptor back anyway
+        return exc.strerror or str(exc)
+    return None
+
+
+def output_failed(console: Console, output: Path | None, why: str) -> int:
+    """Say that the rows could not be written, and where those before are; the exit code (2, as for an output
+    that cannot be opened: not 1, which would read as "flagged")."""
+    where = f"{output} ({why}); the rows before are kept: run again with --resume to finish" if output else \
+        f"the rows to standard output ({why})"
+    console.print(f"error: cannot write {_escape(where)}", highlight=False, soft_wrap=True)
+    return EXIT_USAGE
 
 
 def interrupted(console: Console, summary: ScanSummary, output: Path | None) -> int:

@@ -190,6 +190,31 @@ def test_interrupted_scan_keeps_its_rows_and_resumes(folder, model_dir, tmp_path
     assert len(sources) == len(set(sources)) == len(GOOD) + len(BAD)
 
 
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_a_file_name_that_is_not_utf8_is_one_row_written_as_its_bytes_and_resumed(folder, model_dir, tmp_path,
+                                                                                    suffix):
+    # Linux allows any bytes in a name; Python hands such a name over with surrogates, which strict UTF-8
+    # cannot write. The row names the file by its own bytes, the files after it are scanned, and resume
+    # recognises the name again.
+    odd = folder / "caf\udce9.jpg"  # the bytes b"caf\xe9.jpg": Latin-1, not UTF-8
+    odd.write_bytes((folder / "black.jpg").read_bytes())
+    out = tmp_path / f"results.{suffix}"
+    result = invoke(folder, "--model", model_dir, "-o", out)
+    assert result.exit_code == 1, result.stderr  # white.png (after the odd name) was scanned and flagged
+    raw = out.read_bytes()
+    assert b"caf\xe9.jpg" in raw and raw.count(b"\n") == len(GOOD) + len(BAD) + 1 + (suffix == "csv")
+    again = invoke(folder, "--model", model_dir, "-o", out, "--resume")
+    assert again.exit_code == 1 and "scanned 0 images" in again.stderr and out.read_bytes() == raw
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device whose writes fail)")
+def test_a_failed_write_stops_the_scan_with_a_message_not_a_traceback_or_the_flagged_code(folder, model_dir):
+    result = invoke(folder / "white.png", "--model", model_dir, "--format", "csv", "-o", "/dev/full", "--force")
+    assert result.exit_code == exits.EXIT_USAGE  # not 1, which says "flagged"
+    assert "cannot write /dev/full (No space left on device)" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_resume_refuses_a_file_that_is_not_a_scan(folder, model_dir, tmp_path):
     out = tmp_path / "other.csv"
     out.write_text("name,age\nann,3\n")
