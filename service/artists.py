@@ -186,16 +186,27 @@ async def get_artist(key: EnrolKey, name: str, state: StateDep, reg: RegistryDep
 @router.post("/{name:path}/works", response_model=EnrolOut, summary="Add works to an artist's portfolio",
              openapi_extra={"requestBody": _IMAGES_BODY})
 async def enrol(key: EnrolKey, name: str, request: Request, state: StateDep, reg: RegistryDep):
-    uploads = await read_images(request, state.settings.max_body_bytes, state.settings.max_enrol_items)
-    if len(uploads) > state.settings.max_enrol_items:
-        raise APIError("too_many_items", f"{len(uploads)} images; the limit is {state.settings.max_enrol_items}")
-    # Works are named by their upload file names (in the database and the skipped list).
-    names = [u.filename or f"<file #{i}>" for i, u in enumerate(uploads)]
     settings, lanes = state.settings, state.lanes
+    # The limit counts an enrolment from here, before its body is read: checked and taken with no await
+    # between, so concurrent requests cannot all pass the check and then hold their bodies at once.
     if lanes.enrolling >= settings.max_concurrent_enrol:
         state.metrics.overloaded.inc()
         raise APIError("overloaded", f"{lanes.enrolling} enrolments are in progress; retry shortly",
                        headers={"Retry-After": str(settings.retry_after_s)})
+    lanes.enrolling += 1
+    try:
+        return await _enrol(name, request, state, reg)
+    finally:
+        lanes.enrolling -= 1
+
+
+async def _enrol(name: str, request: Request, state, reg) -> dict:
+    settings, lanes = state.settings, state.lanes
+    uploads = await read_images(request, settings.max_body_bytes, settings.max_enrol_items)
+    if len(uploads) > settings.max_enrol_items:
+        raise APIError("too_many_items", f"{len(uploads)} images; the limit is {settings.max_enrol_items}")
+    # Works are named by their upload file names (in the database and the skipped list).
+    names = [u.filename or f"<file #{i}>" for i, u in enumerate(uploads)]
     await decode_costs(lanes.small, [u.data for u in uploads], draft_size=state.style.config.size,
                        budget=settings.max_request_pixels)
     deadline = time.monotonic() + settings.enrol_timeout_s
@@ -204,7 +215,6 @@ async def enrol(key: EnrolKey, name: str, request: Request, state: StateDep, reg
         if time.monotonic() > deadline:
             raise _PastDeadline()
 
-    lanes.enrolling += 1
     # One image per encoder call: onnxruntime's memory arena keeps what its largest batch needed (a batch
     # of 8 kept about 240 MB more for the life of the process; one, about 25 MB), and an enrolment is
     # background work, where that memory matters more than the ~25% of speed batching would add.
@@ -217,8 +227,6 @@ async def enrol(key: EnrolKey, name: str, request: Request, state: StateDep, reg
     except _PastDeadline:
         raise APIError("timeout", f"the enrolment took longer than {settings.enrol_timeout_s:g} s; "
                                   "nothing was added") from None
-    finally:
-        lanes.enrolling -= 1
     try:
         works = (await in_thread(state, reg.get_artist, report.artist)).works
     except RegistryError as exc:  # removed by another request since

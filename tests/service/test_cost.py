@@ -236,6 +236,44 @@ def test_enrolments_beyond_the_limit_are_503_not_queued(make_settings, tmp_path,
         assert results["second"].status_code == 503 and "Retry-After" in results["second"].headers
 
 
+def test_concurrent_enrolments_never_run_past_the_limit(make_settings, tmp_path, monkeypatch):
+    # Six enrolments sent at once on one event loop: each must pass the limit's check and take its place with
+    # no await between, or all six read their bodies and run (the check once came before the cost check's
+    # await and the count after it).
+    import asyncio
+
+    import httpx
+
+    from mimicry.service import artists as artists_module
+    from mimicry.service.keys import KeyStore
+
+    settings = make_settings(registry=tmp_path / "r.sqlite3", max_concurrent_enrol=1)
+    key, _ = KeyStore(settings.keys_db).create("enroller", scope="enrol")
+    app = create_app(settings)
+    running, real_offload = [], artists_module.offload
+
+    async def counting_offload(pool, fn, *args):
+        lanes = app.state.mimicry.lanes
+        if pool is lanes.enrol:
+            running.append(lanes.enrolling)
+        return await real_offload(pool, fn, *args)
+
+    monkeypatch.setattr(artists_module, "offload", counting_offload)
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120,
+                                         headers={"X-API-Key": key}) as c:
+                assert (await c.post("/v1/artists", json={"name": "Ann"})).status_code == 201
+                return await asyncio.gather(*[c.post("/v1/artists/Ann/works", files=batch_files([png(300, 300, i)]))
+                                              for i in range(6)])
+
+    statuses = sorted(r.status_code for r in asyncio.run(main()))
+    assert set(statuses) <= {200, 503} and statuses[0] == 200 and 503 in statuses
+    assert running and max(running) == 1  # never two enrolments at once
+
+
 def test_an_enrolment_over_the_pixel_budget_is_refused_before_decoding(make_settings, tmp_path):
     with _enrol_client(make_settings, tmp_path, max_request_pixels=500_000) as c:
         assert c.post("/v1/artists", json={"name": "Ann"}).status_code == 201
