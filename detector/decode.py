@@ -200,23 +200,28 @@ def _decode(source: Source, max_bytes: int, max_pixels: int, allowed_formats, dr
 
 
 def decode_cost(data: bytes | bytearray | memoryview, *, draft_size: int | None = None,
-                allowed_formats: tuple[str, ...] | list[str] = DEFAULT_FORMATS) -> int:
+                allowed_formats: tuple[str, ...] | list[str] = DEFAULT_FORMATS,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
     """The pixels that decoding ``data`` will produce, read from its header only (nothing is decoded):
     width x height, divided by the JPEG draft scale that ``draft_size`` allows (as
     :func:`decode_with_metadata` decodes), times the frames :func:`decode_frames` reaches in an animation
-    (its count from the header, at most the default budget's reach; a GIF counts as long as that reach).
-    0 when the header cannot be read: the decode will then fail at once, at no cost. What a server budgets
+    (at most the default budget's reach: a WebP's or PNG's count from its header, a GIF's by walking its
+    blocks, :func:`gif_frame_count`). 0 when the header cannot be read or the image has more than
+    ``max_pixels`` (the decoder's limit): the decode will then fail at once, at no cost. What a server budgets
     its memory and CPU by before it decodes."""
+    buf = bytes(data)
     try:
-        with Image.open(io.BytesIO(bytes(data)), formats=list(_check_formats(allowed_formats))) as im:
+        with Image.open(io.BytesIO(buf), formats=list(_check_formats(allowed_formats))) as im:
             w, h = im.size
             fmt = im.format
             frames = 1
             if w > 0 and h > 0 and _is_animated(im):
                 frames = _reach(w * h, FRAME_PIXEL_BUDGET)
-                if fmt != "GIF":
-                    frames = min(frames, max(1, int(im.n_frames)))
+                count = gif_frame_count(buf, frames) if fmt == "GIF" else int(im.n_frames)
+                frames = min(frames, max(1, count))
     except Exception:  # unreadable or a bomb's header: the decode itself says which
+        return 0
+    if w * h > max_pixels:
         return 0
     if draft_size and fmt in ("JPEG", "MPO"):
         scale = 1
@@ -224,6 +229,42 @@ def decode_cost(data: bytes | bytearray | memoryview, *, draft_size: int | None 
             scale *= 2
         return -(-w // scale) * -(-h // scale)
     return w * h * frames
+
+
+def gif_frame_count(data: bytes, limit: int) -> int:
+    """The frames (image descriptors) of the GIF ``data``, counted up to ``limit``, by walking its blocks:
+    nothing is decompressed, so the count costs a hop per 255-byte sub-block, not a frame's decode (Pillow's
+    ``n_frames`` seeks, which decodes). Where the blocks end early or go wrong, the frames counted so far:
+    the decoder stops there too."""
+    n, end = 0, len(data)
+    if end < 13 or data[:3] != b"GIF":
+        return 0
+    flags = data[10]
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # after the global colour table
+
+    def skip_sub_blocks(p: int) -> int:
+        while p < end and data[p]:
+            p += data[p] + 1
+        return p + 1  # past the terminator (or past the end: the loop below stops)
+
+    while pos < end and n < limit:
+        kind = data[pos]
+        if kind == 0x21:  # extension: label, then sub-blocks
+            pos = skip_sub_blocks(pos + 2)
+        elif kind == 0x2C:  # image descriptor: 9 bytes, a local colour table, the LZW code size, sub-blocks
+            if pos + 10 > end:
+                break
+            local = data[pos + 9]
+            pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
+            if pos >= end:
+                break
+            pos = skip_sub_blocks(pos + 1)
+            if pos > end:
+                break
+            n += 1
+        else:  # the trailer (0x3B) or bytes that are no block
+            break
+    return n
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -208,7 +208,7 @@ async def _enrol(name: str, request: Request, state, reg) -> dict:
     # Works are named by their upload file names (in the database and the skipped list).
     names = [u.filename or f"<file #{i}>" for i, u in enumerate(uploads)]
     await decode_costs(lanes.small, [u.data for u in uploads], draft_size=state.style.config.size,
-                       budget=settings.max_request_pixels)
+                       budget=settings.max_request_pixels, max_pixels=settings.max_pixels)
     deadline = time.monotonic() + settings.enrol_timeout_s
 
     def check_deadline(stage: str, done: int, total: int) -> None:  # between chunks, and between rows

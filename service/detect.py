@@ -72,7 +72,7 @@ def overloaded(state: State, exc: Exception) -> APIError:
 
 async def costs_of(state: State, det: Detector, uploads: list[Upload]) -> list[int]:
     return await decode_costs(state.lanes.small, [u.data for u in uploads], draft_size=det.config.size,
-                              budget=state.settings.max_request_pixels)
+                              budget=state.settings.max_request_pixels, max_pixels=state.settings.max_pixels)
 
 
 def decode_upload(det: Detector, data: bytes, attribute: bool):

@@ -79,10 +79,13 @@ async def gather_all(coros) -> list:
         raise
 
 
-async def decode_costs(pool: ThreadPoolExecutor, images: list[bytes], *, draft_size: int, budget: int) -> list[int]:
-    """Each image's decode cost (:func:`~mimicry.detector.decode.decode_cost`, read on ``pool``); 413
-    ``too_many_pixels`` when together they cost more than ``budget``, before any is decoded."""
-    costs = await offload(pool, lambda: [decode_cost(data, draft_size=draft_size) for data in images])
+async def decode_costs(pool: ThreadPoolExecutor, images: list[bytes], *, draft_size: int, budget: int,
+                       max_pixels: int) -> list[int]:
+    """Each image's decode cost (:func:`~mimicry.detector.decode.decode_cost`, read on ``pool``; an image over
+    ``max_pixels`` costs nothing: it is refused from its header, one error item); 413 ``too_many_pixels`` when
+    together they cost more than ``budget``, before any is decoded."""
+    costs = await offload(pool, lambda: [decode_cost(data, draft_size=draft_size, max_pixels=max_pixels)
+                                         for data in images])
     if sum(costs) > budget:
         raise APIError("too_many_pixels", f"the images of this request decode to {sum(costs):,} pixels; the "
                                           f"limit per request is {budget:,}")

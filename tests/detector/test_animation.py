@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mimicry.detector.decode import (FRAME_PIXEL_BUDGET, MAX_FRAMES_REACHED, decode_cost, decode_frames,
-                                     decode_with_metadata, to_rgb)
+from mimicry.detector.decode import (FRAME_PIXEL_BUDGET, MAX_FRAMES_REACHED, DecodeError, _reach, decode_cost,
+                                     decode_frames, decode_with_metadata, gif_frame_count, to_rgb)
 from mimicry.detector.detector import FRAME_RULE, frame_logit
 from mimicry.detector.preprocess import preprocess
 from detector_fixtures import encode
@@ -129,6 +129,31 @@ def test_thousands_of_frames_stay_cheap_and_the_cost_is_known_before_decoding(de
     assert v.evidence["frames"]["reached"] == reach and max(v.evidence["frames"]["scored"]) == reach - 1
     assert decode_cost(data) == reach * 48 * 48
     assert decode_cost(encode(frames(1)[0], "GIF")) == 40 * 40  # a still costs its pixels, as before
+
+
+@pytest.mark.parametrize("n", [2, 7, 60])
+def test_a_gif_is_charged_the_frames_it_has_counted_from_its_blocks(n):
+    # Frames with local colour tables and extensions between them, as encoders write them: the walk agrees with
+    # Pillow's own count (which decodes every frame to get it), and a short GIF costs its frames, not the reach.
+    rng = np.random.default_rng(n)
+    ims = [Image.fromarray(rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)) for _ in range(n)]
+    data = animation("GIF", ims, comment=b"made here")
+    with Image.open(io.BytesIO(data)) as im:
+        assert gif_frame_count(data, 10_000) == im.n_frames == n
+    assert gif_frame_count(data, 3) == min(n, 3)  # the walk stops at its limit
+    assert decode_cost(data) == min(n, _reach(50 * 30, FRAME_PIXEL_BUDGET)) * 50 * 30
+    # cut short: the whole frames before the cut count, not the frames it had (the decoder stops there too)
+    assert 1 <= gif_frame_count(data[: len(data) * 2 // 3], 10_000) < n
+
+
+def test_an_image_over_the_pixel_limit_costs_nothing_it_is_refused_from_its_header():
+    from detector_fixtures import png_bomb_header
+
+    bomb = png_bomb_header(8000, 6000)  # 48 MP in a few bytes
+    assert decode_cost(bomb) == 0 and decode_cost(bomb, max_pixels=50_000_000) == 48_000_000
+    with pytest.raises(DecodeError) as e:
+        decode_frames(bomb)
+    assert e.value.code == "too_many_pixels"
 
 
 def test_a_broken_later_frame_ends_the_animation_there(detector):

@@ -50,6 +50,21 @@ def test_a_batch_over_the_pixel_budget_is_refused_before_any_decode(make_setting
         assert c.post("/v1/detect/batch", files=batch_files([png(600, 600, i) for i in range(2)])).status_code == 200
 
 
+def test_short_gifs_and_images_over_the_pixel_limit_do_not_fill_a_batch_budget(make_settings):
+    # Before: every animated GIF was charged its whole reach (about 8 MP), and an image refused from its header
+    # for its size was charged that size, so such a batch was one 413 instead of its good items' verdicts.
+    gif = io.BytesIO()
+    Image.new("RGB", (128, 128), (0, 0, 0)).save(gif, "GIF", save_all=True, duration=40,
+                                                 append_images=[Image.new("RGB", (128, 128), (255, 255, 255))])
+    with TestClient(create_app(make_settings(max_request_pixels=2_000_000, max_pixels=1_000_000))) as c:
+        r = c.post("/v1/detect/batch", files=[("files", (f"{i}.gif", gif.getvalue(), "image/gif")) for i in range(8)])
+        assert r.status_code == 200 and all(item["label"] for item in r.json()["results"])
+        r = c.post("/v1/detect/batch", files=batch_files([flat_png(2000, 1500)] * 3 + [png(300, 300)]))
+        assert r.status_code == 200, r.text
+        items = r.json()["results"]
+        assert [i["error_code"] for i in items[:3]] == ["too_many_pixels"] * 3 and items[3]["label"]
+
+
 def test_a_large_jpeg_costs_what_its_draft_decode_makes(make_settings):
     """A 12-MP phone photo decodes at 1/8 scale: it must not count as 12 MP against the budget."""
     buf = io.BytesIO()
