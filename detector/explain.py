@@ -45,6 +45,12 @@ if TYPE_CHECKING:
     from .detector import Detector
 
 METHODS = ("window", "occlusion")
+
+
+def default_window(grid: int) -> float:
+    """The window side for ``grid`` windows per axis when none is given: a quarter of the side, or larger
+    where a quarter would leave gaps (``2 / grid``: neighbouring windows overlap by half and cover the image)."""
+    return max(0.25, round(2.0 / grid, 4))
 MAX_GRID = 32
 
 
@@ -80,15 +86,18 @@ class Explanation:
                 "base_logit": self.base_logit, "method": self.method, "grid": self.grid, "window": self.window}
 
 
-def explain(detector: Detector, source: Source, *, method: str = "window", grid: int = 8, window: float = 0.25,
-            max_side: int = 1024, batch_size: int = 256, name: str | None = None) -> Explanation:
+def explain(detector: Detector, source: Source, *, method: str = "window", grid: int = 8,
+            window: float | None = None, max_side: int = 1024, batch_size: int = 256,
+            name: str | None = None) -> Explanation:
     """The verdict for ``source`` and a heatmap of where its evidence lies (see the module doc).
 
     ``method`` is ``"window"`` or ``"occlusion"``; ``grid`` windows per axis (2..32), each ``window``
-    (0..1] of the side of what the model sees, evenly spaced so that together they cover it
-    (``grid * window >= 1``). The ``grid**2 + 1`` inputs go through ``session.run`` in batches of at
+    (0..1] of the side of what the model sees (default :func:`default_window`), evenly spaced so that together
+    they cover it (``grid * window >= 1``). The ``grid**2 + 1`` inputs go through ``session.run`` in batches of at
     most ``batch_size``, each built only when it runs. ``name`` is the verdict's source (default: the
-    path, or ``"<bytes #0>"``). The verdict is the one :meth:`Detector.predict` gives for ``source``.
+    path, or ``"<bytes #0>"``). The verdict is the one :meth:`Detector.predict` gives for ``source``'s first
+    frame, without attribution: an animation is explained, and scored, on its first frame only (``predict``
+    averages several), and the verdict has no ``artists`` or ``copy_of`` evidence.
     Raises ``mimicry.detector.decode.DecodeError`` for an unreadable image and ValueError for bad settings.
     """
     if batch_size < 1:
@@ -107,7 +116,9 @@ class ExplainPlan:
     Memory: the decoded image and one slice of inputs at a time."""
 
     def __init__(self, detector: Detector, source: Source, *, method: str = "window", grid: int = 8,
-                 window: float = 0.25, max_side: int = 1024, name: str | None = None):
+                 window: float | None = None, max_side: int = 1024, name: str | None = None):
+        if window is None:
+            window = default_window(grid) if isinstance(grid, int) else 0.25  # a bad grid: _check_settings says
         _check_settings(method, grid, window, max_side)
         self.detector, self.method, self.grid, self.window, self.max_side = detector, method, grid, window, max_side
         self.name = name or _name(source)

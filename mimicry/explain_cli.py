@@ -47,7 +47,7 @@ def encode_overlay(overlay_png: bytes, fmt: str) -> bytes:
 
 
 def run(image: str, output: Path, *, model: str | os.PathLike = "default", method: str = "window", grid: int = 8,
-        window: float = 0.25, as_json: bool = False, stdout: Console | None = None,
+        window: float | None = None, as_json: bool = False, stdout: Console | None = None,
         stderr: Console | None = None) -> int:
     """Write the overlay to ``output`` (PNG, JPEG or WebP, as its suffix says) and print the
     verdict; returns the exit code (:mod:`mimicry.exits`: 0 not flagged, 1 ai-mimicry, 2 usage
@@ -120,7 +120,10 @@ def explain(
         "--method", help="window: score each window on its own; occlusion: cover each window and "
                          "score the rest.")] = Method.window,
     grid: Annotated[int, typer.Option("--grid", help="Windows per side (2-32); grid^2 + 1 model runs.")] = 8,
-    window: Annotated[float, typer.Option("--window", help="Window side as a fraction of the image's.")] = 0.25,
+    window: Annotated[float | None, typer.Option(
+        "--window", show_default=False,
+        help="Window side as a fraction of the image's (default: 1/4, or 2/grid for a grid under 8, so the "
+             "windows cover the image).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict and a grid of the heat as JSON.")] = False,
 ) -> None:
     """Say whether one image is an AI imitation and show where the evidence lies.

@@ -30,7 +30,7 @@ from fastapi.responses import Response
 from mimicry.detector.attribution import Prepared
 from mimicry.detector.decode import DecodeError
 from mimicry.detector.detector import Detector
-from mimicry.detector.explain import ExplainPlan
+from mimicry.detector.explain import ExplainPlan, default_window
 from mimicry.detector.verdict import Verdict
 
 from . import artists, errors
@@ -130,7 +130,7 @@ async def explain_upload(state: State, request: Request, det: Detector, method: 
         raise APIError("too_many_items", f"/v1/explain takes one image, got {len(uploads)}")
     upload = uploads[0]
     [cost] = await costs_of(state, det, uploads)
-    window = max(0.25, round(2.0 / grid, 4))  # windows overlap and cover the image
+    window = default_window(grid)  # windows overlap and cover the image
     try:
         plan = await state.lanes.run(cost, lambda: ExplainPlan(det, upload.data, method=method, grid=grid,
                                                                window=window, max_side=768,

@@ -218,6 +218,11 @@ def test_cli_explain_exit_codes(model_dir, tmp_path):
     result = run(str(bad), "-o", str(tmp_path / "h2.png"))
     assert result.exit_code == 3 and "corrupt" in result.output and not (tmp_path / "h2.png").exists()
     assert run(str(white), "-o", str(tmp_path / "h3.png"), "--grid", "1").exit_code == 2
+    # every grid the help allows works without a --window (2 and 3 once failed: a quarter window left gaps)
+    for grid in ("2", "3"):
+        result = run(str(white), "-o", str(tmp_path / f"g{grid}.png"), "--grid", grid, "--json")
+        assert result.exit_code == 1, result.output
+        assert json.loads(result.stdout)["window"] == {"2": 1.0, "3": 0.6667}[grid]
     assert CliRunner().invoke(app, ["explain", str(white), "-o", str(tmp_path / "h4.png"),
                                     "--model", str(tmp_path / "nomodel")]).exit_code == 2
 
