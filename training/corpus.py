@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from mimicry.detector.decode import to_rgb
+
 OPENCLIPART_ROOT = Path("/usr/share/openclipart/png")
 LICENSE = "Public domain (Open Clip Art Library, via Debian package openclipart-png)"
 # Works above this are skipped when cataloguing: a few openclipart PNGs exceed 160 megapixels,
@@ -132,15 +134,7 @@ def normalize_artwork(image: Image.Image, size: int) -> Image.Image:
     8-bit RGB. Generated images pass through the same function, so both classes share format,
     size and colour mode exactly.
     """
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit greyscale: scale to 8 bits before anything else so nothing clips to white.
-        arr = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray(np.clip(arr / 257.0, 0, 255).astype(np.uint8), "L")
-    rgba = image.convert("RGBA")
-    flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    flat.alpha_composite(rgba)
-    rgb = flat.convert("RGB")
+    rgb = to_rgb(ImageOps.exif_transpose(image))  # the detector's own: 16-bit grey scaled, transparency on white
     side = max(rgb.size)
     if rgb.size != (side, side):
         square = Image.new("RGB", (side, side), (255, 255, 255))
