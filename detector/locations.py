@@ -3,7 +3,9 @@
 **Models.** One resolver serves every door (the CLI's ``--model``/``--encoder``, the service's
 settings, the Python API, the Ray engine). A value is tried, in order, as
 
-1. a path: an existing directory is used as it is;
+1. a path: an existing directory is used as it is (for a bare name, only one that holds a ``model.json``:
+   a folder of images that happens to be called ``default`` in the working directory does not hide the
+   bundled model);
 2. ``$MIMICRY_MODELS/<name>``, when that variable is set;
 3. the copy bundled with the package (``default``: the detector, ``style-encoder``: the registry's
    style encoder).
@@ -67,10 +69,10 @@ def resolve_model_dir(spec: str | os.PathLike, what: str = "model") -> Path:
     the loader's own message says what is wrong with it; a bare name that none of the three steps
     finds is a :class:`~mimicry.detector.bundle.ModelError` naming every place tried."""
     path = Path(os.fspath(spec)).expanduser()
-    if path.is_dir() or not is_name(spec):
+    if not is_name(spec) or (path / CARD_FILE).is_file():
         return path
     name = os.fspath(spec)
-    tried = [f"{Path.cwd() / name} (no such directory)"]
+    tried = [f"{Path.cwd() / name} ({'no ' + CARD_FILE + ' in that directory' if path.is_dir() else 'no such directory'})"]
     env = os.environ.get(MODELS_ENV)
     if env:
         candidate = Path(env).expanduser() / name

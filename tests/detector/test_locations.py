@@ -41,6 +41,16 @@ def test_an_existing_path_comes_first(monkeypatch, tmp_path, model_dir):
     assert resolve_model_dir(model_dir) == model_dir
 
 
+def test_a_folder_named_like_a_model_but_holding_none_does_not_hide_it(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()  # say, a folder of images
+    (tmp_path / "default" / "a.png").write_bytes(b"")
+    assert resolve_model_dir("default") == REPO / "models" / "default"
+    (tmp_path / "mine").mkdir()  # a name found nowhere else: the error says why the folder here did not count
+    with pytest.raises(ModelError, match="no model.json in that directory"):
+        resolve_model_dir("mine")
+
+
 def test_mimicry_models_comes_before_the_bundled_copy(monkeypatch, tmp_path, model_dir):
     shutil.copytree(model_dir, tmp_path / "store" / "default")
     shutil.copytree(model_dir, tmp_path / "store" / "mine")
