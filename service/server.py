@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import h11
+from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mimicry.service.settings import Settings
@@ -185,6 +186,19 @@ def connection_limits(settings: Settings, soft_fd_limit: int) -> tuple[int, int,
     return max_open, min(limit, max_open), backlog
 
 
+_BUSY = json.dumps({"error": {"code": "overloaded",
+                               "message": "too many requests in flight; retry shortly"}}).encode()
+
+
+async def _over_concurrency_limit(scope: Any, receive: Any, send: Any) -> None:
+    """What a request past ``max_connections`` is answered: 503 in the service's error shape (uvicorn's own is
+    the plain text "Service Unavailable", which a client parsing JSON, such as the web page, cannot read)."""
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(_BUSY)).encode()),
+                            (b"connection", b"close"), (b"retry-after", b"1")]})
+    await send({"type": "http.response.body", "body": _BUSY, "more_body": False})
+
+
 def uvicorn_options(settings: Settings, soft_fd_limit: int | None = None) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config`` from the Connections settings.
 
@@ -195,6 +209,9 @@ def uvicorn_options(settings: Settings, soft_fd_limit: int | None = None) -> dic
     max_open, limit, backlog = connection_limits(settings, _soft_fd_limit() if soft_fd_limit is None
                                                  else soft_fd_limit)
     protocol = functools.partial(ServiceProtocol, header_timeout_s=settings.header_timeout_s, max_open=max_open)
+    # uvicorn's h11 protocol answers past limit_concurrency with the app its module names service_unavailable,
+    # looked up when a request comes: this process's server (the only one configured here) answers in JSON.
+    h11_impl.service_unavailable = _over_concurrency_limit
     return {"http": protocol, "loop": "mimicry.service.server:new_event_loop",
             "timeout_keep_alive": settings.keep_alive_timeout_s, "limit_concurrency": limit, "backlog": backlog}
 

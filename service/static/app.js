@@ -100,6 +100,22 @@ function showProvenance(signals) {
 }
 
 let lastFile = null;
+// Each upload gets a number; a reply (verdict or heatmap) for an upload other than the latest is dropped,
+// so a slow answer for an earlier file never shows under a later one.
+let uploadNumber = 0;
+
+// The reply's JSON, or, when the body is not JSON (a proxy's or the HTTP server's own plain-text 503, 413
+// or 502), an error object made from the status line, so the page says what happened.
+async function readReply(response) {
+  const type = response.headers.get("content-type") || "";
+  if (type.includes("application/json")) {
+    try { return await response.json(); } catch (err) { /* fall through: a broken body */ }
+  }
+  const code = response.status === 503 ? "overloaded" : "http_" + response.status;
+  const message = response.status === 503 ? "the server is busy; try again shortly"
+    : `the server answered ${response.status} ${response.statusText || ""}`.trim();
+  return response.ok ? null : { error: { code, message } };
+}
 
 function authHeaders() {
   const key = $("api-key").value.trim();
@@ -108,15 +124,18 @@ function authHeaders() {
 
 async function showHeatmap() {
   if (!lastFile) return;
+  const mine = uploadNumber;
   const form = new FormData();
   form.append("file", lastFile, lastFile.name);
   $("explain-btn").disabled = true;
   showStatus("Computing the heatmap ...");
   try {
     const response = await fetch("/v1/explain", { method: "POST", body: form, headers: authHeaders() });
-    const body = await response.json();
-    if (!response.ok) {
-      showStatus(`No heatmap (${body.error.code}): ${body.error.message}`, true);
+    const body = await readReply(response);
+    if (mine !== uploadNumber) return;  // another file was chosen meanwhile
+    if (!response.ok || !body) {
+      const e = body && body.error ? body.error : { code: "http_" + response.status, message: "no heatmap in the reply" };
+      showStatus(`No heatmap (${e.code}): ${e.message}`, true);
       return;
     }
     $("heatmap").src = body.overlay_png;
@@ -129,7 +148,7 @@ async function showHeatmap() {
     $("heatmap-box").hidden = false;
     showStatus("");
   } catch (err) {
-    showStatus("The server could not be reached: " + err, true);
+    if (mine === uploadNumber) showStatus("The server could not be reached: " + err, true);
   } finally {
     $("explain-btn").disabled = false;
   }
@@ -137,6 +156,7 @@ async function showHeatmap() {
 
 async function check(file) {
   lastFile = file;
+  const mine = ++uploadNumber;
   $("heatmap-box").hidden = true;
   $("result").hidden = true;
   const preview = $("preview");
@@ -150,12 +170,13 @@ async function check(file) {
   let response, body;
   try {
     response = await fetch("/v1/detect", { method: "POST", body: form, headers });
-    body = await response.json();
+    body = await readReply(response);
   } catch (err) {
-    showStatus("The server could not be reached: " + err, true);
+    if (mine === uploadNumber) showStatus("The server could not be reached: " + err, true);
     return;
   }
-  if (!response.ok) {
+  if (mine !== uploadNumber) return;  // a later file's check is under way, or done
+  if (!response.ok || !body) {
     const e = body && body.error ? body.error : { code: "http_" + response.status, message: response.statusText };
     if (response.status === 401) $("key-box").open = true;
     showStatus(`Not checked (${e.code}): ${e.message}`, true);

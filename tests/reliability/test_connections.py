@@ -199,6 +199,9 @@ def test_connection_limit_answers_503_and_frees_up(serve):
         r = httpx.get(srv.url + "/healthz", timeout=5)
         assert r.status_code == 503
         assert time.monotonic() - t0 < 1.5
+        # in the service's error shape, as every other error (uvicorn's own is plain text)
+        assert r.headers["content-type"] == "application/json" and r.json()["error"]["code"] == "overloaded"
+        assert r.headers["retry-after"] == "1"
         while time.monotonic() - t0 < 2 + 5:
             time.sleep(0.2)
             if httpx.get(srv.url + "/healthz", timeout=5).status_code == 200:

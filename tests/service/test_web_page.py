@@ -88,6 +88,35 @@ def test_drop_an_image_and_see_the_verdict(browser, live_server):
         page.close()
 
 
+def test_a_late_reply_never_shows_under_a_later_file_and_a_plain_text_error_is_read(browser, live_server):
+    det = Detector.from_dir(MODEL, intra_op_threads=1)
+    first = next(p for p in EXAMPLES if p.name.startswith("mimicry"))
+    second = next(p for p in EXAMPLES if p.name.startswith("real"))
+    labels = [det.predict([str(p)])[0].label for p in (first, second)]
+    assert labels[0] != labels[1]
+    with live_server() as srv:
+        page = browser.new_page()
+        page.goto(srv.url + "/")
+        # The first check's reply is held back 1.5 s, so it arrives after the second file's.
+        page.evaluate("""() => { const real = window.fetch; let n = 0;
+            window.fetch = (url, opts) => { const reply = real(url, opts);
+              if (url === '/v1/detect' && n++ === 0) return reply.then(r => new Promise(ok => setTimeout(() => ok(r), 1500)));
+              return reply; }; }""")
+        page.set_input_files("#file", str(first))
+        page.set_input_files("#file", str(second))
+        page.wait_for_selector(f"#verdict[data-label='{labels[1]}']", timeout=20_000)
+        page.wait_for_timeout(2500)  # the first reply has come by now, and was dropped
+        assert page.text_content("#drop-text") == second.name
+        assert page.get_attribute("#verdict", "data-label") == labels[1]
+        # A reply that is not JSON (the HTTP server's or a proxy's plain-text 503) is reported, not a parse error.
+        page.route("**/v1/detect", lambda route: route.fulfill(status=503, body="Service Unavailable",
+                                                               content_type="text/plain"))
+        page.set_input_files("#file", str(first))
+        page.wait_for_function("document.getElementById('status').textContent.includes('overloaded')")
+        assert "busy" in page.text_content("#status") and "JSON" not in page.text_content("#status")
+        page.close()
+
+
 def test_page_asks_for_a_key_when_the_server_requires_one(browser, live_server, make_settings):
     from mimicry.service.keys import KeyStore
 
