@@ -269,6 +269,10 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
         "style_threshold": enc.threshold, "style_encoder": enc.name,
         "artists": matches, "attributed_to": verdict.evidence.get("attributed_to"), "copy_of": copy_of,
         "false_attribution": enc.false_attribution,
+        # why the label is what it is, as the API and scan rows say it: the model's score, or the file's metadata
+        "label_reason": verdict.evidence.get("label_reason", "model-score"),
+        "model_label": verdict.evidence.get("model_label", verdict.label),
+        "provenance": verdict.evidence.get("provenance", []),
     }
     if as_json:
         typer.echo(json.dumps(result))
@@ -276,6 +280,10 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
     out = _console()
     out.print(f"{_shown(str(image))}: [bold]{verdict.label}[/] (P(mimicry) {verdict.score:.3f}, "
               f"threshold {verdict.threshold:.3f}, model {_shown(verdict.model)})")
+    from mimicry.explain_cli import provenance_lines
+
+    for line in provenance_lines(verdict):
+        out.print("  " + _shown(line))
     if not n_artists:
         out.print("no artists enrolled: add some with `mimicry artists add NAME DIR`")
         return for_label(verdict.label)

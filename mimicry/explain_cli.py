@@ -90,17 +90,27 @@ def run(image: str, output: Path, *, model: str | os.PathLike = "default", metho
     else:
         stdout.print(f"{escape(v.source)}: [{_LABEL_STYLES[v.label]}]{v.label}[/] score {v.score:.3f} "
                      f"(ai-mimicry at >= {v.threshold:.3f}; model {escape(v.model)} {escape(v.model_version)})")
-        if v.evidence.get("label_reason") != "model-score":
-            stdout.print(f"  label from the file's metadata ({v.evidence['label_reason']}); "
-                         f"the model alone says {v.evidence['model_label']}")
-        for s in v.evidence.get("provenance", []):
-            claim = "declares AI" if s["declares_ai"] else "reported only"
-            signed = f", C2PA signature {s['signature']}" if s["signature"] else ", unsigned"
-            value = " ".join(s["value"].split())  # one line per signal
-            value = value if len(value) <= 80 else value[:77] + "..."
-            stdout.print(f"  {escape(s['signal'])} = {escape(value)} ({claim}{signed}; {escape(s['source'])})")
+        for line in provenance_lines(v):
+            stdout.print("  " + escape(line))
         stdout.print(f"  heatmap written to {escape(str(output))}: {escape(legend(ex))}")
     return for_label(v.label)
+
+
+def provenance_lines(v) -> list[str]:
+    """Plain lines (not rich markup) on why a scored verdict has its label when the file's metadata set it,
+    and one per provenance signal the file carries: what ``explain`` and ``check`` print under the verdict."""
+    lines = []
+    reason = v.evidence.get("label_reason", "model-score")
+    if reason != "model-score":
+        lines.append(f"label from the file's metadata ({reason}); the model alone says "
+                     f"{v.evidence.get('model_label')}")
+    for s in v.evidence.get("provenance", []):
+        claim = "declares AI" if s["declares_ai"] else "reported only"
+        signed = f", C2PA signature {s['signature']}" if s["signature"] else ", unsigned"
+        value = " ".join(s["value"].split())  # one line per signal
+        value = value if len(value) <= 80 else value[:77] + "..."
+        lines.append(f"{s['signal']} = {value} ({claim}{signed}; {s['source']})")
+    return lines
 
 
 class Method(str, Enum):

@@ -46,6 +46,29 @@ def test_check_json_exits_as_check_does(images, model_dir, tmp_path):
     assert unknown.exit_code == exits.EXIT_USAGE, unknown.output  # a usage error, not a file's error
 
 
+def test_check_and_explain_say_when_the_file_s_metadata_set_the_label(images, model_dir, tmp_path):
+    # A black image (the model says human) whose PNG carries Automatic1111's parameters: flagged by its metadata,
+    # and both doors say so, as the API and scan rows do (check once printed only "ai-mimicry").
+    import io
+    import json
+
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1")
+    declared = tmp_path / "declared.png"
+    Image.open(io.BytesIO(images["clean"].read_bytes())).save(declared, pnginfo=info)
+    for command in ("check", "explain"):
+        result = run(command, declared, model_dir, tmp_path)
+        assert result.exit_code == exits.EXIT_FLAGGED, result.output
+        text = " ".join(result.output.split())  # the terminal may wrap it
+        assert "label from the file's metadata (declared-ai-by-metadata); the model alone says human" in text
+        assert "png.a1111_parameters" in text
+    body = json.loads(run("check", declared, model_dir, tmp_path, "--json").stdout)
+    assert (body["label"], body["label_reason"], body["model_label"]) == ("ai-mimicry", "declared-ai-by-metadata", "human")
+    assert [s["signal"] for s in body["provenance"]] == ["png.a1111_parameters"]
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_ctrl_c_is_130_everywhere(command, images, model_dir, tmp_path, monkeypatch):
     """Interrupted while the model loads (before scan's own handler is reached): 130, not click's 1."""
