@@ -416,12 +416,14 @@ class Registry:
                                     f"a file path: give the URL as a string, or in ${ENV_VAR}")
             if location.exists() and not location.is_file():
                 raise RegistryError(f"registry path {location} exists and is not a file")
-            private_dir(location.parent)  # a folder made for it is the owner's only (0700)
             dialect, where = SQLITE, location
             try:
+                private_dir(location.parent)  # a folder made for it is the owner's only (0700)
                 conn = dialect.connect(location, timeout)
             except sqlite3.DatabaseError as exc:
                 raise RegistryError(f"{where} is not a usable registry database: {exc}") from None
+            except OSError as exc:  # a file where a folder should be, a folder this user may not write to
+                raise RegistryError(f"cannot open the registry at {where}: {exc.strerror or exc}") from None
         try:
             if migrate:
                 migrate_to(conn, SCHEMA_VERSION)

@@ -13,6 +13,7 @@ has dropped a connection.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,22 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 # across all the replicas that share one PostgreSQL database: b"mimicryr" as a signed 64-bit integer.
 ADVISORY_LOCK_KEY = int.from_bytes(b"mimicryr", "big", signed=True)
 CHECKPOINT_WAIT_MS = 5000  # the longest a removal waits to empty SQLite's WAL
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def refuse_non_sqlite(path: str | os.PathLike) -> None:
+    """Raise ``sqlite3.DatabaseError`` when ``path`` is a file with bytes that are not a SQLite database's.
+    SQLite itself takes a file shorter than its header for an empty database and writes over it: a mistyped
+    path must never cost the user a small file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    if head and head != SQLITE_MAGIC:
+        raise sqlite3.DatabaseError(f"{path} is not a SQLite database (file is not a database)")
 
 
 def is_url(location: Any) -> bool:
@@ -133,6 +150,7 @@ class SQLiteDialect(Dialect):
 
     def connect(self, path: Path, timeout: float) -> sqlite3.Connection:
         """A connection in autocommit mode (transactions are explicit), usable from any thread."""
+        refuse_non_sqlite(path)
         private_file(path)
         conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
         try:

@@ -61,9 +61,16 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _open_registry(path: Optional[str], encoder=None):
+def _open_registry(path: Optional[str], encoder=None, *, must_exist: bool = False):
+    """The registry at ``path`` (default: the per-user one). With ``must_exist`` (commands that only read it) a
+    SQLite path given by the user that has no file is an error, not a new empty registry: a mistyped name
+    would otherwise read as "no artists enrolled"."""
     from mimicry.detector.registry import Registry, RegistryError
+    from mimicry.detector.registry_backends import is_url
 
+    if must_exist and path is not None and not is_url(path) and not Path(path).expanduser().exists():
+        raise _fail(f"no registry at {path} (a command that only reads one does not create it; "
+                    "`mimicry artists add` does)")
     try:  # artists are scored the way the encoder's threshold was chosen
         return Registry.open(path, aggregate=encoder.aggregate if encoder is not None else None)
     except RegistryError as exc:
@@ -141,7 +148,7 @@ def list_(
     from rich.table import Table
     from rich.text import Text
 
-    with _open_registry(registry) as reg:
+    with _open_registry(registry, must_exist=True) as reg:
         artists = reg.list_artists()
     out = _console()
     if as_json:
@@ -253,13 +260,14 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
     except ModelError as exc:
         raise _fail(str(exc)) from None
     enc = _load_encoder(encoder)
-    with _open_registry(registry, enc) as reg:
+    with _open_registry(registry, enc, must_exist=True) as reg:
         try:
             det.attribution = Attribution(enc, reg, top_k=k, artist=artist)
             verdict = det.predict([str(image)])[0]
         except RegistryError as exc:
             raise _fail(str(exc)) from None
         n_artists = len(reg.list_artists())
+        registry_path = str(reg.path)
     if verdict.error:
         raise _fail(f"{image}: {verdict.error_code}: {verdict.error}", EXIT_ERRORS)
     matches, copy_of = verdict.evidence.get("artists", []), verdict.evidence.get("copy_of")
@@ -285,7 +293,7 @@ def _check(image: Path, artist: Optional[str], k: int, as_json: bool, model: str
     for line in provenance_lines(verdict):
         out.print("  " + _shown(line))
     if not n_artists:
-        out.print("no artists enrolled: add some with `mimicry artists add NAME DIR`")
+        out.print(f"no artists enrolled in {_shown(registry_path)}: add some with `mimicry artists add NAME DIR`")
         return for_label(verdict.label)
     if copy_of is not None:
         out.print(f"[bold red]copy[/] of enrolled work {copy_of['work_id']} ({_shown(Path(copy_of['source']).name)}) "

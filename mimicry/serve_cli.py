@@ -59,11 +59,18 @@ def serve(
         raise typer.Exit(2) from None
     from mimicry.detector.bundle import ModelBundle, ModelError
 
+    from uvicorn.config import LOG_LEVELS
+
+    if log_level not in LOG_LEVELS:
+        typer.echo(f"error: --log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}", err=True)
+        raise typer.Exit(2)
     try:  # fail before binding the port, with the reason
         ModelBundle.from_dir(settings.model_dir)
     except ModelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    _store(settings.keys_db).close()
+    _check_attribution(settings)
     from mimicry.service import server
 
     # Room for connections: the soft open-file limit up to the hard one (--workers processes inherit it);
@@ -83,12 +90,53 @@ def serve(
                 workers=workers, log_level=log_level, **options)
 
 
+def _check_attribution(settings) -> None:
+    """What the server opens at start-up for attribution, opened once here so that a bad style encoder or
+    registry (a missing encoder, a path that cannot be a registry, one bound to another encoder) is a one-line
+    error and exit 2 before the port is bound, as a bad model is, not a traceback from inside uvicorn."""
+    if settings.style_encoder_dir is None or not str(settings.style_encoder_dir):
+        return  # attribution off
+    from mimicry.detector.attribution import Attribution
+    from mimicry.detector.bundle import ModelError
+    from mimicry.detector.registry import Registry, RegistryError
+    from mimicry.detector.style import StyleEncoder
+
+    try:
+        enc = StyleEncoder.from_dir(settings.style_encoder_dir, intra_op_threads=1)
+    except ModelError as exc:
+        typer.echo(f"error: style encoder: {exc} (set MIMICRY_STYLE_ENCODER_DIR= to run without attribution)",
+                   err=True)
+        raise typer.Exit(2) from None
+    try:
+        with Registry.open(settings.registry, aggregate=enc.aggregate) as reg:
+            Attribution(enc, reg)
+    except RegistryError as exc:
+        typer.echo(f"error: registry: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _store(db: Path | None):
+    """The key store at ``db`` (default: the settings' ``keys_db``); a path or setting that cannot be one is a
+    one-line error and exit 2, not a traceback."""
+    import sqlite3
+
     with needs_extra("serve", "keys"):
+        from pydantic import ValidationError
+
         from mimicry.service.keys import KeyStore
         from mimicry.service.settings import Settings
 
-    return KeyStore(db or Settings().keys_db)
+    try:
+        path = db or Settings().keys_db
+    except ValidationError as exc:
+        typer.echo(f"error: bad settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        return KeyStore(path)
+    except (OSError, sqlite3.Error) as exc:  # a file where a folder should be; a file that is no key database
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        typer.echo(f"error: cannot open the key database {path}: {why}", err=True)
+        raise typer.Exit(2) from None
 
 
 @keys_app.command("create")
@@ -131,5 +179,5 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The id that `keys li
     """Revoke a key: requests with it get 401 from then on."""
     if not _store(db).revoke(key_id):
         typer.echo(f"error: no active key with id {key_id!r}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # a usage error, as elsewhere (1 means "flagged" in the commands that judge images)
     typer.echo(f"revoked {key_id}")

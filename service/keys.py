@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from mimicry.detector.locations import private_file
+from mimicry.detector.registry_backends import refuse_non_sqlite
 
 PREFIX = "mk_"
 SCOPES = ("detect", "enrol", "admin")  # each may do what the ones before it may
@@ -76,6 +77,7 @@ class KeyStore:
     """Hashed API keys in one SQLite file; safe to share between threads."""
 
     def __init__(self, path: str | os.PathLike):
+        refuse_non_sqlite(path)  # SQLite would write over a small file of other bytes
         self.path = private_file(Path(path))  # 0600 in a 0700 folder when new
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)

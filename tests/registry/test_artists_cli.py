@@ -79,3 +79,32 @@ def test_reembed_command_moves_a_registry_to_another_encoder(db, portfolios, tmp
     out = json.loads(_run(db, "check", query, "--encoder", str(other), "--json").output)
     assert out["artists"][0]["artist"] == "Ink" and out["copy_of"]["artist"] == "Ink"
     assert _run(db, "check", query).exit_code == 2  # and now the old encoder is the other one
+
+
+def test_unusable_registry_and_key_paths_are_one_line_errors_with_exit_2(tmp_path):
+    # A mistyped path for a command that only reads the registry: an error, and no empty registry made there.
+    typo = tmp_path / "registry.sqlite"
+    for args in (["artists", "list"], ["check", str(REPO / "examples" / "real_00.png")]):
+        r = CliRunner().invoke(app, [*args, "--registry", str(typo)])
+        assert r.exit_code == 2 and f"no registry at {typo}" in " ".join(r.output.split()), r.output
+        assert not typo.exists()
+    # A file where the registry's folder should be: a one-line error, not a traceback with exit code 1.
+    a_file = tmp_path / "h.png"
+    shutil.copy(REPO / "examples" / "real_00.png", a_file)
+    r = CliRunner().invoke(app, ["artists", "add", "Ann", str(tmp_path), "--registry", str(a_file / "r.sqlite3")])
+    assert r.exit_code == 2 and "cannot open the registry" in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    # A key database that is no database, or under a file.
+    for db in (a_file, a_file / "keys.sqlite3"):
+        r = CliRunner().invoke(app, ["keys", "list", "--db", str(db)])
+        assert r.exit_code == 2 and f"cannot open the key database {db}" in " ".join(r.output.split()), r.output
+    assert a_file.read_bytes() == (REPO / "examples" / "real_00.png").read_bytes()  # and left as it was
+    # SQLite takes a file shorter than its header for an empty database and writes over it: refused first.
+    small = tmp_path / "notes.txt"
+    small.write_bytes(b"x")
+    for args in (["keys", "list", "--db", str(small)], ["artists", "list", "--registry", str(small)]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2 and "not a SQLite database" in " ".join(r.output.split()), r.output
+    assert small.read_bytes() == b"x"
+    r = CliRunner().invoke(app, ["keys", "revoke", "nope", "--db", str(tmp_path / "keys.sqlite3")])
+    assert r.exit_code == 2 and "no active key" in r.output

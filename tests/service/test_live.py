@@ -12,7 +12,8 @@ import time
 from collections import Counter
 
 import httpx
-from service_fixtures import MODEL, jpeg_bytes
+import pytest
+from service_fixtures import EXAMPLES, MODEL, jpeg_bytes
 
 
 async def _fire(url: str, bodies: list[bytes], concurrency: int) -> list[httpx.Response]:
@@ -103,6 +104,18 @@ def test_mimicry_serve_refuses_a_bad_model_before_binding(tmp_path):
     assert "error:" in r.stderr and str(tmp_path) in r.stderr
 
 
+@pytest.mark.parametrize("env, args, says", [
+    ({"MIMICRY_REGISTRY": str(EXAMPLES[0])}, [], "error: registry:"),  # an image is no registry
+    ({"MIMICRY_STYLE_ENCODER_DIR": "no-such-encoder"}, [], "error: style encoder:"),
+    ({}, ["--log-level", "bogus"], "--log-level must be one of"),
+])
+def test_mimicry_serve_refuses_a_bad_encoder_registry_or_log_level_in_one_line(tmp_path, env, args, says):
+    r = subprocess.run([sys.executable, "-m", "mimicry", "serve", "--model", str(MODEL), *args], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "MIMICRY_HOME": str(tmp_path), **env})
+    assert r.returncode == 2, r.stderr
+    assert says in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+
+
 def test_keys_cli_create_list_revoke(tmp_path):
     from typer.testing import CliRunner
 
@@ -123,7 +136,7 @@ def test_keys_cli_create_list_revoke(tmp_path):
     assert KeyStore(db).verify(key) is None
     assert "revoked" in runner.invoke(app, ["keys", "list", "--db", str(db)]).stdout
     again = runner.invoke(app, ["keys", "revoke", info.id, "--db", str(db)])
-    assert again.exit_code == 1
+    assert again.exit_code == 2  # a usage error, as elsewhere
     assert runner.invoke(app, ["keys", "create", "  ", "--db", str(db)]).exit_code == 2
 
 
