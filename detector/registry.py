@@ -516,7 +516,8 @@ class Registry:
         fatal. ``progress(stage, done, total)`` is called with stage ``"embed"`` as works are
         embedded and ``"write"`` as rows are inserted. ``labels`` names the sources in the database
         and the report (default: the path, or ``<bytes #i>``), for example the file names of an
-        upload. ``report.artist`` is the artist's name as stored."""
+        upload. ``report.artist`` is the artist's name as stored. A new artist none of whose works can
+        be added (all skipped) is not created: ``report.created`` stays false and nothing is stored."""
         try:
             name = self.get_artist(artist).name  # fail before the slow part; checked again in the transaction
         except RegistryError as exc:
@@ -552,18 +553,21 @@ class Registry:
         with self._lock, self._transaction():
             self._bind_encoder(identity)
             found = self._find(name, missing_ok=True)
+            enrolled = self._enrolled([p[1] for p in prepared])
             if found is None:
                 if not create:
                     raise _not_found(name)
                 name = normalise_name(name)  # a stored name found before may have gone meanwhile
-                artist_id = self._insert_artist(name, consent or "")
-                report.created = True
+                if all(p[1] in enrolled for p in prepared):
+                    artist_id = None  # nothing of theirs to add: an artist is not created without works
+                else:
+                    artist_id = self._insert_artist(name, consent or "")
+                    report.created = True
             else:
                 artist_id, name = found
                 if consent:
                     self._execute("UPDATE artists SET consent = ? WHERE id = ?", (consent, artist_id))
             report.artist = name
-            enrolled = self._enrolled([p[1] for p in prepared])
             for i, (label, digest, emb, thumb, original, sig) in enumerate(prepared):
                 owner = enrolled.get(digest)
                 if owner == artist_id:

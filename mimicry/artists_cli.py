@@ -130,9 +130,17 @@ def add(
                                    progress=progress)
         except RegistryError as exc:
             raise _fail(str(exc)) from None
-        total = reg.get_artist(report.artist).works
+        try:
+            total = reg.get_artist(report.artist).works
+            exists = True
+        except RegistryError:  # a new artist none of whose files could be added is not created
+            total, exists = 0, False
     for source, code, message in report.skipped:
         out.print(f"[yellow]skipped[/] {_shown(source)}: {code}: {_shown(message)}")
+    if not exists:
+        out.print(f"{_shown(report.artist)} not created: none of the {len(report.skipped)} file(s) could be "
+                  f"added ({_shown(str(reg.path))})")
+        raise typer.Exit(EXIT_SKIPPED)
     verb = "created" if report.created else "updated"
     out.print(f"{verb} {_shown(report.artist)}: {report.added} work(s) added, {len(report.skipped)} skipped, "
               f"{total} enrolled in all ({_shown(str(reg.path))})")

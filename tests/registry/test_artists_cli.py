@@ -108,3 +108,11 @@ def test_unusable_registry_and_key_paths_are_one_line_errors_with_exit_2(tmp_pat
     assert small.read_bytes() == b"x"
     r = CliRunner().invoke(app, ["keys", "revoke", "nope", "--db", str(tmp_path / "keys.sqlite3")])
     assert r.exit_code == 2 and "no active key" in r.output
+
+
+def test_a_new_artist_none_of_whose_files_can_be_added_is_not_created(db, portfolios, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert _run(db, "artists", "add", "Alice", str(portfolios["flat"])).exit_code == 0
+    r = _run(db, "artists", "add", "Bob", str(portfolios["flat"]))  # every file is Alice's already
+    assert r.exit_code == 3 and "Bob not created" in " ".join(r.output.split()), r.output
+    assert [json.loads(x)["name"] for x in _run(db, "artists", "list", "--json").output.splitlines()] == ["Alice"]
