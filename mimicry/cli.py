@@ -37,7 +37,13 @@ FORWARD = {"context_settings": {"allow_extra_args": True, "ignore_unknown_option
 def _forward(module: str, ctx: typer.Context, entry: str = "main") -> None:
     with needs_extra("train", f"train {ctx.info_name}"):
         fn = getattr(importlib.import_module(module), entry)
-        code = fn(list(ctx.args)) or 0
+        # argparse names the program after sys.argv[0]: its usage line then shows the command as typed here
+        # ("mimicry train dreambooth ..."), not "mimicry ...", which cannot be run as written.
+        argv0, sys.argv[0] = sys.argv[0], ctx.command_path
+        try:
+            code = fn(list(ctx.args)) or 0
+        finally:
+            sys.argv[0] = argv0
     raise typer.Exit(code)
 
 

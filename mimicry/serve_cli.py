@@ -38,10 +38,8 @@ def serve(
 ) -> None:
     """Start the HTTP API and the web page under uvicorn.
 
-    Every setting can also come from MIMICRY_* environment variables or a .env file
-    (see service/settings.py); options given here win. The model loads at start-up: a model
-    directory that fails its checks stops the server with the reason.
-    """
+    Every setting can also come from MIMICRY_* environment variables or a .env file (see service/settings.py); options given here win. The model, the style encoder, the registry and the key database are opened before the port is bound: one that fails its checks stops the server with the reason and exit code 2.
+    """  # noqa: E501  (one line per paragraph: the help text keeps line breaks)
     with needs_extra("serve", "serve"):
         import uvicorn
         from pydantic import ValidationError

@@ -104,3 +104,14 @@ def test_the_library_has_no_terminal_and_no_exit_codes():
             if isinstance(node, ast.Name) and node.id.startswith("EXIT_"):
                 found.append(f"{path.name}:{node.lineno} uses {node.id}")
     assert not found, found
+
+
+def test_a_training_command_s_usage_line_names_it_as_typed():
+    # argparse names the program after sys.argv[0]: the forwarded module's usage must read "mimicry train
+    # dreambooth ...", a command that can be run as written, not "mimicry ...".
+    import sys
+
+    before = sys.argv[0]
+    result = CliRunner().invoke(app, ["train", "dreambooth", "--help"], prog_name="mimicry")
+    assert result.exit_code == 0 and result.output.startswith("usage: mimicry train dreambooth "), result.output
+    assert sys.argv[0] == before
