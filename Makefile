@@ -98,6 +98,9 @@ SMALL     ?= 0
 # PRECISION=bf16 trains with the forward pass autocast to bfloat16 (finetune --mixed-precision; x1.2 a step over
 # float32 on this CPU, BENCHMARKS.md); a leave-one-source-out run with it is tagged -bf16. The shipped recipe is float32.
 PRECISION ?= no
+# CROPS=downscale draws the training crops so that none is enlarged to the input (finetune --crops; at 320 px
+# the shipped recipe's 60-100% crops of the 384-px squares are mostly enlarged); a run with it is tagged -downscale.
+CROPS     ?= any
 # DROP="SOURCE ..." also holds those sources out of a leave-one-source-out run's training (their rows go to test,
 # so they are measured as never seen); the run and its split are tagged -noSOURCE.
 DROP      ?=
@@ -105,10 +108,10 @@ empty     :=
 space     := $(empty) $(empty)
 LOSO_DROP  = $(subst $(space),,$(foreach s,$(DROP),-no$(s)))
 # INPUT_SIZE=N for Lite0 at another size than 224 tags the run -inN (a Lite1 run keeps its tag, whatever its size).
-LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SMALL)),,-small$(SMALL))$(if $(filter no,$(PRECISION)),,-$(PRECISION))$(LOSO_DROP)$(if $(filter 0,$(SEED)),,-seed$(SEED))
+LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SMALL)),,-small$(SMALL))$(if $(filter no,$(PRECISION)),,-$(PRECISION))$(if $(filter any,$(CROPS)),,-$(CROPS))$(LOSO_DROP)$(if $(filter 0,$(SEED)),,-seed$(SEED))
 RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks $(FREEZE) --epochs 4 --patience 2 \
 	    --balance $(BALANCE) --seed $(SEED) --backbone $(BACKBONE) --input-size $(INPUT_SIZE) --small-sources $(SMALL) \
-	    --mixed-precision $(PRECISION)
+	    --mixed-precision $(PRECISION) --crops $(CROPS)
 
 art-packages:
 	@$(call apt_install,$(APT_ART))

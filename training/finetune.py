@@ -41,7 +41,7 @@ from mimicry.detector.preprocess import PreprocessConfig, preprocess
 LABELS = {"human": 0, "ai-mimicry": 1}
 # Settings that, changed, make a checkpoint in --out belong to another run.
 RUN_DEFINING = ("manifest", "backbone", "weights", "input_size", "resize", "interpolation", "lr", "batch_size",
-                "seed", "augment", "freeze_blocks", "balance", "small_sources", "mixed_precision")
+                "seed", "augment", "freeze_blocks", "balance", "small_sources", "mixed_precision", "crops")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,6 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="realworld only: with probability P a training image is first shrunk to a small "
                         "published size (80-256 px on its side, then re-encoded or not) and enlarged back to the "
                         "input, both classes alike, so an enlarged small file is no label cue")
+    p.add_argument("--crops", choices=["any", "downscale"], default="any",
+                   help="realworld only: any (the recipe of 1.10.0 and before): a random crop of 60-100%% of the "
+                        "stored square's side, so at a 320-px input most crops are enlarged; downscale: 83-100%% "
+                        "at 320 px (never under the input size), so every crop is shrunk to the input as the "
+                        "detector shrinks a published file and no generator trace is smeared by an enlargement")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -91,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--epochs and --batch-size must be >= 1")
     if args.small_sources and args.augment != "realworld":
         p.error("--small-sources is a step of --augment realworld")
+    if args.crops != "any" and args.augment != "realworld":
+        p.error("--crops is a step of --augment realworld")
     return args
 
 
@@ -233,13 +240,13 @@ class ManifestDataset:
     """Rows of one split as (CHW float32 tensor, label) pairs, augmented for training."""
 
     def __init__(self, manifest: Path, split: str, cfg: PreprocessConfig, augment: str, seed: int = 0,
-                 small_sources: float = 0.0):
+                 small_sources: float = 0.0, crops: str = "any"):
         self.root = manifest.parent
         self.rows = read_rows(manifest, split)
         self.cfg, self.augment, self.seed = cfg, augment, seed
         self.epoch = 0
         if augment == "realworld":
-            self._aug = realworld_augmentations(cfg.size, small_sources)
+            self._aug = realworld_augmentations(cfg.size, small_sources, crops)
         else:
             self._aug = platform_augmentations(cfg.size, augment) if augment != "none" else None
 
@@ -341,7 +348,7 @@ def _reencode(img, rng: random.Random, low: int = 40, high: int = 95):
     return Image.open(buf).convert("RGB")
 
 
-def realworld_augmentations(size: int, small_sources: float = 0.0):
+def realworld_augmentations(size: int, small_sources: float = 0.0, crops: str = "any"):
     """One random regime for both classes of a real-world dataset (``mimicry.training.external``).
 
     On the stored squares (384 px): re-encoding before resizing as published files are (p 0.5), a random
@@ -358,6 +365,9 @@ def realworld_augmentations(size: int, small_sources: float = 0.0):
     to a small upload (an enlargement of 1.3-4x). Measured at 0.25 on the 1.4 recipe, it did not help: the
     same ranking, and more of the human files drawn small flagged (docs/eval/realworld_notes.md, "Human art
     never trained on, and small files"); the shipped recipe leaves it at 0.
+
+    ``crops="downscale"``: the crop's side is drawn from ``max(60%, size)`` to 100% of the image's shorter side,
+    so a stored square is never enlarged to the input (at 320 px, ``"any"`` enlarges about 58% of the crops).
     """
     from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
@@ -369,7 +379,8 @@ def realworld_augmentations(size: int, small_sources: float = 0.0):
         if rng.random() < 0.5:
             img = _reencode(img, rng)
         w, h = img.size
-        side = round(min(w, h) * rng.uniform(0.6, 1.0))
+        low = 0.6 if crops == "any" else min(1.0, max(0.6, size / min(w, h)))
+        side = round(min(w, h) * rng.uniform(low, 1.0))
         x0, y0 = rng.randint(0, w - side), rng.randint(0, h - side)
         box = (x0, y0, x0 + side, y0 + side)
         if small_sources and rng.random() < small_sources:
@@ -512,7 +523,7 @@ def main(args: argparse.Namespace) -> dict:
         settings_file.write_text(json.dumps(settings, indent=2))
 
     train_ds = ManifestDataset(args.manifest, "train", cfg, augment=args.augment, seed=args.seed,
-                               small_sources=args.small_sources)
+                               small_sources=args.small_sources, crops=args.crops)
     val_ds = ManifestDataset(args.manifest, "val", cfg, augment="none")
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"{args.manifest} needs rows in both the train and the val split")

@@ -188,6 +188,29 @@ def test_small_sources_step_enlarges_a_small_copy_for_both_classes():
     assert detail(1.0) < 0.5 * detail(0.0)
 
 
+def test_downscale_crops_never_enlarge_a_stored_square_to_the_input(monkeypatch):
+    # The crop is cut and resized in one call (resize with a box): record each box's side against the output's.
+    seen = []
+    real_resize = Image.Image.resize
+
+    def recording_resize(self, size, resample=None, box=None, reducing_gap=None):
+        if box is not None:
+            seen.append((box[2] - box[0], size[0]))
+        return real_resize(self, size, resample, box, reducing_gap)
+
+    monkeypatch.setattr(Image.Image, "resize", recording_resize)
+    src = Image.new("RGB", (384, 384), (90, 120, 30))
+    for crops in ("any", "downscale"):
+        seen.clear()
+        aug = realworld_augmentations(320, crops=crops)
+        for seed in range(60):
+            random.seed(seed)
+            assert aug(src).size == (320, 320)
+        enlarged = sum(side < out for side, out in seen)
+        assert len(seen) == 60
+        assert (enlarged == 0) if crops == "downscale" else (enlarged > 20)  # about 58% with "any"
+
+
 def test_file_facts_and_colour_features():
     buf = io.BytesIO()
     Image.new("RGB", (40, 20), (10, 200, 30)).save(buf, format="JPEG", quality=50)
