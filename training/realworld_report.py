@@ -147,15 +147,26 @@ def unseen_goals(unseen: dict) -> list[tuple[str, str, bool]]:
     def limit(c: str) -> float:
         return GOALS["human_flagged_clean"] if c == "clean" else GOALS["human_flagged_perturbed"]
 
-    pooled, n = {}, 0
-    for c in conds:
-        block = unseen["conditions"][c]
-        n = sum(e["n"] for e in block.values())  # source_flags' n counts the scored files, errors apart
-        pooled[c] = sum(e["flagged"] * e["n"] for e in block.values() if e["n"]) / max(n, 1)
-    limits = f"<= 1% flagged clean, <= 3% {' / '.join(c for c in conds if c != 'clean')}"
-    goals = [(f"human works never trained on, of every kind ({n} scored; make unseen-human, {unseen['model']}): "
-              f"{limits}; {' / '.join(conds)}", " / ".join(_pct(pooled[c]) for c in conds),
-              all(pooled[c] <= limit(c) for c in conds))]
+    def pooled_row(label: str, keep) -> tuple[str, str, bool] | None:
+        pooled, n = {}, 0
+        for c in conds:
+            block = {k: e for k, e in unseen["conditions"][c].items() if keep(k)}
+            n = sum(e["n"] for e in block.values())  # source_flags' n counts the scored files, errors apart
+            pooled[c] = sum(e["flagged"] * e["n"] for e in block.values() if e["n"]) / max(n, 1)
+        if not n:
+            return None
+        limits = f"<= 1% flagged clean, <= 3% {' / '.join(c for c in conds if c != 'clean')}"
+        return (f"{label} ({n} scored; make unseen-human, {unseen['model']}): {limits}; {' / '.join(conds)}",
+                " / ".join(_pct(pooled[c]) for c in conds), all(pooled[c] <= limit(c) for c in conds))
+
+    trained = unseen.get("trained_sources")
+    if trained is None:  # an older JSON: one pool, as it was reported
+        rows = [pooled_row("human works never trained on, of every kind", lambda k: True)]
+    else:  # kinds the model never saw apart from files it never saw of kinds it did (smaller, mostly)
+        rows = [pooled_row("human works of kinds never trained on", lambda k: k not in trained),
+                pooled_row("human works never trained on, of kinds trained on (files the training data does not "
+                           "hold)", lambda k: k in trained)]
+    goals = [r for r in rows if r is not None]
     first = unseen["conditions"][conds[0]]
     kinds = [k for k, e in first.items() if e["n"] >= MIN_KIND_WORKS]
     if kinds:

@@ -8,7 +8,8 @@ model may never have seen), how many come back ``ai-mimicry`` or ``uncertain``? 
 ``--condition`` also scores every file as it would be re-posted: ``jpeg75``/``jpeg50`` (decoded, then the JPEG
 bytes are what the detector gets, as an upload), ``resize0.5`` (half size, bicubic); ``clean`` is the file as
 published. Each condition is tallied on its own (``conditions`` in the JSON; ``sources`` stays the clean tally).
-``--not-in MANIFEST`` leaves out the files a dataset holds (by their bytes' sha1, else their path), so what is
+``--not-in MANIFEST`` leaves out the files a dataset holds (by their bytes' sha1, else their path), and records
+the dataset's sources with training rows (``trained_sources``), so what is
 left is art a model trained on that dataset never saw; ``--by-size`` also tallies every condition by the
 published file's shorter side (``by_size``), the question being how the detector treats small files.
 
@@ -94,6 +95,17 @@ def held_by(manifest: Path) -> tuple[set[str], set[str]]:
             paths.update(p for p in (r.get("origin"), r.get("origin_path"), r.get("path_in_repo")) if p)
     blobs.discard("")
     return blobs, paths
+
+
+def trained_sources(manifest: Path) -> set[str]:
+    """The sources of a dataset manifest with rows in its train split: the kinds a model trained on it has seen."""
+    out = set()
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if r.get("split") == "train" and r.get("source"):
+                out.add(r["source"])
+    return out
 
 
 def reference_rows(manifest: Path, split: str = "test") -> list[dict]:
@@ -222,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"uncertain {t['uncertain']:6.1%}  mean score {t['mean_score']:.3f}  errors {t['errors']}")
     if "clean" in result["conditions"]:
         result["sources"] = result["conditions"]["clean"]
+    if args.not_in:  # so a report can tell kinds never trained on from files not held of kinds that were
+        result["trained_sources"] = sorted(set().union(*(trained_sources(m) for m in args.not_in)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

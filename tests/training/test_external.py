@@ -343,6 +343,14 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     assert "(570 scored; make unseen-human, x 1): <= 1% flagged clean, <= 3% jpeg75; clean / jpeg75 | 0.2% / 1.9% | yes |" in goals
     assert ("| the same, each kind of at least 100 works (2 kinds), worst: b (150) | 0.0% / 4.0% | **no** |") in goals
     assert "human works never trained on" not in report(main, loso, ["cmd"], [{**big, "model": "y 2"}]).split("## Goals")[1].split("##")[0]
+    # With the training data's sources known (source_flags --not-in), kinds never trained on are a row of their own,
+    # apart from files not held of kinds that were trained on: here kind a was trained on.
+    goals = report(main, loso, ["cmd"], [{**big, "trained_sources": ["a"]}]).split("## Goals")[1].split("##")[0]
+    assert ("| human works of kinds never trained on (170 scored; make unseen-human, x 1): <= 1% flagged clean, "
+            "<= 3% jpeg75; clean / jpeg75 | 0.6% / 4.1% | **no** |") in goals
+    assert ("| human works never trained on, of kinds trained on (files the training data does not hold) (400 scored; "
+            "make unseen-human, x 1): <= 1% flagged clean, <= 3% jpeg75; clean / jpeg75 | 0.0% / 1.0% | yes |") in goals
+    assert "of every kind" not in goals
     assert "| games | 20 | 1 | 5.0% (50.0%) | 0.0% (25.0%) |" in text
     assert "| 128-255 px | 20 | 0 | 5.0% (50.0%) | 0.0% (25.0%) |" in text
     # AI images of generators never trained on (make package-ai): a goal row over every condition, and tables.

@@ -157,3 +157,19 @@ def test_tally_tells_works_flagged_by_their_metadata_from_those_flagged_by_their
     assert verdicts[0].score == pytest.approx(verdicts[1].score)
     assert (t["declared.png"]["flagged"], t["declared.png"]["flagged_by_metadata"]) == (1.0, 1.0)
     assert t["bare.png"]["flagged_by_metadata"] == 0.0 and t["bare.png"]["flagged"] == 0.0
+
+
+def test_not_in_records_the_sources_the_dataset_trained_on(tmp_path):
+    # Kinds a model never saw are told from files it never saw of kinds it did: the report splits its goal rows so.
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"source": "comics", "split": "train", "label": "human"}, {"source": "comics", "split": "test", "label": "human"},
+        {"source": "maps", "split": "test", "label": "human"}, {"source": "sd", "split": "train", "label": "ai-mimicry"}]))
+    assert source_flags.trained_sources(manifest) == {"comics", "sd"}
+    files = sorted((ROOT / "examples").glob("real_0[01].png"))
+    prov = tmp_path / "p.jsonl"
+    prov.write_text("".join(json.dumps({"file": str(f), "label": "human", "source": "maps"}) + "\n" for f in files))
+    out = tmp_path / "o.json"
+    assert source_flags.main(["--model", "default", "--provenance", str(prov), "--not-in", str(manifest),
+                              "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["trained_sources"] == ["comics", "sd"]
