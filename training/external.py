@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", action="append", default=[], metavar="SOURCE=N",
                    help="use at most N files of SOURCE, chosen by a stable hash")
     p.add_argument("--seed", default="0", help="salt of the group hash that assigns splits")
+    p.add_argument("--merge-name-variants", action="store_true",
+                   help="one group for an artist whose name is written more than one way (accents, punctuation, "
+                        "word order: 'M.C. Escher', 'M C Escher'), so no spelling of them lands on another side of "
+                        "the split; off by default so that the datasets of shipped models (up to realworld-v8) "
+                        "rebuild as they were")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     try:
@@ -133,6 +138,26 @@ def norm_name(name: str) -> str:
     return " ".join(text.replace("_", " ").replace("-", " ").split())
 
 
+def loose_name(name: str) -> str:
+    """A looser key than :func:`norm_name` for names written more than one way: accents and punctuation
+    dropped and the words sorted ("M.C. Escher" and "M C Escher"; "Takehiko Inoue" and "Inoue Takehiko")."""
+    text = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).casefold()
+    return " ".join(sorted("".join(c if c.isalnum() else " " for c in text).split()))
+
+
+def merge_name_variants(rows: list[dict]) -> dict[str, str]:
+    """Give the ``artist:`` groups whose names differ only as :func:`loose_name` allows one group: the smallest
+    of their keys. Sets ``row['group']`` in place; returns the groups renamed (old -> new)."""
+    variants: dict[str, set[str]] = {}
+    for r in rows:
+        if r["group"].startswith("artist:"):
+            variants.setdefault(loose_name(r["group"][len("artist:"):]), set()).add(r["group"])
+    renamed = {g: min(keys) for keys in variants.values() if len(keys) > 1 for g in keys if g != min(keys)}
+    for r in rows:
+        r["group"] = renamed.get(r["group"], r["group"])
+    return renamed
+
+
 def group_of(row: dict) -> str:
     """The unit that never straddles two splits (see the module docstring)."""
     if row["label"] == "ai-mimicry" and row.get("artist"):
@@ -151,14 +176,20 @@ def unit_hash(key: str, salt: str) -> float:
 
 
 def assign_splits(rows: list[dict], val: float, test: float, holdout_sources=(), holdout_groups=(),
-                  salt: str = "0", assigned: dict[str, str] | None = None) -> None:
+                  salt: str = "0", assigned: dict[str, str] | None = None, merge_names: bool = False) -> dict:
     """Set ``row['split']`` and ``row['group']`` in place; a group's rows all land in one split.
 
-    Held-out groups go to test, and held-out sources as :func:`split_groups` says.
+    Held-out groups go to test, and held-out sources as :func:`split_groups` says. With ``merge_names`` an
+    artist written more than one way is one group (:func:`merge_name_variants`), and a held-out or assigned
+    group named by any of its spellings follows it; returns the groups so renamed.
     """
     for row in rows:
         row["group"] = group_of(row)
+    renamed = merge_name_variants(rows) if merge_names else {}
+    holdout_groups = [renamed.get(g, g) for g in holdout_groups]
+    assigned = {renamed.get(g, g): split for g, split in (assigned or {}).items()}
     split_groups(rows, val, test, holdout_sources, holdout_groups, salt, assigned)
+    return renamed
 
 
 def split_groups(rows: list[dict], val: float, test: float, holdout_sources=(), holdout_groups=(),
@@ -320,7 +351,8 @@ def build(args: argparse.Namespace) -> dict:
     unknown_sheets = set(args.sheet) - {r["source"] for r in rows}
     if unknown_sheets:
         raise ValueError(f"--sheet names no source in the provenance: {sorted(unknown_sheets)}")
-    assign_splits(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed, args.assign_group)
+    args.renamed_groups = assign_splits(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed,
+                                        args.assign_group, merge_names=args.merge_name_variants)
     args.out.mkdir(parents=True, exist_ok=True)
     tasks = [(r, args.sheet.get(r["source"]), str(args.out), args.source_size.get(r["source"], args.size))
              for r in rows]
@@ -353,6 +385,9 @@ def describe(manifest: list[dict], skipped: list[dict], args: argparse.Namespace
         "holdout_sources": list(args.holdout_source),
         "holdout_groups": list(args.holdout_group),
         "assigned_groups": dict(args.assign_group),
+        # artists written more than one way, made one group (--merge-name-variants; absent: not asked for)
+        **({"merged_name_variants": getattr(args, "renamed_groups", {})} if getattr(args, "merge_name_variants", False)
+           else {}),
         "by_split_and_label": dict(sorted(by_split_label.items())),
         "by_source": dict(sorted(by_source.items())),
         "licences": dict(Counter(f"{r['source']}: {r['licence']}" for r in manifest)),
