@@ -174,7 +174,7 @@ def unseen_goals(unseen: dict) -> list[tuple[str, str, bool]]:
             return max(unseen["conditions"][c].get(k, {}).get("flagged", 0) - limit(c) for c in conds)
 
         worst = max(kinds, key=excess)
-        goals.append((f"the same, each kind of at least {MIN_KIND_WORKS} works ({len(kinds)} kinds), worst: "
+        goals.append((f"human works never trained on, each kind of at least {MIN_KIND_WORKS} works ({len(kinds)} kinds), worst: "
                       f"{worst} ({first[worst]['n']})",
                       " / ".join(_pct(unseen["conditions"][c][worst]["flagged"]) for c in conds), excess(worst) <= 0))
     return goals

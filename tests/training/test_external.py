@@ -341,7 +341,7 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     goals = report(main, loso, ["cmd"], [big]).split("## Goals")[1].split("##")[0]
     # pooled (570 works: 1 clean, 11 after JPEG 75) passes; kind b, 4% after JPEG 75, fails; c is too small to judge
     assert "(570 scored; make unseen-human, x 1): <= 1% flagged clean, <= 3% jpeg75; clean / jpeg75 | 0.2% / 1.9% | yes |" in goals
-    assert ("| the same, each kind of at least 100 works (2 kinds), worst: b (150) | 0.0% / 4.0% | **no** |") in goals
+    assert ("| human works never trained on, each kind of at least 100 works (2 kinds), worst: b (150) | 0.0% / 4.0% | **no** |") in goals
     assert "human works never trained on" not in report(main, loso, ["cmd"], [{**big, "model": "y 2"}]).split("## Goals")[1].split("##")[0]
     # With the training data's sources known (source_flags --not-in), kinds never trained on are a row of their own,
     # apart from files not held of kinds that were trained on: here kind a was trained on.
