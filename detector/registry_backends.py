@@ -29,20 +29,22 @@ ADVISORY_LOCK_KEY = int.from_bytes(b"mimicryr", "big", signed=True)
 CHECKPOINT_WAIT_MS = 5000  # the longest a removal waits to empty SQLite's WAL
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_MIN_FILE = 512  # the smallest database SQLite writes: one page of the smallest page size
 
 
 def refuse_non_sqlite(path: str | os.PathLike) -> None:
-    """Raise ``sqlite3.DatabaseError`` when ``path`` is a file with bytes that are not a SQLite database's.
-    SQLite itself takes a file shorter than its header for an empty database and writes over it: a mistyped
-    path must never cost the user a small file."""
+    """Raise ``sqlite3.DatabaseError`` when ``path`` is a file too small to be a SQLite database (1 to 511 bytes):
+    SQLite takes such a file for an empty database and writes over it, so a mistyped path would cost the user a
+    small file; a larger file of other bytes SQLite refuses itself ("file is not a database"). Judged by
+    ``stat`` alone, never by opening the file: closing any descriptor of a file drops every POSIX lock this
+    process holds on it, SQLite's own included (a connection already open here would lose its locks, and a
+    WAL database its committed writes)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(len(SQLITE_MAGIC))
-    except (FileNotFoundError, IsADirectoryError):
+        size = os.stat(path).st_size
+    except (FileNotFoundError, NotADirectoryError):
         return
-    if head and head != SQLITE_MAGIC:
-        raise sqlite3.DatabaseError(f"{path} is not a SQLite database (file is not a database)")
+    if 0 < size < SQLITE_MIN_FILE:
+        raise sqlite3.DatabaseError(f"{path} is not a SQLite database (file is not a database: {size} bytes)")
 
 
 def is_url(location: Any) -> bool:
