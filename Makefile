@@ -100,6 +100,7 @@ SMALL     ?= 0
 PRECISION ?= no
 # CROPS=downscale draws the training crops so that none is enlarged to the input (finetune --crops; at 320 px
 # the shipped recipe's 60-100% crops of the 384-px squares are mostly enlarged); a run with it is tagged -downscale.
+# Tried on pair b (make loso-b-v8 CROPS=downscale): a never-seen SD 1.5 at 0.945 against 0.952 and 0.953; not adopted.
 CROPS     ?= any
 # DROP="SOURCE ..." also holds those sources out of a leave-one-source-out run's training (their rows go to test,
 # so they are measured as never seen); the run and its split are tagged -noSOURCE.

@@ -71,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="realworld only: any (the recipe of 1.10.0 and before): a random crop of 60-100%% of the "
                         "stored square's side, so at a 320-px input most crops are enlarged; downscale: 83-100%% "
                         "at 320 px (never under the input size), so every crop is shrunk to the input as the "
-                        "detector shrinks a published file and no generator trace is smeared by an enlargement")
+                        "detector shrinks a published file. Measured on pair b: a never-seen SD 1.5 ranked worse "
+                        "(0.945 against 0.952 and 0.953), so the shipped recipe keeps any")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
