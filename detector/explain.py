@@ -117,9 +117,7 @@ class ExplainPlan:
 
     def __init__(self, detector: Detector, source: Source, *, method: str = "window", grid: int = 8,
                  window: float | None = None, max_side: int = 1024, name: str | None = None):
-        if window is None:
-            window = default_window(grid) if isinstance(grid, int) else 0.25  # a bad grid: _check_settings says
-        _check_settings(method, grid, window, max_side)
+        window = _checked_window(method, grid, window, max_side)
         self.detector, self.method, self.grid, self.window, self.max_side = detector, method, grid, window, max_side
         self.name = name or _name(source)
         cfg = detector.config
@@ -172,7 +170,7 @@ class ExplainPlan:
         for (y0, x0), value in zip(self.boxes, values):
             total[y0:y0 + win, x0:x0 + win] += value
             count[y0:y0 + win, x0:x0 + win] += 1
-        heat_input = (total / count).astype(np.float32)  # every pixel is covered: _check_settings
+        heat_input = (total / count).astype(np.float32)  # every pixel is covered: _checked_window
 
         verdict = det.verdict(self.name, base, self.signals)
         out_size = _fit(self.image.size, self.max_side)
@@ -234,17 +232,22 @@ def legend(explanation: Explanation) -> str:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _check_settings(method: str, grid: int, window: float, max_side: int) -> None:
+def _checked_window(method: str, grid: int, window: float | None, max_side: int) -> float:
+    """The window side to use (``window``, or :func:`default_window` once ``grid`` is known to be valid);
+    ValueError for any setting out of range."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or not 2 <= grid <= MAX_GRID:
         raise ValueError(f"grid must be an integer from 2 to {MAX_GRID}, got {grid!r}")
+    if window is None:
+        window = default_window(grid)
     if not 0 < window <= 1:
         raise ValueError(f"window must be in (0, 1], got {window!r}")
     if grid * window < 1:
         raise ValueError(f"grid * window must be >= 1 so that the windows cover the image; got {grid} * {window}")
     if max_side < 16:
         raise ValueError(f"max_side must be >= 16, got {max_side}")
+    return window
 
 
 def _view_box(size: tuple[int, int], resize_policy: str) -> tuple[float, float, float, float]:

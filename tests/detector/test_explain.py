@@ -120,7 +120,7 @@ def test_windows_cover_every_pixel_whatever_the_input_size(tmp_path):
     assert np.isfinite(ex.heat).all()
 
 
-@pytest.mark.parametrize("kwargs", [dict(grid=1), dict(grid=33), dict(window=0), dict(window=1.5),
+@pytest.mark.parametrize("kwargs", [dict(grid=0), dict(grid=1), dict(grid=33), dict(window=0), dict(window=1.5),
                                     dict(grid=2, window=0.25), dict(method="gradcam"), dict(batch_size=0)])
 def test_bad_settings_are_refused(detector, kwargs):
     with pytest.raises(ValueError):
