@@ -133,6 +133,8 @@ NAEV_GROUPS := --assign-group "naev-portraits:portraits/empire=val" --assign-gro
 # MERGE_NAMES=1 makes an artist written more than one way one group (external --merge-name-variants): 17 such
 # groups in data/realworld-v8, 10 of them on two sides of its split (docs/eval/realworld_notes.md). Off by default
 # so that data/realworld-v8, which 1.10.0 trained on, rebuilds as it was; a next dataset version should set it.
+# NEAR_COPIES=BITS makes files whose pHashes differ by at most BITS one group, across sources (external
+# --merge-near-copies): Widelands' frames at 2x and 4x, one Wesnoth portrait in two folders. Off by default, as above.
 realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl $(if $(ART_EXTRA),--with $(ART_EXTRA))
 	$(PY) -m mimicry.training.demo_provenance --dataset $(DEMO) --out data/demo_provenance.jsonl
@@ -142,7 +144,7 @@ realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 	    --sheet sd15-artist-prompts=2x2 --sheet flux1dev-style-of=2x2 --limit openclipart=1000 \
 	    --holdout-group "artist:nicu buculei" --holdout-group "artist:nicu buculei and nathan eady" \
 	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train" $(NAEV_GROUPS) \
-	    $(if $(MERGE_NAMES),--merge-name-variants) --out $(RW)
+	    $(if $(MERGE_NAMES),--merge-name-variants) $(if $(NEAR_COPIES),--merge-near-copies $(NEAR_COPIES)) --out $(RW)
 
 # 1.4.0: the 1.3 recipe on the 1.4 data (data/realworld-v4) at a 320-px input, chosen on the FLUX.1 pair at 320
 # against 224 (the SD 1.5 pair did not repeat the gain: docs/eval/realworld_notes.md), shipped as static int8 (export --int8: its calibration

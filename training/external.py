@@ -27,6 +27,7 @@ sd15-artist-prompts=2x2 --sheet flux1dev-style-of=2x2 --provenance data/debian_a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -78,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "word order: 'M.C. Escher', 'M C Escher'), so no spelling of them lands on another side of "
                         "the split; off by default so that the datasets of shipped models (up to realworld-v8) "
                         "rebuild as they were")
+    p.add_argument("--merge-near-copies", type=int, default=-1, metavar="BITS",
+                   help="one group for files that show one picture (pHashes within BITS of 64, and the same "
+                        "aspect, layout and colours), across sources: the same frame at two scales, one portrait "
+                        "in two folders; off (-1) by "
+                        "default so that the datasets of shipped models (up to realworld-v8) rebuild as they were")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     try:
@@ -158,6 +164,79 @@ def merge_name_variants(rows: list[dict]) -> dict[str, str]:
     return renamed
 
 
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """What :func:`merge_near_copies` compares: a 64-bit pHash (the coarse filter), the aspect ratio, and a
+    16x16 RGB thumbnail (the check that two files show one picture, not two similar layouts)."""
+    phash: int
+    aspect: float
+    thumb: tuple[int, ...]
+
+
+def file_signature(path: str) -> Signature | None:
+    """The :class:`Signature` of an image file, decoded as the builder decodes it (the detector's decoder:
+    transparency onto white; JPEGs at a reduced size), or ``None`` if it does not decode or is over the
+    builder's pixel cap (the builder skips such files anyway)."""
+    import imagehash
+
+    try:
+        image = decode_image(Path(path), max_pixels=MAX_SOURCE_PIXELS, max_bytes=1 << 30, draft_size=256)
+    except (DecodeError, OSError, ValueError):
+        return None
+    thumb = image.resize((16, 16), Image.Resampling.BOX)
+    return Signature(int(str(imagehash.phash(image)), 16), image.width / image.height, tuple(thumb.tobytes()))
+
+
+def same_picture(a: Signature, b: Signature, max_bits: int) -> bool:
+    """Whether two signatures show one picture: pHashes within ``max_bits``, aspect ratios within 5%, and
+    thumbnails alike in layout (grey correlation at least 0.95) and colour (mean difference at most 12 of 255).
+    Blank pictures (thumbnail spread under 3) match nothing: a white canvas is no work to keep together, and
+    clip art on white shares a blank pHash."""
+    import numpy as np
+
+    if (a.phash ^ b.phash).bit_count() > max_bits or abs(np.log(a.aspect / b.aspect)) > 0.05:
+        return False
+    ta = np.asarray(a.thumb, dtype=np.float64).reshape(-1, 3)
+    tb = np.asarray(b.thumb, dtype=np.float64).reshape(-1, 3)
+    ga, gb = ta.mean(axis=1), tb.mean(axis=1)
+    if ga.std() < 3 or gb.std() < 3:
+        return False
+    return float(np.corrcoef(ga, gb)[0, 1]) >= 0.95 and float(np.abs(ta - tb).mean()) <= 12
+
+
+def merge_near_copies(rows: list[dict], signatures: list[Signature | None], max_bits: int) -> dict[str, str]:
+    """Give the groups of rows that show one picture (:func:`same_picture`) one group, the smallest of their keys
+    (chains join too), so a work stored twice (two scales, two folders, two packages) never straddles a split.
+    Sets ``row['group']`` in place; returns the groups renamed (old -> new). Rows whose signature is ``None``
+    keep their group."""
+    import numpy as np
+
+    known = [i for i, s in enumerate(signatures) if s is not None]
+    if not known:
+        return {}
+    hashes = np.array([signatures[i].phash for i in known], dtype=np.uint64)
+    parent = {r["group"]: r["group"] for r in rows}
+
+    def find(g: str) -> str:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    for a in range(len(known) - 1):
+        for b in np.nonzero(np.bitwise_count(hashes[a + 1:] ^ hashes[a]) <= max_bits)[0]:
+            i, j = known[a], known[a + 1 + int(b)]
+            if not same_picture(signatures[i], signatures[j], max_bits):
+                continue
+            gi, gj = find(rows[i]["group"]), find(rows[j]["group"])
+            if gi != gj:
+                parent[max(gi, gj)] = min(gi, gj)
+    renamed = {g: find(g) for g in parent if find(g) != g}
+    for r in rows:
+        r["group"] = renamed.get(r["group"], r["group"])
+    return renamed
+
+
 def group_of(row: dict) -> str:
     """The unit that never straddles two splits (see the module docstring)."""
     if row["label"] == "ai-mimicry" and row.get("artist"):
@@ -176,16 +255,21 @@ def unit_hash(key: str, salt: str) -> float:
 
 
 def assign_splits(rows: list[dict], val: float, test: float, holdout_sources=(), holdout_groups=(),
-                  salt: str = "0", assigned: dict[str, str] | None = None, merge_names: bool = False) -> dict:
+                  salt: str = "0", assigned: dict[str, str] | None = None, merge_names: bool = False,
+                  near_copies: tuple[list[Signature | None], int] | None = None) -> dict:
     """Set ``row['split']`` and ``row['group']`` in place; a group's rows all land in one split.
 
     Held-out groups go to test, and held-out sources as :func:`split_groups` says. With ``merge_names`` an
-    artist written more than one way is one group (:func:`merge_name_variants`), and a held-out or assigned
-    group named by any of its spellings follows it; returns the groups so renamed.
+    artist written more than one way is one group (:func:`merge_name_variants`); with ``near_copies`` (one
+    signature per row, the pHash bits allowed) near copies are one group (:func:`merge_near_copies`). A held-out or assigned
+    group named by any of its old keys follows its new one; returns the groups so renamed.
     """
     for row in rows:
         row["group"] = group_of(row)
     renamed = merge_name_variants(rows) if merge_names else {}
+    if near_copies is not None:
+        merged = merge_near_copies(rows, *near_copies)
+        renamed = {old: merged.get(new, new) for old, new in renamed.items()} | merged
     holdout_groups = [renamed.get(g, g) for g in holdout_groups]
     assigned = {renamed.get(g, g): split for g, split in (assigned or {}).items()}
     split_groups(rows, val, test, holdout_sources, holdout_groups, salt, assigned)
@@ -351,8 +435,12 @@ def build(args: argparse.Namespace) -> dict:
     unknown_sheets = set(args.sheet) - {r["source"] for r in rows}
     if unknown_sheets:
         raise ValueError(f"--sheet names no source in the provenance: {sorted(unknown_sheets)}")
+    near = None
+    if args.merge_near_copies >= 0:
+        with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+            near = (list(pool.map(file_signature, [r["abs_path"] for r in rows], chunksize=16)), args.merge_near_copies)
     args.renamed_groups = assign_splits(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed,
-                                        args.assign_group, merge_names=args.merge_name_variants)
+                                        args.assign_group, merge_names=args.merge_name_variants, near_copies=near)
     args.out.mkdir(parents=True, exist_ok=True)
     tasks = [(r, args.sheet.get(r["source"]), str(args.out), args.source_size.get(r["source"], args.size))
              for r in rows]
@@ -385,9 +473,12 @@ def describe(manifest: list[dict], skipped: list[dict], args: argparse.Namespace
         "holdout_sources": list(args.holdout_source),
         "holdout_groups": list(args.holdout_group),
         "assigned_groups": dict(args.assign_group),
-        # artists written more than one way, made one group (--merge-name-variants; absent: not asked for)
-        **({"merged_name_variants": getattr(args, "renamed_groups", {})} if getattr(args, "merge_name_variants", False)
-           else {}),
+        # groups joined (old -> new): artists written more than one way (--merge-name-variants) and near copies
+        # within the pHash bits named (--merge-near-copies); absent: neither asked for
+        **({"merged_groups": getattr(args, "renamed_groups", {}),
+            "merge_name_variants": bool(getattr(args, "merge_name_variants", False)),
+            "merge_near_copies_bits": getattr(args, "merge_near_copies", -1)}
+           if getattr(args, "merge_name_variants", False) or getattr(args, "merge_near_copies", -1) >= 0 else {}),
         "by_split_and_label": dict(sorted(by_split_label.items())),
         "by_source": dict(sorted(by_source.items())),
         "licences": dict(Counter(f"{r['source']}: {r['licence']}" for r in manifest)),

@@ -539,3 +539,61 @@ def test_an_artist_written_more_than_one_way_is_one_group_when_asked():
     for a, b in [("M.C. Escher", "M C Escher"), ("Takehiko Inoue", "Inoue Takehiko"), ("Zoë Ray", "Zoe Ray")]:
         assert next(r["split"] for r in merged if r["artist"] == a) == next(r["split"] for r in merged if r["artist"] == b)
     assert {r["split"] for r in merged if "Buculei" in r["artist"]} == {"test"}  # held out under either spelling
+
+
+def _painting(seed: int, size: tuple[int, int]) -> Image.Image:
+    """A smooth random picture (low-frequency structure, as a pHash sees a painting) at ``size``."""
+    rng = np.random.default_rng(seed)
+    small = Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8))
+    return small.resize(size, Image.Resampling.BICUBIC)
+
+
+def test_near_copies_across_folders_and_sources_are_one_group_when_asked(tmp_path):
+    # Found in the v8 data: one animation frame at 2x and 4x, one portrait in two campaigns' folders, each file
+    # its own group, so the same picture could sit in train and test. With --merge-near-copies they are one group
+    # wherever they come from. Different pictures stay apart, and so do different drawings on a transparent
+    # canvas and blank canvases (a first try that read transparency as black saw blank pictures everywhere and
+    # chained clip art of a dozen artists into one group); a file that does not decode keeps its group.
+    root = tmp_path / "src"
+    root.mkdir()
+    files = {"frame_2.png": _painting(1, (200, 150)), "frame_4.png": _painting(1, (400, 300)),
+             "other.png": _painting(2, (400, 300)), "third.png": _painting(3, (400, 300))}
+    for k, (x, y) in enumerate([(40, 60), (300, 500)]):  # two drawings: one small dark shape, far apart
+        im = Image.new("RGBA", (600, 800), (0, 0, 0, 0))
+        im.paste(Image.new("RGBA", (120, 160), (20, 20, 20, 255)), (x, y))
+        files[f"clip{k}.png"] = im
+    files["blank0.png"] = Image.new("RGBA", (600, 800), (0, 0, 0, 0))
+    files["blank1.png"] = Image.new("RGB", (600, 800), "white")
+    for name, im in files.items():
+        im.save(root / name)
+    _painting(2, (400, 300)).save(root / "other_copy.jpg", quality=70)  # the same picture re-encoded elsewhere
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    names = [("frame_2.png", "game"), ("frame_4.png", "game"), ("other.png", "game"), ("other_copy.jpg", "wallpapers"),
+             ("third.png", "game"), ("clip0.png", "clipart"), ("clip1.png", "clipart"), ("blank0.png", "clipart"),
+             ("blank1.png", "wallpapers"), ("broken.png", "game")]
+    rows = [{"file": str(root / n), "abs_path": str(root / n), "label": "human", "source": src, "group": n}
+            for n, src in names]
+    signatures = [external.file_signature(r["abs_path"]) for r in rows]
+    assert signatures[-1] is None and all(s is not None for s in signatures[:-1])
+    plain = [dict(r) for r in rows]
+    external.assign_splits(plain, 0.3, 0.3)
+    assert len({r["group"] for r in plain}) == len(names)
+    merged = [dict(r) for r in rows]
+    renamed = external.assign_splits(merged, 0.3, 0.3, holdout_groups=["wallpapers:other_copy.jpg"],
+                                     near_copies=(signatures, 10))
+    group = {Path(r["file"]).name: r["group"] for r in merged}
+    split = {Path(r["file"]).name: r["split"] for r in merged}
+    assert group["frame_2.png"] == group["frame_4.png"] and group["other.png"] == group["other_copy.jpg"]
+    assert len(set(group.values())) == len(names) - 2 and len(renamed) == 2
+    assert split["other.png"] == split["other_copy.jpg"] == "test"  # the held-out copy takes its twin along
+    assert split["frame_2.png"] == split["frame_4.png"]
+
+
+def test_the_dataset_records_the_groups_it_merged(sources, tmp_path):
+    _build(sources, tmp_path / "ds", "--merge-near-copies", "4", "--merge-name-variants")
+    data = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert data["merge_near_copies_bits"] == 4 and data["merge_name_variants"] is True
+    assert isinstance(data["merged_groups"], dict)
+    _build(sources, tmp_path / "plain")
+    # not asked for: nothing recorded, so the dataset.json of a shipped model's data rebuilds as it was
+    assert "merged_groups" not in json.loads((tmp_path / "plain" / "dataset.json").read_text())
