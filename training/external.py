@@ -82,8 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--merge-near-copies", type=int, default=-1, metavar="BITS",
                    help="one group for files that show one picture (pHashes within BITS of 64, and the same "
                         "aspect, layout and colours), across sources: the same frame at two scales, one portrait "
-                        "in two folders; off (-1) by "
-                        "default so that the datasets of shipped models (up to realworld-v8) rebuild as they were")
+                        "in two folders; off (-1) by default so that the datasets of shipped models (up to "
+                        "realworld-v8) rebuild as they were")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     try:
@@ -261,8 +261,9 @@ def assign_splits(rows: list[dict], val: float, test: float, holdout_sources=(),
 
     Held-out groups go to test, and held-out sources as :func:`split_groups` says. With ``merge_names`` an
     artist written more than one way is one group (:func:`merge_name_variants`); with ``near_copies`` (one
-    signature per row, the pHash bits allowed) near copies are one group (:func:`merge_near_copies`). A held-out or assigned
-    group named by any of its old keys follows its new one; returns the groups so renamed.
+    signature per row, the pHash bits allowed) near copies are one group (:func:`merge_near_copies`). A
+    held-out or assigned group named by any of its old keys follows its new one (two assigned groups merged
+    into one must name the same split); returns the groups so renamed.
     """
     for row in rows:
         row["group"] = group_of(row)
@@ -271,7 +272,13 @@ def assign_splits(rows: list[dict], val: float, test: float, holdout_sources=(),
         merged = merge_near_copies(rows, *near_copies)
         renamed = {old: merged.get(new, new) for old, new in renamed.items()} | merged
     holdout_groups = [renamed.get(g, g) for g in holdout_groups]
-    assigned = {renamed.get(g, g): split for g, split in (assigned or {}).items()}
+    merged_assigned: dict[str, str] = {}
+    for g, split in (assigned or {}).items():
+        new = renamed.get(g, g)
+        if merged_assigned.setdefault(new, split) != split:
+            raise ValueError(f"--assign-group puts groups merged into {new!r} in two splits "
+                             f"({merged_assigned[new]} and {split}, {g!r})")
+    assigned = merged_assigned
     split_groups(rows, val, test, holdout_sources, holdout_groups, salt, assigned)
     return renamed
 

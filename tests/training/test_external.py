@@ -587,6 +587,10 @@ def test_near_copies_across_folders_and_sources_are_one_group_when_asked(tmp_pat
     assert len(set(group.values())) == len(names) - 2 and len(renamed) == 2
     assert split["other.png"] == split["other_copy.jpg"] == "test"  # the held-out copy takes its twin along
     assert split["frame_2.png"] == split["frame_4.png"]
+    # two assigned groups that turn out to be one picture cannot keep two splits: a clear error, not a silent pick
+    with pytest.raises(ValueError, match="two splits"):
+        external.assign_splits([dict(r) for r in rows], 0.3, 0.3, near_copies=(signatures, 10),
+                               assigned={"game:frame_2.png": "train", "game:frame_4.png": "test"})
 
 
 def test_the_dataset_records_the_groups_it_merged(sources, tmp_path):
