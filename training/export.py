@@ -241,6 +241,15 @@ def metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
     }
 
 
+def counted_as(rows: list[dict]) -> dict:
+    """What a split's ``n`` counts: stored squares. A work wider than square is stored as the squares that cover
+    it, and a contact sheet as its cells, so ``n`` counts squares while ``n_works`` counts each published image
+    (a file, or a sheet's cell) once, as docs/EVALUATION.md does."""
+    works = {(r.get("origin") or r.get("path"), json.dumps(r.get("cell"))) for r in rows}
+    return {"n_works": len(works), "counted_as": "stored squares (n); n_works: published images (a file or a "
+                                                 "sheet's cell) once each"}
+
+
 def split_logits(forward: Forward, manifest: Path, split: str, cfg: PreprocessConfig, batch_size: int):
     from torch.utils.data import DataLoader
 
@@ -389,8 +398,9 @@ def main(args: argparse.Namespace) -> dict:
     # The mirror rule on the other side: at most max_fnr of the val mimicry scores below human_below.
     human_below = min(thr, args.human_max_score,
                       1.0 - max_margin_threshold(1.0 - mimicry_val, 1.0 - human_val, args.max_fnr))
-    (test_logits, test_y), _ = split_logits(forward, manifest, "test", cfg, args.batch_size)
+    (test_logits, test_y), test_ds = split_logits(forward, manifest, "test", cfg, args.batch_size)
     test_scores = calibrate(test_logits, a, b)
+    test_metrics = {**metrics(test_scores, test_y, thr), **counted_as(test_ds.rows)}
 
     data = json.loads((manifest.parent / "dataset.json").read_text()) if (manifest.parent / "dataset.json").is_file() else {}
     history = json.loads((args.run / "history.json").read_text()) if (args.run / "history.json").is_file() else []
@@ -439,7 +449,7 @@ def main(args: argparse.Namespace) -> dict:
                            f"it, and never above a calibrated {args.human_max_score}. Between the two the verdict is "
                            "'uncertain'"),
         },
-        "metrics": {"test": metrics(test_scores, test_y, thr), "val": metrics(val_scores, val_y, thr),
+        "metrics": {"test": test_metrics, "val": {**metrics(val_scores, val_y, thr), **counted_as(val_ds.rows)},
                     "onnx_parity_max_abs_logit_diff": parity},
         "training_data": training_data_block(manifest, data, args.trained_on),
         "training": {"settings": {k: v for k, v in settings.items() if k != "preprocess"}, "history": history},

@@ -190,6 +190,9 @@ def test_export_parity_calibration_and_model_json(trained, tmp_path):
     t = saved["metrics"]["test"]
     for key in ("auroc", "average_precision", "tpr_at_1pct_fpr", "accuracy_at_threshold", "ece"):
         assert 0.0 <= t[key] <= 1.0
+    # n counts stored squares; n_works the published images they come from (one each for these square files)
+    test_rows = [json.loads(x) for x in manifest.read_text().splitlines() if json.loads(x)["split"] == "test"]
+    assert t["n"] == len(test_rows) and t["n_works"] == len({r.get("origin") or r["path"] for r in test_rows})
     assert saved["thresholds"]["human_below"] <= saved["thresholds"]["ai_mimicry"]
     assert saved["metrics"]["val"]["fpr_at_threshold"] <= 0.01
     alt = saved["thresholds"]["alternatives"]
@@ -430,3 +433,11 @@ def test_gap_top_threshold_flags_held_out_mimicry_and_leaves_the_whole_gap_to_hu
     assert t == 0.90 and (human >= t).sum() == 0 and (mimicry >= t).sum() == 3
     assert t > export.max_margin_threshold(human, mimicry, 0.01)
     assert export.gap_top_threshold(human, np.array([0.01]), 0.01) == export.threshold_at_fpr(human, 0.01)
+
+
+def test_the_card_counts_published_images_beside_stored_squares():
+    # a wide painting stored as two squares, a contact sheet's four cells, one plain file: 7 squares, 6 images
+    rows = [{"origin": "museum/wide.jpg", "cell": None, "tile": k, "path": f"w{k}.png"} for k in range(2)]
+    rows += [{"origin": "sd/sheet.webp", "cell": [c % 2, c // 2], "tile": 0, "path": f"s{c}.png"} for c in range(4)]
+    rows += [{"origin": "clip/one.png", "cell": None, "tile": 0, "path": "o.png"}]
+    assert export.counted_as(rows)["n_works"] == 6
