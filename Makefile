@@ -133,8 +133,10 @@ NAEV_GROUPS := --assign-group "naev-portraits:portraits/empire=val" --assign-gro
 # MERGE_NAMES=1 makes an artist written more than one way one group (external --merge-name-variants): 17 such
 # groups in data/realworld-v8, 10 of them on two sides of its split (docs/eval/realworld_notes.md). Off by default
 # so that data/realworld-v8, which 1.10.0 trained on, rebuilds as it was; a next dataset version should set it.
-# NEAR_COPIES=BITS makes files whose pHashes differ by at most BITS one group, across sources (external
-# --merge-near-copies): Widelands' frames at 2x and 4x, one Wesnoth portrait in two folders. Off by default, as above.
+# NEAR_COPIES=BITS makes files that show one picture one group, across sources (external --merge-near-copies: pHashes
+# within BITS, then aspect, layout and colours of a 16x16 thumbnail): Widelands' frames at 2x and 4x, Wesnoth's
+# repainted portraits, Tux Paint's copies of openclipart. Off by default, as above; data/realworld-v9 is
+# `make realworld-dataset RW=data/realworld-v9 MERGE_NAMES=1 NEAR_COPIES=10` (the v8 files, 42 groups joined).
 realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl $(if $(ART_EXTRA),--with $(ART_EXTRA))
 	$(PY) -m mimicry.training.demo_provenance --dataset $(DEMO) --out data/demo_provenance.jsonl

@@ -245,7 +245,7 @@ def counted_as(rows: list[dict]) -> dict:
     """What a split's ``n`` counts: stored squares. A work wider than square is stored as the squares that cover
     it, and a contact sheet as its cells, so ``n`` counts squares while ``n_works`` counts each published image
     (a file, or a sheet's cell) once, as docs/EVALUATION.md does."""
-    works = {(r.get("origin") or r.get("path"), json.dumps(r.get("cell"))) for r in rows}
+    works = {(r.get("source"), r.get("origin") or r.get("path"), json.dumps(r.get("cell"))) for r in rows}
     return {"n_works": len(works), "counted_as": "stored squares (n); n_works: published images (a file or a "
                                                  "sheet's cell) once each"}
 

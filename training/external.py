@@ -82,8 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--merge-near-copies", type=int, default=-1, metavar="BITS",
                    help="one group for files that show one picture (pHashes within BITS of 64, and the same "
                         "aspect, layout and colours), across sources: the same frame at two scales, one portrait "
-                        "in two folders; off (-1) by default so that the datasets of shipped models (up to "
-                        "realworld-v8) rebuild as they were")
+                        "in two folders (a contact sheet is compared whole); off (any negative) by default so "
+                        "that the datasets of shipped models (up to realworld-v8) rebuild as they were")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     try:
@@ -98,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(str(exc))
     if bool(args.provenance) == (args.resplit is not None):
         p.error("give --provenance (build a dataset) or --resplit DATASET (split one anew), not both")
+    if args.resplit is not None and (args.merge_name_variants or args.merge_near_copies >= 0):
+        p.error("--resplit keeps the groups of the dataset it splits (its merges included); merge flags apply "
+                "when a dataset is built")
     if not 0 <= args.val + args.test < 1:
         p.error("--val + --test must be in [0, 1)")
     if args.size < 32:
@@ -167,16 +170,16 @@ def merge_name_variants(rows: list[dict]) -> dict[str, str]:
 @dataclasses.dataclass(frozen=True)
 class Signature:
     """What :func:`merge_near_copies` compares: a 64-bit pHash (the coarse filter), the aspect ratio, and a
-    16x16 RGB thumbnail (the check that two files show one picture, not two similar layouts)."""
+    16x16 RGB thumbnail as 768 bytes (the check that two files show one picture, not two similar layouts)."""
     phash: int
     aspect: float
-    thumb: tuple[int, ...]
+    thumb: bytes
 
 
 def file_signature(path: str) -> Signature | None:
     """The :class:`Signature` of an image file, decoded as the builder decodes it (the detector's decoder:
     transparency onto white; JPEGs at a reduced size), or ``None`` if it does not decode or is over the
-    builder's pixel cap (the builder skips such files anyway)."""
+    builder's pixel cap (the builder skips such files anyway). A contact sheet is signed whole, not by cell."""
     import imagehash
 
     try:
@@ -184,7 +187,38 @@ def file_signature(path: str) -> Signature | None:
     except (DecodeError, OSError, ValueError):
         return None
     thumb = image.resize((16, 16), Image.Resampling.BOX)
-    return Signature(int(str(imagehash.phash(image)), 16), image.width / image.height, tuple(thumb.tobytes()))
+    return Signature(int(str(imagehash.phash(image)), 16), image.width / image.height, thumb.tobytes())
+
+
+class _Signatures:
+    """Signatures as arrays, so one row is checked against all its pHash neighbours at once."""
+
+    def __init__(self, signatures: list[Signature]):
+        import numpy as np
+
+        self.phash = np.array([s.phash for s in signatures], dtype=np.uint64)
+        self.log_aspect = np.log(np.array([s.aspect for s in signatures], dtype=np.float64))
+        self.thumb = np.frombuffer(b"".join(s.thumb for s in signatures), dtype=np.uint8).reshape(
+            len(signatures), -1, 3).astype(np.float32)
+        grey = self.thumb.mean(axis=2)
+        spread = grey.std(axis=1)
+        self.blank = spread < 3
+        self.zgrey = (grey - grey.mean(axis=1, keepdims=True)) / np.maximum(spread, 1e-6)[:, None]
+
+    def matches(self, a: int, others, max_bits: int):
+        """The indices among ``others`` that show the picture of row ``a`` (see :func:`same_picture`)."""
+        import numpy as np
+
+        others = np.asarray(others, dtype=np.intp)
+        if self.blank[a]:
+            return others[:0]
+        near = np.bitwise_count(self.phash[others] ^ self.phash[a]) <= max_bits
+        near &= np.abs(self.log_aspect[others] - self.log_aspect[a]) <= 0.05
+        near &= ~self.blank[others]
+        c = others[near]
+        corr = (self.zgrey[c] @ self.zgrey[a]) / self.zgrey.shape[1]
+        colour = np.abs(self.thumb[c] - self.thumb[a]).mean(axis=(1, 2))
+        return c[(corr >= 0.95) & (colour <= 12)]
 
 
 def same_picture(a: Signature, b: Signature, max_bits: int) -> bool:
@@ -192,16 +226,7 @@ def same_picture(a: Signature, b: Signature, max_bits: int) -> bool:
     thumbnails alike in layout (grey correlation at least 0.95) and colour (mean difference at most 12 of 255).
     Blank pictures (thumbnail spread under 3) match nothing: a white canvas is no work to keep together, and
     clip art on white shares a blank pHash."""
-    import numpy as np
-
-    if (a.phash ^ b.phash).bit_count() > max_bits or abs(np.log(a.aspect / b.aspect)) > 0.05:
-        return False
-    ta = np.asarray(a.thumb, dtype=np.float64).reshape(-1, 3)
-    tb = np.asarray(b.thumb, dtype=np.float64).reshape(-1, 3)
-    ga, gb = ta.mean(axis=1), tb.mean(axis=1)
-    if ga.std() < 3 or gb.std() < 3:
-        return False
-    return float(np.corrcoef(ga, gb)[0, 1]) >= 0.95 and float(np.abs(ta - tb).mean()) <= 12
+    return len(_Signatures([a, b]).matches(0, [1], max_bits)) == 1
 
 
 def merge_near_copies(rows: list[dict], signatures: list[Signature | None], max_bits: int) -> dict[str, str]:
@@ -209,12 +234,10 @@ def merge_near_copies(rows: list[dict], signatures: list[Signature | None], max_
     (chains join too), so a work stored twice (two scales, two folders, two packages) never straddles a split.
     Sets ``row['group']`` in place; returns the groups renamed (old -> new). Rows whose signature is ``None``
     keep their group."""
-    import numpy as np
-
     known = [i for i, s in enumerate(signatures) if s is not None]
     if not known:
         return {}
-    hashes = np.array([signatures[i].phash for i in known], dtype=np.uint64)
+    sig = _Signatures([signatures[i] for i in known])
     parent = {r["group"]: r["group"] for r in rows}
 
     def find(g: str) -> str:
@@ -223,18 +246,32 @@ def merge_near_copies(rows: list[dict], signatures: list[Signature | None], max_
             g = parent[g]
         return g
 
-    for a in range(len(known) - 1):
-        for b in np.nonzero(np.bitwise_count(hashes[a + 1:] ^ hashes[a]) <= max_bits)[0]:
-            i, j = known[a], known[a + 1 + int(b)]
-            if not same_picture(signatures[i], signatures[j], max_bits):
-                continue
-            gi, gj = find(rows[i]["group"]), find(rows[j]["group"])
+    import numpy as np
+
+    for a in np.nonzero(~sig.blank)[0][:-1]:
+        for b in sig.matches(a, np.arange(a + 1, len(known)), max_bits):
+            gi, gj = find(rows[known[a]]["group"]), find(rows[known[b]]["group"])
             if gi != gj:
                 parent[max(gi, gj)] = min(gi, gj)
     renamed = {g: find(g) for g in parent if find(g) != g}
     for r in rows:
         r["group"] = renamed.get(r["group"], r["group"])
     return renamed
+
+
+def follow_merges(renamed: dict[str, str], holdout_groups, assigned: dict[str, str] | None):
+    """Held-out and assigned groups named by an old key, under their merged key; an error where the names ask
+    for two splits of one group (two assignments, or a held-out group assigned to train or val)."""
+    holdout = [renamed.get(g, g) for g in holdout_groups]
+    out: dict[str, str] = {}
+    for g, split in (assigned or {}).items():
+        new = renamed.get(g, g)
+        if out.setdefault(new, split) != split:
+            raise ValueError(f"--assign-group puts groups merged into {new!r} in two splits "
+                             f"({out[new]} and {split}, {g!r})")
+        if new in holdout and split != "test":
+            raise ValueError(f"--assign-group {g}={split} names a held-out group ({new!r}), which goes to test")
+    return holdout, out
 
 
 def group_of(row: dict) -> str:
@@ -271,14 +308,7 @@ def assign_splits(rows: list[dict], val: float, test: float, holdout_sources=(),
     if near_copies is not None:
         merged = merge_near_copies(rows, *near_copies)
         renamed = {old: merged.get(new, new) for old, new in renamed.items()} | merged
-    holdout_groups = [renamed.get(g, g) for g in holdout_groups]
-    merged_assigned: dict[str, str] = {}
-    for g, split in (assigned or {}).items():
-        new = renamed.get(g, g)
-        if merged_assigned.setdefault(new, split) != split:
-            raise ValueError(f"--assign-group puts groups merged into {new!r} in two splits "
-                             f"({merged_assigned[new]} and {split}, {g!r})")
-    assigned = merged_assigned
+    holdout_groups, assigned = follow_merges(renamed, holdout_groups, assigned)
     split_groups(rows, val, test, holdout_sources, holdout_groups, salt, assigned)
     return renamed
 
@@ -297,9 +327,13 @@ def split_groups(rows: list[dict], val: float, test: float, holdout_sources=(), 
         raise ValueError(f"--holdout-source names no source in the provenance: {sorted(unknown)}")
     held = set(holdout_groups)
     assigned = assigned or {}
-    unknown_groups = set(assigned) - {r["group"] for r in rows}
+    groups = {r["group"] for r in rows}
+    unknown_groups = set(assigned) - groups
     if unknown_groups:
         raise ValueError(f"--assign-group names no group of the dataset: {sorted(unknown_groups)}")
+    unknown_held = held - groups
+    if unknown_held:  # a mistyped name would otherwise leave its group in training without a word
+        raise ValueError(f"--holdout-group names no group of the dataset: {sorted(unknown_held)}")
     for row in rows:
         if row["group"] in held:
             row["split"] = "test"
@@ -419,14 +453,21 @@ def resplit(args: argparse.Namespace) -> dict:
     """A new split of an existing dataset (``--resplit DATASET``): same images, groups and rows, other held-out
     sources or groups; the new manifest points at the old dataset's images."""
     rows = [json.loads(x) for x in (args.resplit / "manifest.jsonl").read_text().splitlines() if x.strip()]
-    split_groups(rows, args.val, args.test, args.holdout_source, args.holdout_group, args.seed, args.assign_group)
+    old = json.loads((args.resplit / "dataset.json").read_text())
+    # The old dataset's groups stand, merges included; names given by an old key follow its merged group.
+    merged = old.get("merged_groups", old.get("merged_name_variants", {}))
+    holdout, assigned = follow_merges(merged, args.holdout_group, args.assign_group)
+    split_groups(rows, args.val, args.test, args.holdout_source, holdout, args.seed, assigned)
     args.out.mkdir(parents=True, exist_ok=True)
     prefix = Path(os.path.relpath(args.resplit.resolve(), args.out.resolve()))
     for r in rows:
         r["path"] = str(prefix / r["path"])
     (args.out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    old = json.loads((args.resplit / "dataset.json").read_text())
     summary = describe(rows, [], args)
+    for key in ("merged_groups", "merged_name_variants", "merge_name_variants", "merge_near_copies_bits"):
+        summary.pop(key, None)
+        if key in old:
+            summary[key] = old[key]
     summary["normalisation"] = old.get("normalisation")
     summary["provenance_files"] = old.get("provenance_files")
     summary["resplit_of"] = str(args.resplit)

@@ -593,11 +593,37 @@ def test_near_copies_across_folders_and_sources_are_one_group_when_asked(tmp_pat
                                assigned={"game:frame_2.png": "train", "game:frame_4.png": "test"})
 
 
-def test_the_dataset_records_the_groups_it_merged(sources, tmp_path):
-    _build(sources, tmp_path / "ds", "--merge-near-copies", "4", "--merge-name-variants")
+def test_the_dataset_records_the_groups_it_merged_and_a_resplit_follows_them(sources, tmp_path, capsys):
+    # The fixture's clip art is one red square on a transparent canvas in every file, a shade apart: near copies
+    # across its two folders, which --merge-near-copies joins and dataset.json records.
+    rows = _build(sources, tmp_path / "ds", "--merge-near-copies", "4", "--merge-name-variants")
     data = json.loads((tmp_path / "ds" / "dataset.json").read_text())
     assert data["merge_near_copies_bits"] == 4 and data["merge_name_variants"] is True
-    assert isinstance(data["merged_groups"], dict)
+    assert data["merged_groups"] == {"clipart:folder1": "clipart:folder0"}
+    assert len({r["split"] for r in rows if r["source"] == "clipart"}) == 1
     _build(sources, tmp_path / "plain")
     # not asked for: nothing recorded, so the dataset.json of a shipped model's data rebuilds as it was
     assert "merged_groups" not in json.loads((tmp_path / "plain" / "dataset.json").read_text())
+
+    # A resplit keeps the merged groups, and a group named by its old key follows its merged one (the Makefile's
+    # leave-one-source-out targets name groups as the catalogue writes them).
+    def resplit(out, *extra):
+        args = external.parse_args(["--resplit", str(tmp_path / "ds"), "--out", str(tmp_path / out), "--val", "0.25",
+                                    "--test", "0.25", *extra])
+        external.build(args)
+        return [json.loads(x) for x in (tmp_path / out / "manifest.jsonl").read_text().splitlines()]
+
+    held = resplit("held", "--holdout-group", "clipart:folder1")
+    assert {r["split"] for r in held if r["source"] == "clipart"} == {"test"}
+    assert json.loads((tmp_path / "held" / "dataset.json").read_text())["merged_groups"] == data["merged_groups"]
+    assigned = resplit("assigned", "--assign-group", "clipart:folder1=val")
+    assert {r["split"] for r in assigned if r["source"] == "clipart"} == {"val"}
+    # names that ask two splits of one group, or name no group, are errors, not a silent choice
+    with pytest.raises(ValueError, match="held-out group"):
+        resplit("clash", "--holdout-group", "clipart:folder0", "--assign-group", "clipart:folder1=train")
+    with pytest.raises(ValueError, match="no group"):
+        resplit("typo", "--holdout-group", "clipart:folder9")
+    with pytest.raises(SystemExit):
+        external.parse_args(["--resplit", str(tmp_path / "ds"), "--out", str(tmp_path / "x"), "--merge-near-copies",
+                             "10"])
+    assert "merge flags apply when a dataset is built" in capsys.readouterr().err
