@@ -627,3 +627,21 @@ def test_the_dataset_records_the_groups_it_merged_and_a_resplit_follows_them(sou
         external.parse_args(["--resplit", str(tmp_path / "ds"), "--out", str(tmp_path / "x"), "--merge-near-copies",
                              "10"])
     assert "merge flags apply when a dataset is built" in capsys.readouterr().err
+
+
+def test_a_held_out_spelling_follows_both_merges(tmp_path):
+    # "M.C. Escher" is renamed to "M C Escher" (name variants), whose only work is a near copy of another artist's
+    # file, so the group is renamed again: the held-out old spelling must still send every one of them to test.
+    root = tmp_path / "src"
+    root.mkdir()
+    for name, seed in [("a.png", 1), ("b.png", 1), ("c.png", 2), ("d.png", 3)]:
+        _painting(seed, (300, 300)).save(root / name)
+    rows = [{"file": str(root / n), "abs_path": str(root / n), "label": "ai-mimicry", "source": "gen", "artist": a}
+            for n, a in [("a.png", "M.C. Escher"), ("b.png", "Aaron Zed"), ("c.png", "M C Escher"),
+                         ("d.png", "Someone Else")]]
+    signatures = [external.file_signature(r["abs_path"]) for r in rows]
+    renamed = external.assign_splits(rows, 0.3, 0.3, holdout_groups=["artist:m.c. escher"], merge_names=True,
+                                     near_copies=(signatures, 10))
+    split = {r["artist"]: r["split"] for r in rows}
+    assert split["M.C. Escher"] == split["M C Escher"] == split["Aaron Zed"] == "test"
+    assert renamed["artist:m.c. escher"] == renamed["artist:m c escher"] == "artist:aaron zed"
