@@ -280,13 +280,15 @@ loso-b-v6 loso-b-v7 loso-b-v8: LOSO_HOLDOUT := sd15-artist-prompts bookdash
 loso-a-v6 loso-b-v6: RW := data/realworld-v6
 loso-a-v7 loso-b-v7: RW := data/realworld-v7
 loso-a-v8 loso-b-v8 loso-c-v8: RW := data/realworld-v8
-loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8: BALANCE := source
-loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8: INPUT_SIZE := 320
-loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8: FREEZE := 5
-loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8: LOSO_EXPORT := --int8 --min-source-works $(MIN_SOURCE_WORKS) --keep-val-tpr $(KEEP_VAL_TPR)
-loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8: LOSO_GROUPS := $(NAEV_GROUPS)
+# The runs of the 1.8 recipe and after (five frozen stages, 320 px, the 90% raise, int8), on each data version.
+LOSO_FROZEN5 := loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8
+$(LOSO_FROZEN5): BALANCE := source
+$(LOSO_FROZEN5): INPUT_SIZE := 320
+$(LOSO_FROZEN5): FREEZE := 5
+$(LOSO_FROZEN5): LOSO_EXPORT := --int8 --min-source-works $(MIN_SOURCE_WORKS) --keep-val-tpr $(KEEP_VAL_TPR)
+$(LOSO_FROZEN5): LOSO_GROUPS := $(NAEV_GROUPS)
 loso: loso-a loso-b
-loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8: venv
+loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b $(LOSO_FROZEN5): venv
 	$(PY) -m mimicry.training.external --resplit $(RW) $(foreach s,$(LOSO_HOLDOUT) $(DROP),--holdout-source $(s)) \
 	    $(RW_GROUPS) $(LOSO_GROUPS) --out data/realworld-$@$(LOSO_DROP)
 	$(PY) -m mimicry.training.finetune --manifest data/realworld-$@$(LOSO_DROP)/manifest.jsonl --out runs/finetune/$(LOSO_RUN) \

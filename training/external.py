@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from mimicry.detector.decode import DecodeError, decode_image
@@ -194,8 +195,6 @@ class _Signatures:
     """Signatures as arrays, so one row is checked against all its pHash neighbours at once."""
 
     def __init__(self, signatures: list[Signature]):
-        import numpy as np
-
         self.phash = np.array([s.phash for s in signatures], dtype=np.uint64)
         self.log_aspect = np.log(np.array([s.aspect for s in signatures], dtype=np.float64))
         self.thumb = np.frombuffer(b"".join(s.thumb for s in signatures), dtype=np.uint8).reshape(
@@ -206,9 +205,10 @@ class _Signatures:
         self.zgrey = (grey - grey.mean(axis=1, keepdims=True)) / np.maximum(spread, 1e-6)[:, None]
 
     def matches(self, a: int, others, max_bits: int):
-        """The indices among ``others`` that show the picture of row ``a`` (see :func:`same_picture`)."""
-        import numpy as np
-
+        """The indices among ``others`` that show the picture of row ``a``: pHashes within ``max_bits``, aspect
+        ratios within 5%, and thumbnails alike in layout (grey correlation at least 0.95) and colour (mean
+        difference at most 12 of 255). Blank pictures (thumbnail spread under 3) match nothing: a white canvas is
+        no work to keep together, and clip art on white shares a blank pHash."""
         others = np.asarray(others, dtype=np.intp)
         if self.blank[a]:
             return others[:0]
@@ -221,16 +221,8 @@ class _Signatures:
         return c[(corr >= 0.95) & (colour <= 12)]
 
 
-def same_picture(a: Signature, b: Signature, max_bits: int) -> bool:
-    """Whether two signatures show one picture: pHashes within ``max_bits``, aspect ratios within 5%, and
-    thumbnails alike in layout (grey correlation at least 0.95) and colour (mean difference at most 12 of 255).
-    Blank pictures (thumbnail spread under 3) match nothing: a white canvas is no work to keep together, and
-    clip art on white shares a blank pHash."""
-    return len(_Signatures([a, b]).matches(0, [1], max_bits)) == 1
-
-
 def merge_near_copies(rows: list[dict], signatures: list[Signature | None], max_bits: int) -> dict[str, str]:
-    """Give the groups of rows that show one picture (:func:`same_picture`) one group, the smallest of their keys
+    """Give the groups of rows that show one picture (:meth:`_Signatures.matches`) one group, the smallest of their keys
     (chains join too), so a work stored twice (two scales, two folders, two packages) never straddles a split.
     Sets ``row['group']`` in place; returns the groups renamed (old -> new). Rows whose signature is ``None``
     keep their group."""
@@ -245,8 +237,6 @@ def merge_near_copies(rows: list[dict], signatures: list[Signature | None], max_
             parent[g] = parent[parent[g]]
             g = parent[g]
         return g
-
-    import numpy as np
 
     for a in np.nonzero(~sig.blank)[0][:-1]:
         for b in sig.matches(a, np.arange(a + 1, len(known)), max_bits):
@@ -464,10 +454,9 @@ def resplit(args: argparse.Namespace) -> dict:
         r["path"] = str(prefix / r["path"])
     (args.out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = describe(rows, [], args)
-    for key in ("merged_groups", "merged_name_variants", "merge_name_variants", "merge_near_copies_bits"):
-        summary.pop(key, None)
-        if key in old:
-            summary[key] = old[key]
+    # describe() records no merge (merge flags are refused with --resplit): the old dataset's record stands
+    summary.update({k: old[k] for k in ("merged_groups", "merged_name_variants", "merge_name_variants",
+                                        "merge_near_copies_bits") if k in old})
     summary["normalisation"] = old.get("normalisation")
     summary["provenance_files"] = old.get("provenance_files")
     summary["resplit_of"] = str(args.resplit)
