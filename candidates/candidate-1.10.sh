@@ -10,7 +10,7 @@ SEED=${1:?usage: $0 SEED VERSION}
 VERSION=${2:?usage: $0 SEED VERSION}
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-RW=data/realworld-v8
+RW=${RW:-data/realworld-v8}  # the 1.11 candidate: RW=data/realworld-v9
 RUN=runs/finetune/realworld-$VERSION-seed$SEED
 MODEL=runs/models/candidate-$VERSION-seed$SEED
 OUT=runs/candidate-$VERSION
@@ -25,7 +25,7 @@ test -f $OUT-eval.json || $PY -m mimicry.training.realworld_eval --models $MODEL
     --manifest $RW/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles --no-baselines \
     --json $OUT-eval.json --scores-out runs/scores/candidate-$VERSION-seed$SEED.jsonl
 # the bundled model on the same files once for every seed (docs/eval/candidate-1.10.0-unseen_human-1.9.0.json)
-for out in $OUT-unseen_human-$(basename $MODEL).json runs/candidate-1.10-unseen_human-default.json; do
+for out in $OUT-unseen_human-$(basename $MODEL).json runs/candidate-${VERSION%.*}-unseen_human-default.json; do
   m=$MODEL; [[ $out == *-default.json ]] && m=models/default
   test -f $out || make unseen-human MODEL=$m RW=$RW UNSEEN_JSON=$out
 done
