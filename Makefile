@@ -11,7 +11,7 @@ DEMO   ?= data/demo
 MODEL  ?= models/default
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: unseen-human demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report package-ai loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8
+.PHONY: unseen-human demo test venv sysdeps openclipart dataset detector examples sheets tiny-base bench clean style-encoder heldout evaluate demo-detector art-packages realworld-dataset realworld-eval realworld-report package-ai loso loso-a loso-b loso-a-v3 loso-a-v3b loso-b-v3 loso-b-v3b loso-a-v4b loso-b-v4b loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8 loso-a-v9 loso-b-v9 loso-c-v9
 
 venv: $(VENV)/.installed
 
@@ -270,18 +270,20 @@ loso-a-v4b loso-b-v4b: BALANCE := source
 # the threshold raised to keep KEEP_VAL_TPR of val mimicry flagged) on the 1.7 data: make loso-a-v6 loso-b-v6
 # (runs/.../loso-X-v6-in320-freeze5, docs/eval/loso-X-v6-in320-freeze5.json; about 35 minutes each on 2 cores).
 # The 1.7 recipe's runs: FREEZE=3 KEEP_VAL_TPR=0 (loso-X-v6-in320). The same recipe on the 1.9 data (Wesnoth's
-# campaign art added): make loso-a-v7 loso-b-v7; on the 1.10 data (the Met's paintings added): make loso-a-v8 loso-b-v8.
-loso-a-v6 loso-a-v7 loso-a-v8: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
+# campaign art added): make loso-a-v7 loso-b-v7; on the 1.10 data (the Met's paintings added): make loso-a-v8 loso-b-v8;
+# on the 1.11 data (v8's files, 42 groups joined so that no near copy straddles the split): loso-a-v9 loso-b-v9 loso-c-v9.
+loso-a-v6 loso-a-v7 loso-a-v8 loso-a-v9: LOSO_HOLDOUT := flux1dev-style-of aic-paintings
 # Pair c (2026-12-03): pair a with the museums swapped, the Met's paintings never seen and the Art Institute's
 # trained on: a second museum never trained on for the goal table's paintings row (its 145 test paintings; 19 more
 # are excluded, their painters imitated by SD 1.5's trained rows).
-loso-c-v8: LOSO_HOLDOUT := flux1dev-style-of met-paintings
-loso-b-v6 loso-b-v7 loso-b-v8: LOSO_HOLDOUT := sd15-artist-prompts bookdash
+loso-c-v8 loso-c-v9: LOSO_HOLDOUT := flux1dev-style-of met-paintings
+loso-b-v6 loso-b-v7 loso-b-v8 loso-b-v9: LOSO_HOLDOUT := sd15-artist-prompts bookdash
 loso-a-v6 loso-b-v6: RW := data/realworld-v6
 loso-a-v7 loso-b-v7: RW := data/realworld-v7
 loso-a-v8 loso-b-v8 loso-c-v8: RW := data/realworld-v8
+loso-a-v9 loso-b-v9 loso-c-v9: RW := data/realworld-v9
 # The runs of the 1.8 recipe and after (five frozen stages, 320 px, the 90% raise, int8), on each data version.
-LOSO_FROZEN5 := loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8
+LOSO_FROZEN5 := loso-a-v6 loso-b-v6 loso-a-v7 loso-b-v7 loso-a-v8 loso-b-v8 loso-c-v8 loso-a-v9 loso-b-v9 loso-c-v9
 $(LOSO_FROZEN5): BALANCE := source
 $(LOSO_FROZEN5): INPUT_SIZE := 320
 $(LOSO_FROZEN5): FREEZE := 5
