@@ -87,6 +87,36 @@ def test_source_balance_flattens_sources_and_keeps_the_class_shares():
     assert np.allclose(w[104:], 1.0)  # one source in a class: every row once, as without balance
 
 
+def test_focal_loss_is_weighted_cross_entropy_that_discounts_easy_examples():
+    import torch
+
+    logit = torch.tensor([4.0, -4.0, 0.5, -0.5, 2.0])  # two easy, two hard, one easy positive
+    y = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
+    pos_weight = torch.tensor(1.7)
+    plain = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)(logit, y)
+    assert finetune.focal_loss(pos_weight, 0.0)(logit, y).item() == pytest.approx(plain.item(), rel=1e-6)
+    # each example: its weighted cross-entropy times (1 - p_true)^2
+    each = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")(logit, y)
+    p_true = torch.where(y == 1, torch.sigmoid(logit), 1 - torch.sigmoid(logit))
+    focal = finetune.focal_loss(pos_weight, 2.0)
+    assert focal(logit, y).item() == pytest.approx(((1 - p_true) ** 2 * each).mean().item(), rel=1e-6)
+    # an easy example loses far more of its weight than a hard one
+    easy, hard = focal(logit[:1], y[:1]) / each[0], focal(logit[2:3], y[2:3]) / each[2]
+    assert easy < 1e-3 and hard > 0.3
+
+
+def test_a_focal_run_trains_records_its_gamma_and_is_its_own_run(trained, tmp_path):
+    manifest, out, _ = trained
+    result = finetune.main(ft_args(manifest, tmp_path / "focal", 1, "--focal-gamma", "2"))
+    assert np.isfinite(result["history"][0]["train_loss"])
+    assert json.loads((tmp_path / "focal" / "settings.json").read_text())["focal_gamma"] == 2.0
+    import shutil
+
+    shutil.copytree(out, tmp_path / "old")
+    with pytest.raises(ValueError, match="focal_gamma"):  # a plain cross-entropy run is not resumed as focal
+        finetune.main(ft_args(manifest, tmp_path / "old", 3, "--focal-gamma", "2"))
+
+
 def test_a_source_balanced_run_trains_and_is_its_own_run(trained, tmp_path):
     manifest, out, _ = trained
     result = finetune.main(ft_args(manifest, tmp_path / "bal", 1, "--balance", "source"))
