@@ -13,7 +13,7 @@ PY=.venv/bin/python
 RW=${RW:-data/realworld-v8}  # the 1.11 candidate: RW=data/realworld-v9
 RUN=runs/finetune/realworld-$VERSION-seed$SEED
 MODEL=runs/models/candidate-$VERSION-seed$SEED
-OUT=runs/candidate-$VERSION
+OUT=runs/candidate-$VERSION-seed$SEED  # per seed: two seeds of one VERSION (the 1.11 candidate) must not share outputs
 test -f $RW/manifest.jsonl
 test -f $RUN/done || { $PY -m mimicry.training.finetune --manifest $RW/manifest.jsonl --out $RUN \
     --augment realworld --resize shorter_then_center_crop --freeze-blocks 5 --epochs 4 --patience 2 --balance source \
@@ -25,9 +25,11 @@ test -f $OUT-eval.json || $PY -m mimicry.training.realworld_eval --models $MODEL
     --manifest $RW/manifest.jsonl --perturbations clean jpeg75 resize0.5 --no-tiles --no-baselines \
     --json $OUT-eval.json --scores-out runs/scores/candidate-$VERSION-seed$SEED.jsonl
 # the bundled model on the same files once for every seed (docs/eval/candidate-1.10.0-unseen_human-1.9.0.json)
-for out in $OUT-unseen_human-$(basename $MODEL).json runs/candidate-${VERSION%.*}-unseen_human-default.json; do
+for out in $OUT-unseen_human.json runs/candidate-${VERSION%.*}-unseen_human-default.json; do
   m=$MODEL; [[ $out == *-default.json ]] && m=models/default
   test -f $out || make unseen-human MODEL=$m RW=$RW UNSEEN_JSON=$out
 done
 test -f $OUT-demo.txt || make demo MODEL=$MODEL > $OUT-demo.txt 2>&1
+# generators never trained on against the test human works (condition (4) of the 1.11 rule)
+test -f $OUT-package_ai.json || make package-ai MODEL=$MODEL RW=$RW PACKAGE_AI_JSON=$OUT-package_ai.json
 echo "candidate $VERSION done"
