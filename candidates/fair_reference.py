@@ -15,9 +15,8 @@ from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from detector import Detector  # noqa: E402
-from mimicry.training.source_flags import read_provenance, reference_rows  # noqa: E402
+from mimicry.detector import Detector
+from mimicry.training.source_flags import read_provenance, reference_rows
 
 V8, V9 = Path("data/realworld-v8"), Path("data/realworld-v9")
 
