@@ -389,10 +389,11 @@ def loso_summary(loso: dict[str, dict], shipped: dict | None, main: dict) -> lis
         mark = (" (ablation: more held out)" if ablation(res)
                 else " (shipped recipe)" if same_recipe(r, shipped) and same_data(res, main) else "")
         frozen = r.get("freeze_blocks", FROZEN_BLOCKS)
+        focal = f", focal loss {r['focal_gamma']:g}" if r.get("focal_gamma") else ""
         rows.append([name + mark, data_of(res).split("/")[-1],
                      f"{r.get('backbone', '?').replace('tf_efficientnet_', '')} {r.get('input_size', '?')}"
                      f"{'' if frozen == FROZEN_BLOCKS else f', {frozen} blocks frozen'}"
-                     f"{'' if r.get('crops', 'any') == 'any' else ', crops ' + r['crops']}",
+                     f"{'' if r.get('crops', 'any') == 'any' else ', crops ' + r['crops']}{focal}",
                      r.get("balance", RECIPE_DEFAULTS["balance"]), str(r.get("seed", "?")), f"{lm['threshold']:.3f}",
                      "; ".join(gen), "; ".join(hum), _pct(seen_flag), _f(clean["pooled"]["auroc"])])
     lines = ["## Leave one source out: every run", "",

@@ -284,7 +284,8 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     loso = {"l": run(shipped, 0.96, 0.0), "l-seed1": run({**shipped, "seed": 1}, 0.91, 0.02),
             "l-other": run({**shipped, "balance": "none"}, 0.99, 0.0),
             "l-newdata": run(shipped, 0.995, 0.0, data="data/rw-v2"),
-            "l-noportraits": run(shipped, 0.70, 0.0, dropped=("portraits",))}
+            "l-noportraits": run(shipped, 0.70, 0.0, dropped=("portraits",)),
+            "l-focal": run({**shipped, "focal_gamma": 2.0}, 0.99, 0.0)}
     text = report(main, loso, ["cmd"])
     assert "| unseen artists, same generator families: AUROC >= 0.97 | 0.990 | yes |" in text
     assert "| unseen human works: <= 3% flagged after jpeg75 | highest 5.0% (jpeg75) | **no** |" in text
@@ -301,6 +302,8 @@ def test_evaluation_report_states_goals_from_the_measured_figures(tmp_path):
     assert "| l-other | rw | lite0 ? | none | 0 | 0.800 | gen-a 0.990 / 50.0% | paintings 0.0% |" in text
     assert "| l-seed1 (shipped recipe) | rw | lite0 ? | source | 1 |" in text
     assert "| l-newdata | rw-v2 | lite0 ? | source | 0 |" in text
+    # A run on focal loss is another recipe: its row says so, and its 0.990 joins no goal (checked above).
+    assert "| l-focal | rw | lite0 ?, focal loss 2 | source | 0 |" in text
     # An ablation (a second human source held out of training too) is listed as such, and its figures, the 0.700
     # and the 90% of the source it dropped, count for no goal.
     assert "| l-noportraits (ablation: more held out) | rw | lite0 ? | source | 0 |" in text
