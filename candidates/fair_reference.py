@@ -47,7 +47,8 @@ def main(models: list[str]) -> None:
         score = {p: v.score for p, v in zip(paths, det.stream(paths)) if v.error is None}
         out = {}
         for name, ref in refs.items():
-            kept = [(0 if r["label"] == "human" else 1, score[r["abs_path"]]) for r in ai + ref if r["abs_path"] in score]
+            kept = [(0 if r["label"] == "human" else 1, score[r["abs_path"]]) for r in ai + ref
+                    if r["abs_path"] in score]
             out[name] = round(roc_auc_score([y for y, _ in kept], [s for _, s in kept]), 4)
         print(f"{det.name} {det.version} ({model}): {out}")
 
