@@ -52,5 +52,6 @@ def main(models: list[str]) -> None:
             out[name] = round(roc_auc_score([y for y, _ in kept], [s for _, s in kept]), 4)
         print(f"{det.name} {det.version} ({model}): {out}")
 
+
 if __name__ == "__main__":
     main(sys.argv[1:])
