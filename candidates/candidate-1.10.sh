@@ -19,7 +19,8 @@ OUT=runs/candidate-$VERSION-seed$SEED  # per seed: two seeds of one VERSION (the
 test -f $RW/manifest.jsonl
 test -f $RUN/done || { $PY -m mimicry.training.finetune --manifest $RW/manifest.jsonl --out $RUN \
     --augment realworld --resize shorter_then_center_crop --freeze-blocks 5 --epochs 4 --patience 2 --balance source \
-    --seed $SEED --backbone tf_efficientnet_lite0 --input-size 320 --small-sources 0 --mixed-precision no "${FOCAL_ARGS[@]}" && touch $RUN/done; }
+    --seed $SEED --backbone tf_efficientnet_lite0 --input-size 320 --small-sources 0 --mixed-precision no \
+    "${FOCAL_ARGS[@]}" && touch $RUN/done; }
 test -f $MODEL/model.json || $PY -m mimicry.training.export --run $RUN --out $MODEL --name mimicry-realworld \
     --version $VERSION --trained-on "$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
     --min-source-works 100 --threshold-under jpeg75 jpeg50 resize0.5 centre_crop50 webp --int8 --keep-val-tpr 0.90
