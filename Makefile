@@ -140,6 +140,9 @@ NAEV_GROUPS := --assign-group "naev-portraits:portraits/empire=val" --assign-gro
 # within BITS, then aspect, layout and colours of a 16x16 thumbnail): Widelands' frames at 2x and 4x, Wesnoth's
 # repainted portraits, Tux Paint's copies of openclipart. Off by default, as above; data/realworld-v9 is
 # `make realworld-dataset RW=data/realworld-v9 MERGE_NAMES=1 NEAR_COPIES=10` (the v8 files, 42 groups joined).
+# EXTRA_PROVENANCE="FILE ..." adds more provenance files (candidates/templates_half.py writes one: half of the
+# ComfyUI templates' generators); data/realworld-v8t is `make realworld-dataset RW=data/realworld-v8t
+# EXTRA_PROVENANCE=data/package_ai-half-a.jsonl`.
 realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 	$(PY) -m mimicry.training.debian_art --out data/debian_art.jsonl $(if $(ART_EXTRA),--with $(ART_EXTRA))
 	$(PY) -m mimicry.training.demo_provenance --dataset $(DEMO) --out data/demo_provenance.jsonl
@@ -149,7 +152,8 @@ realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 	    --sheet sd15-artist-prompts=2x2 --sheet flux1dev-style-of=2x2 --limit openclipart=1000 \
 	    --holdout-group "artist:nicu buculei" --holdout-group "artist:nicu buculei and nathan eady" \
 	    --assign-group "artist:danny allen=train" --assign-group "artist:jose hevia=train" $(NAEV_GROUPS) \
-	    $(if $(MERGE_NAMES),--merge-name-variants) $(if $(NEAR_COPIES),--merge-near-copies $(NEAR_COPIES)) --out $(RW)
+	    $(if $(MERGE_NAMES),--merge-name-variants) $(if $(NEAR_COPIES),--merge-near-copies $(NEAR_COPIES)) \
+	    $(foreach p,$(EXTRA_PROVENANCE),--provenance $(p)) --out $(RW)
 
 # 1.4.0: the 1.3 recipe on the 1.4 data (data/realworld-v4) at a 320-px input, chosen on the FLUX.1 pair at 320
 # against 224 (the SD 1.5 pair did not repeat the gain: docs/eval/realworld_notes.md), shipped as static int8 (export --int8: its calibration
