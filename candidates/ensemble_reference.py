@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from fair_reference import references
 from mimicry.detector import Detector
-from mimicry.training.source_flags import held_by, read_provenance
+from mimicry.training.source_flags import not_held, read_provenance
 
 
 def log_odds(score: float) -> float:
@@ -45,11 +45,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     refs = {"fair": references()["fair"]}
-    blobs, held = held_by(Path("data/realworld-v9/manifest.jsonl"))
-    refs["unseen human"] = [r for name in ("unseen_kinds", "debian_art", "package_art")
-                            for r in read_provenance(Path(f"data/{name}.jsonl")) if r["label"] == "human"
-                            and r.get("blob") not in blobs and r["abs_path"] not in held
-                            and r.get("path_in_repo") not in held]
+    human = [r for name in ("unseen_kinds", "debian_art", "package_art")
+             for r in read_provenance(Path(f"data/{name}.jsonl")) if r["label"] == "human"]
+    refs["unseen human"] = not_held(human, Path("data/realworld-v9/manifest.jsonl"))
     ai = [r for r in read_provenance(Path("data/package_ai.jsonl")) if r["source"] == "comfyui-templates"]
     paths = list(dict.fromkeys(r["abs_path"] for rows in (ai, *refs.values()) for r in rows))
     odds = []

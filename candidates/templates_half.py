@@ -28,9 +28,12 @@ MAKERS = {  # generator (as the templates index names it) -> maker; a generator 
 }
 
 
+def maker(generator: str) -> str:
+    return MAKERS.get(generator, generator)
+
+
 def half(generator: str) -> str:
-    maker = MAKERS.get(generator, generator.lower())
-    return "a" if hashlib.sha1(maker.encode()).digest()[0] % 2 == 0 else "b"
+    return "a" if hashlib.sha1(maker(generator).lower().encode()).digest()[0] % 2 == 0 else "b"
 
 
 def main() -> None:
@@ -40,7 +43,7 @@ def main() -> None:
         kept = [r for r in rows if half(r["generator"]) == side]
         Path(f"data/package_ai-half-{side}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
         print(side, len(kept), "images,", len({r["generator"] for r in kept}), "generators:",
-              sorted({MAKERS.get(r["generator"], r["generator"]) for r in kept}))
+              sorted({maker(r["generator"]) for r in kept}))
 
 
 if __name__ == "__main__":

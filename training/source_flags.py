@@ -97,6 +97,13 @@ def held_by(manifest: Path) -> tuple[set[str], set[str]]:
     return blobs, paths
 
 
+def not_held(rows: list[dict], manifest: Path) -> list[dict]:
+    """The provenance rows whose file a dataset manifest does not hold (by blob, path or path in its repository)."""
+    blobs, paths = held_by(manifest)
+    return [r for r in rows if r.get("blob") not in blobs and r["abs_path"] not in paths
+            and r.get("path_in_repo") not in paths]
+
+
 def trained_sources(manifest: Path) -> set[str]:
     """The sources of a dataset manifest with rows in its train split: the kinds a model trained on it has seen."""
     out = set()
@@ -197,10 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for path in args.provenance for r in read_provenance(path)
             if args.sources is None or r["source"] in args.sources]
     for manifest in args.not_in:
-        blobs, paths = held_by(manifest)
         before = len(rows)
-        rows = [r for r in rows if r.get("blob") not in blobs and r["abs_path"] not in paths
-                and r.get("path_in_repo") not in paths]
+        rows = not_held(rows, manifest)
         print(f"--not-in {manifest}: {before - len(rows)} of {before} files left out", file=sys.stderr)
     if not rows:
         print("no rows", file=sys.stderr)
