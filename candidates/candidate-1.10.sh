@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 RW=${RW:-data/realworld-v8}  # the 1.11 candidate: RW=data/realworld-v9
 FOCAL=${FOCAL:-0}  # the 1.12 candidate may take focal loss (finetune --focal-gamma), by the rule in the notes
-FOCAL_ARGS=(); [[ $FOCAL == 0 ]] || FOCAL_ARGS=(--focal-gamma "$FOCAL")
+EXTRA_ARGS=(); [[ $FOCAL == 0 ]] || EXTRA_ARGS=(--focal-gamma "$FOCAL")
+EMA=${EMA:-0}  # the 1.13 candidate: EMA=0.998 (finetune --ema-decay), by the rule in the notes
+[[ $EMA == 0 ]] || EXTRA_ARGS+=(--ema-decay "$EMA")
 RUN=runs/finetune/realworld-$VERSION-seed$SEED
 MODEL=runs/models/candidate-$VERSION-seed$SEED
 OUT=runs/candidate-$VERSION-seed$SEED  # per seed: two seeds of one VERSION (the 1.11 candidate) must not share outputs
@@ -20,7 +22,7 @@ test -f $RW/manifest.jsonl
 test -f $RUN/done || { $PY -m mimicry.training.finetune --manifest $RW/manifest.jsonl --out $RUN \
     --augment realworld --resize shorter_then_center_crop --freeze-blocks 5 --epochs 4 --patience 2 --balance source \
     --seed $SEED --backbone tf_efficientnet_lite0 --input-size 320 --small-sources 0 --mixed-precision no \
-    "${FOCAL_ARGS[@]}" && touch $RUN/done; }
+    "${EXTRA_ARGS[@]}" && touch $RUN/done; }
 test -f $MODEL/model.json || $PY -m mimicry.training.export --run $RUN --out $MODEL --name mimicry-realworld \
     --version $VERSION --trained-on "$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top --threshold-rule per-source \
     --min-source-works 100 --threshold-under jpeg75 jpeg50 resize0.5 centre_crop50 webp --int8 --keep-val-tpr 0.90

@@ -42,7 +42,7 @@ LABELS = {"human": 0, "ai-mimicry": 1}
 # Settings that, changed, make a checkpoint in --out belong to another run.
 RUN_DEFINING = ("manifest", "backbone", "weights", "input_size", "resize", "interpolation", "lr", "batch_size",
                 "seed", "augment", "freeze_blocks", "balance", "small_sources", "mixed_precision", "crops",
-                "focal_gamma")
+                "focal_gamma", "ema_decay")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the hard ones (painted human works it calls AI, AI images it calls human) more; 0 (the "
                         "shipped recipe): plain cross-entropy. Validation loss, which picks the best epoch, stays "
                         "plain cross-entropy either way")
+    p.add_argument("--ema-decay", type=float, default=0.0, metavar="D",
+                   help="keep an exponential moving average of the weights (timm's ModelEmaV3 with its warm-up: "
+                        "the decay after step t is min(D, 1 - (1 + t)^(-2/3)), so a short fine-tune averages "
+                        "over a window that grows with it) and validate, select and save the average instead of "
+                        "the raw weights; each epoch's raw validation is kept in the history beside it. 0 (the "
+                        "shipped recipe): no average")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -444,8 +450,10 @@ def focal_loss(pos_weight, gamma: float):
     return loss
 
 
-def train_one_epoch(model, loader, optimizer, loss_fn, max_batches=None, desc="train", accelerator=None) -> float:
-    """One pass over ``loader``; the mean training loss over every process's examples."""
+def train_one_epoch(model, loader, optimizer, loss_fn, max_batches=None, desc="train", accelerator=None,
+                    after_step=None) -> float:
+    """One pass over ``loader``; the mean training loss over every process's examples. ``after_step()`` is
+    called after each optimiser step (the weight average's update)."""
     import torch
     from tqdm import tqdm
 
@@ -466,6 +474,8 @@ def train_one_epoch(model, loader, optimizer, loss_fn, max_batches=None, desc="t
         else:
             accelerator.backward(loss)
         optimizer.step()
+        if after_step is not None:
+            after_step()
         total += loss.item() * len(y)
         n += len(y)
         bar.set_postfix(loss=f"{total / n:.4f}")
@@ -568,7 +578,12 @@ def main(args: argparse.Namespace) -> dict:
     optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=args.lr,
                                   weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
-    history, start, best, stale = [], 0, math.inf, 0
+    history, start, best, stale, steps = [], 0, math.inf, 0, 0
+    ema = None
+    if args.ema_decay:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True)  # a copy: the raw run draws as without
     last = args.out / "last"
     if (last / "state.json").is_file():
         model.load_state_dict(load_file(str(last / "model.safetensors")))
@@ -576,6 +591,9 @@ def main(args: argparse.Namespace) -> dict:
         scheduler.load_state_dict(torch.load(last / "scheduler.pt", weights_only=True))
         st = json.loads((last / "state.json").read_text())
         history, start, best, stale = st["history"], st["epoch"], st["best"], st["stale"]
+        steps = st.get("steps", 0)
+        if ema is not None:
+            ema.module.load_state_dict(load_file(str(last / "ema.safetensors")))
         if main_process:
             print(f"resuming from epoch {start}", file=sys.stderr)
 
@@ -593,6 +611,14 @@ def main(args: argparse.Namespace) -> dict:
     # One process: the same loaders (moved to the device). Several: each process reads its own shard of
     # every batch, in the permutation drawn from ``g`` (the same on every process).
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    if ema is not None:
+        ema.module.to(accelerator.device)
+
+    def ema_step():
+        nonlocal steps
+        steps += 1
+        ema.update(accelerator.unwrap_model(model), step=steps)
+
     t0 = time.time()
     for epoch in range(start, args.epochs):
         if stale >= args.patience:
@@ -600,11 +626,17 @@ def main(args: argparse.Namespace) -> dict:
         train_ds.epoch = epoch
         g.manual_seed(args.seed * 1000 + epoch)
         train_loss = train_one_epoch(model, train_loader, optimizer, loss_fn, args.max_train_batches,
-                                     desc=f"epoch {epoch + 1}/{args.epochs}", accelerator=accelerator)
+                                     desc=f"epoch {epoch + 1}/{args.epochs}", accelerator=accelerator,
+                                     after_step=ema_step if ema is not None else None)
         scheduler.step()
         # Gathered from every process, so early stopping decides the same everywhere.
         val = validate(model, val_loader, accelerator)
+        raw = {}
+        if ema is not None:  # the average is what is selected and saved; the raw weights' figures stay beside it
+            raw = {f"raw_val_{k}": v for k, v in val.items()}
+            val = validate(ema.module, val_loader, accelerator)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
+                        **raw, **({"ema_steps": steps} if ema is not None else {}),
                         "seconds": round(time.time() - t0, 1)})
         better = val["loss"] < best - 1e-4
         if better:
@@ -614,7 +646,8 @@ def main(args: argparse.Namespace) -> dict:
         if main_process:
             print(json.dumps(history[-1]), file=sys.stderr, flush=True)
             save_epoch(args.out, accelerator.unwrap_model(model), optimizer, scheduler,
-                       {"epoch": epoch + 1, "history": history, "best": best, "stale": stale}, better)
+                       {"epoch": epoch + 1, "history": history, "best": best, "stale": stale, "steps": steps},
+                       better, ema=ema.module if ema is not None else None)
         accelerator.wait_for_everyone()
     if main_process:
         (args.out / "history.json").write_text(json.dumps(history, indent=2))
@@ -622,19 +655,26 @@ def main(args: argparse.Namespace) -> dict:
     return {"out": str(args.out), "epochs": len(history), "best_val_loss": best, "history": history}
 
 
-def save_epoch(out: Path, model, optimizer, scheduler, state: dict, best: bool) -> None:
-    """``out/model.safetensors`` when ``best``, and the resumable ``out/last/`` (replaced whole)."""
+def save_epoch(out: Path, model, optimizer, scheduler, state: dict, best: bool, ema=None) -> None:
+    """``out/model.safetensors`` when ``best`` (the weight average's, when there is one), and the resumable
+    ``out/last/`` (replaced whole; the average in ``last/ema.safetensors``)."""
     import torch
     from safetensors.torch import save_file
 
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    def weights_of(m):
+        return {k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}
+
+    weights = weights_of(model)
+    averaged = weights_of(ema) if ema is not None else None
     if best:
-        save_file(weights, str(out / "model.safetensors"))
+        save_file(averaged if ema is not None else weights, str(out / "model.safetensors"))
     tmp = out / "last.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     save_file(weights, str(tmp / "model.safetensors"))
+    if averaged is not None:
+        save_file(averaged, str(tmp / "ema.safetensors"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     (tmp / "state.json").write_text(json.dumps(state))

@@ -117,6 +117,39 @@ def test_a_focal_run_trains_records_its_gamma_and_is_its_own_run(trained, tmp_pa
         finetune.main(ft_args(manifest, tmp_path / "old", 3, "--focal-gamma", "2"))
 
 
+def test_a_weight_average_run_selects_saves_and_resumes_the_average(trained, tmp_path):
+    manifest, out, result = trained
+    from safetensors.numpy import load_file
+
+    run = tmp_path / "ema"
+    first = finetune.main(ft_args(manifest, run, 1, "--ema-decay", "0.999"))
+    h = first["history"][0]
+    # the raw weights train exactly as in the plain run (the average is a copy on the side) ...
+    assert h["raw_val_loss"] == pytest.approx(result["history"][0]["val_loss"], rel=1e-5)
+    assert h["train_loss"] == pytest.approx(result["history"][0]["train_loss"], rel=1e-5)
+    # ... and what is validated, selected and saved is the average, which is not the raw weights
+    assert h["ema_steps"] == 2 and h["val_loss"] != pytest.approx(h["raw_val_loss"], rel=1e-3)
+    saved, averaged = load_file(run / "model.safetensors"), load_file(run / "last" / "ema.safetensors")
+    raw = load_file(run / "last" / "model.safetensors")
+    assert all(np.array_equal(saved[k], averaged[k]) for k in saved)
+    assert any(not np.array_equal(saved[k], raw[k]) for k in saved if saved[k].dtype.kind == "f")
+    import shutil
+
+    # resumed, epoch 2 carries on from the saved average and its step count; without the average it stops
+    # rather than start a new one from the raw weights
+    shutil.copytree(run, tmp_path / "no_average")
+    (tmp_path / "no_average" / "last" / "ema.safetensors").unlink()
+    with pytest.raises(FileNotFoundError):
+        finetune.main(ft_args(manifest, tmp_path / "no_average", 2, "--ema-decay", "0.999"))
+    resumed = finetune.main(ft_args(manifest, run, 2, "--ema-decay", "0.999"))
+    assert resumed["history"][0] == first["history"][0] and resumed["history"][1]["ema_steps"] == 4
+    assert json.loads((run / "settings.json").read_text())["ema_decay"] == 0.999
+
+    shutil.copytree(out, tmp_path / "old")
+    with pytest.raises(ValueError, match="ema_decay"):  # a run without the average is not resumed with one
+        finetune.main(ft_args(manifest, tmp_path / "old", 3, "--ema-decay", "0.999"))
+
+
 def test_a_source_balanced_run_trains_and_is_its_own_run(trained, tmp_path):
     manifest, out, _ = trained
     result = finetune.main(ft_args(manifest, tmp_path / "bal", 1, "--balance", "source"))
