@@ -105,6 +105,9 @@ CROPS     ?= any
 # FOCAL=G trains on focal loss (finetune --focal-gamma G: each example's cross-entropy times (1 - p_true)^G, so the
 # hard ones count more); a run with it is tagged -focalG. 0, plain cross-entropy, is the shipped recipe.
 FOCAL     ?= 0
+# EMA=D keeps a moving average of the weights and selects and ships it (finetune --ema-decay D); a run with it is
+# tagged -emaD. 0, no average, is the recipe of 1.10.0.
+EMA       ?= 0
 # DROP="SOURCE ..." also holds those sources out of a leave-one-source-out run's training (their rows go to test,
 # so they are measured as never seen); the run and its split are tagged -noSOURCE.
 DROP      ?=
@@ -112,10 +115,10 @@ empty     :=
 space     := $(empty) $(empty)
 LOSO_DROP  = $(subst $(space),,$(foreach s,$(DROP),-no$(s)))
 # INPUT_SIZE=N for Lite0 at another size than 224 tags the run -inN (a Lite1 run keeps its tag, whatever its size).
-LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SMALL)),,-small$(SMALL))$(if $(filter no,$(PRECISION)),,-$(PRECISION))$(if $(filter any,$(CROPS)),,-$(CROPS))$(if $(filter 0,$(FOCAL)),,-focal$(FOCAL))$(LOSO_DROP)$(if $(filter 0,$(SEED)),,-seed$(SEED))
+LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SMALL)),,-small$(SMALL))$(if $(filter no,$(PRECISION)),,-$(PRECISION))$(if $(filter any,$(CROPS)),,-$(CROPS))$(if $(filter 0,$(FOCAL)),,-focal$(FOCAL))$(if $(filter 0,$(EMA)),,-ema$(EMA))$(LOSO_DROP)$(if $(filter 0,$(SEED)),,-seed$(SEED))
 RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks $(FREEZE) --epochs 4 --patience 2 \
 	    --balance $(BALANCE) --seed $(SEED) --backbone $(BACKBONE) --input-size $(INPUT_SIZE) --small-sources $(SMALL) \
-	    --mixed-precision $(PRECISION) --crops $(CROPS)$(if $(filter 0,$(FOCAL)),, --focal-gamma $(FOCAL))
+	    --mixed-precision $(PRECISION) --crops $(CROPS)$(if $(filter 0,$(FOCAL)),, --focal-gamma $(FOCAL))$(if $(filter 0,$(EMA)),, --ema-decay $(EMA))
 
 art-packages:
 	@$(call apt_install,$(APT_ART))
