@@ -5,8 +5,8 @@ candidates/fair_reference.py (713 test works that neither the v8 nor the v9 spli
 with each model and with their mean calibrated log-odds, the rule an ensemble export would use; and, as a second
 human side, against the human art that data/realworld-v9 does not hold (`make unseen-human`'s files: the kinds
 kept for evaluation, and the catalogue's and the Met's files too small for the dataset; run that target first, it
-writes their provenance under data/). AUROC per reference, with a paired bootstrap of ensemble minus the better single
-model. Usage, from the repository root:
+writes their provenance under data/). AUROC per reference, with paired bootstraps of ensemble minus the better single
+model and of the second model minus the first (a candidate against the shipped model). Usage, from the repository root:
 
     .venv/bin/python candidates/ensemble_reference.py MODEL_DIR MODEL_DIR [--json OUT]
 """
@@ -68,6 +68,7 @@ def main() -> None:
             "auroc": {args.models[0]: round(single[0], 4), args.models[1]: round(single[1], 4),
                       "mean log-odds": round(roc_auc_score(y, mean), 4)},
             "ensemble minus better single, 95% interval": paired_bootstrap(y, mean, s[best]),
+            "second minus first, 95% interval": paired_bootstrap(y, s[1], s[0]),
         }
     print(json.dumps(out, indent=1))
     if args.json:
