@@ -4,7 +4,9 @@
 # RW=data/realworld-v8 PACKAGE_ART=met). The data is the only change. Judged by the rule written before its figures
 # (docs/eval/realworld_notes.md). Usage: candidates/candidate-1.10.sh SEED VERSION; the two seeds run were
 # `1 1.10.0` (as 1.9.0; failed on the demo) and `0 1.10.0b` (passed). Resumable: finetune picks up $RUN/last; each
-# later step is skipped when its output exists.
+# later step is skipped when its output exists. Later candidates reuse it with one change each, set from the
+# environment: RW (1.11, 1.12: data/realworld-v9), FOCAL (focal loss, pair c only), EMA (1.13: EMA=0.998, the
+# weights' moving average; failed).
 set -euo pipefail
 SEED=${1:?usage: $0 SEED VERSION}
 VERSION=${2:?usage: $0 SEED VERSION}
