@@ -85,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the decay after step t is min(D, 1 - (1 + t)^(-2/3)), so a short fine-tune averages "
                         "over a window that grows with it) and validate, select and save the average instead of "
                         "the raw weights; each epoch's raw validation is kept in the history beside it. 0 (the "
-                        "shipped recipe): no average")
+                        "shipped recipe): no average. Measured on 1.10.0's own run (D 0.998): lower val loss at every "
+                        "epoch, but no better on never-seen generators or human art, so not adopted")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
