@@ -106,7 +106,8 @@ CROPS     ?= any
 # hard ones count more); a run with it is tagged -focalG. 0, plain cross-entropy, is the shipped recipe.
 FOCAL     ?= 0
 # EMA=D keeps a moving average of the weights and selects and ships it (finetune --ema-decay D); a run with it is
-# tagged -emaD. 0, no average, is the recipe of 1.10.0.
+# tagged -emaD. Its warm-up governs a 4-epoch run (0.968-0.987 over 684 steps; D = 0.998 takes about 11,000). 0, no
+# average, is the shipped recipe: tried as the 1.13 candidate, it did not help (docs/eval/realworld_notes.md).
 EMA       ?= 0
 # DROP="SOURCE ..." also holds those sources out of a leave-one-source-out run's training (their rows go to test,
 # so they are measured as never seen); the run and its split are tagged -noSOURCE.

@@ -133,6 +133,11 @@ def test_a_weight_average_run_selects_saves_and_resumes_the_average(trained, tmp
     raw = load_file(run / "last" / "model.safetensors")
     assert all(np.array_equal(saved[k], averaged[k]) for k in saved)
     assert any(not np.array_equal(saved[k], raw[k]) for k in saved if saved[k].dtype.kind == "f")
+    # the average follows the weights it is given: after one step it is those weights, exactly
+    one = tmp_path / "one_step"
+    finetune.main(ft_args(manifest, one, 1, "--ema-decay", "0.999", "--max-train-batches", "1"))
+    saved, raw = load_file(one / "model.safetensors"), load_file(one / "last" / "model.safetensors")
+    assert all(np.array_equal(saved[k], raw[k]) for k in saved)
     import shutil
 
     # resumed, epoch 2 carries on from the saved average and its step count; without the average it stops
@@ -148,6 +153,8 @@ def test_a_weight_average_run_selects_saves_and_resumes_the_average(trained, tmp
     shutil.copytree(out, tmp_path / "old")
     with pytest.raises(ValueError, match="ema_decay"):  # a run without the average is not resumed with one
         finetune.main(ft_args(manifest, tmp_path / "old", 3, "--ema-decay", "0.999"))
+    with pytest.raises(SystemExit):
+        ft_args(manifest, tmp_path / "bad", 1, "--ema-decay", "1")
 
 
 def test_a_source_balanced_run_trains_and_is_its_own_run(trained, tmp_path):
