@@ -550,7 +550,11 @@ def main(args: argparse.Namespace) -> dict:
     settings_file = args.out / "settings.json"
     if settings_file.exists():
         prev = json.loads(settings_file.read_text())
-        changed = [k for k in RUN_DEFINING if k in prev and prev[k] != settings.get(k)]
+        # A setting newer than the run folder is missing from it: that run had its default (which keeps the
+        # behaviour from before the option existed).
+        defaults = vars(parse_args(["--manifest", "-", "--out", "-"]))
+        changed = [k for k in RUN_DEFINING if (prev[k] if k in prev else defaults.get(k, settings.get(k)))
+                   != settings.get(k) and (k in prev or defaults.get(k) is not None)]
         if changed:
             raise ValueError(f"{args.out} holds a run with other settings ({', '.join(changed)}); use another --out")
     cfg = preprocess_config(args)

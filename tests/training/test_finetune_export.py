@@ -155,6 +155,12 @@ def test_a_weight_average_run_selects_saves_and_resumes_the_average(trained, tmp
         finetune.main(ft_args(manifest, tmp_path / "old", 3, "--ema-decay", "0.999"))
     with pytest.raises(SystemExit):
         ft_args(manifest, tmp_path / "bad", 1, "--ema-decay", "1")
+    # a run folder from before the option has no ema_decay in its settings: it ran without the average
+    settings = json.loads((tmp_path / "old" / "settings.json").read_text())
+    del settings["ema_decay"]
+    (tmp_path / "old" / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="ema_decay"):
+        finetune.main(ft_args(manifest, tmp_path / "old", 3, "--ema-decay", "0.999"))
 
 
 def test_a_source_balanced_run_trains_and_is_its_own_run(trained, tmp_path):
