@@ -553,8 +553,8 @@ def main(args: argparse.Namespace) -> dict:
         # A setting newer than the run folder is missing from it: that run had its default (which keeps the
         # behaviour from before the option existed).
         defaults = vars(parse_args(["--manifest", "-", "--out", "-"]))
-        changed = [k for k in RUN_DEFINING if (prev[k] if k in prev else defaults.get(k, settings.get(k)))
-                   != settings.get(k) and (k in prev or defaults.get(k) is not None)]
+        changed = [k for k in RUN_DEFINING if (k in prev or defaults.get(k) is not None)
+                   and prev.get(k, defaults.get(k)) != settings.get(k)]
         if changed:
             raise ValueError(f"{args.out} holds a run with other settings ({', '.join(changed)}); use another --out")
     cfg = preprocess_config(args)
@@ -641,13 +641,13 @@ def main(args: argparse.Namespace) -> dict:
         val = validate(model, val_loader, accelerator)
         raw = {}
         if ema is not None:  # the average is what is selected and saved; the raw weights' figures stay beside it
-            raw = {f"raw_val_{k}": v for k, v in val.items()}
+            raw = {**{f"raw_val_{k}": v for k, v in val.items()}, "ema_steps": steps}
             rng = torch.get_rng_state()  # a pass over val_loader draws from it: the raw run must draw as without
             with accelerator.autocast():  # at the precision the raw weights were validated at
                 val = validate(ema.module, val_loader, accelerator)
             torch.set_rng_state(rng)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
-                        **raw, **({"ema_steps": steps} if ema is not None else {}),
+                        **raw,
                         "seconds": round(time.time() - t0, 1)})
         better = val["loss"] < best - 1e-4
         if better:
@@ -656,7 +656,7 @@ def main(args: argparse.Namespace) -> dict:
             stale += 1
         if main_process:
             print(json.dumps(history[-1]), file=sys.stderr, flush=True)
-            save_epoch(args.out, accelerator.unwrap_model(model), optimizer, scheduler,
+            save_epoch(args.out, unwrapped, optimizer, scheduler,
                        {"epoch": epoch + 1, "history": history, "best": best, "stale": stale, "steps": steps},
                        better, ema=ema.module if ema is not None else None)
         accelerator.wait_for_everyone()
@@ -678,7 +678,7 @@ def save_epoch(out: Path, model, optimizer, scheduler, state: dict, best: bool, 
     weights = weights_of(model)
     averaged = weights_of(ema) if ema is not None else None
     if best:
-        save_file(averaged if ema is not None else weights, str(out / "model.safetensors"))
+        save_file(weights if averaged is None else averaged, str(out / "model.safetensors"))
     tmp = out / "last.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
