@@ -104,13 +104,19 @@ PLACEMENTS = ("midpoint", "gap-top")
 
 
 def threshold_at_fpr(human_scores: np.ndarray, fpr: float) -> float:
-    """The lowest threshold t such that at most ``fpr`` of ``human_scores`` are >= t."""
-    s = np.sort(np.asarray(human_scores, dtype=np.float64))[::-1]
+    """The lowest threshold t such that at most ``fpr`` of ``human_scores`` are >= t.
+
+    t is the next number above a score in the scores' own precision: float32 scores compared with a Python
+    float are compared in float32 (NumPy's rule for a scalar beside an array), where one float64 step above
+    a float32 score rounds back onto the score, and the work it should keep out would be flagged."""
+    scores = np.asarray(human_scores)
+    dtype = scores.dtype.type if scores.dtype in (np.float32, np.float64) else np.float64
+    s = np.sort(scores.astype(dtype))[::-1]
     if len(s) == 0:
         raise ValueError("no human scores to hold to the bound")
     allowed = int(np.floor(fpr * len(s)))  # how many human works may score at or above t
     # t just above the (allowed)-th highest score: that one and all below it are not flagged.
-    return float(np.nextafter(s[allowed], np.inf)) if allowed < len(s) else float(s[-1])
+    return float(np.nextafter(s[allowed], dtype(np.inf))) if allowed < len(s) else float(s[-1])
 
 
 def gap_top_threshold(human_scores: np.ndarray, mimicry_scores: np.ndarray, fpr: float) -> float:
@@ -203,7 +209,7 @@ def choose_threshold(human: Sequence[np.ndarray], mimicry: Sequence[np.ndarray],
     if at not in PLACEMENTS:
         raise ValueError(f"at must be one of {PLACEMENTS}, got {at!r}")
     sources = np.asarray(sources)
-    human = [np.asarray(h, dtype=np.float64) for h in human]
+    human = [np.asarray(h) for h in human]
     if not human or any(len(h) != len(sources) for h in human):
         raise ValueError("each array of human scores must have one score per source entry")
     mimicry = [np.asarray(m, dtype=np.float64) for m in mimicry] or [np.zeros(0)]

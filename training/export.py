@@ -35,7 +35,7 @@ import numpy as np
 
 from mimicry.detector.bundle import file_sha256, write_model_json
 from mimicry.detector.calibration import (  # noqa: F401  (the threshold math, shared with `mimicry calibrate`)
-    choose_threshold, gap_top_threshold, max_margin_threshold, threshold_at_fpr, threshold_groups)
+    Calibration, choose_threshold, gap_top_threshold, max_margin_threshold, threshold_at_fpr, threshold_groups)
 from mimicry.detector.preprocess import PreprocessConfig
 
 OPSET = 17
@@ -214,7 +214,8 @@ def platt_fit(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 
 
 def calibrate(logits: np.ndarray, a: float, b: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(a * logits + b)))
+    """The scores the detector will give these logits: its own calibration (float64), not a second formula."""
+    return Calibration("platt", a=a, b=b)(logits)
 
 
 def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:

@@ -383,9 +383,19 @@ def test_calibration_is_monotone_and_thresholds_bound_the_fpr():
     assert a > 0 and np.all(np.diff(export.calibrate(grid, a, b)) >= 0)
     for fpr in (0.0, 0.01, 0.05, 0.1):
         for n in (7, 40, 300):
-            human = rng.random(n)
-            t = export.threshold_at_fpr(human, fpr)
-            assert (human >= t).mean() <= fpr + 1e-12
+            for dtype in (np.float64, np.float32):
+                human = rng.random(n).astype(dtype)
+                t = export.threshold_at_fpr(human, fpr)
+                # float32 scores meet a Python float in float32: a threshold one float64 step above the highest
+                # human score rounded back onto it there, and flagged that work (seen on a GPU-trained model)
+                assert (human >= t).mean() <= fpr + 1e-12, dtype
+                assert (human.astype(np.float64) >= t).mean() <= fpr + 1e-12, dtype
+    # the export scores logits as the detector will: its calibration, in float64
+    lg32 = rng.normal(0, 3, 50).astype(np.float32)
+    from mimicry.detector.calibration import Calibration
+
+    assert np.array_equal(export.calibrate(lg32, a, b), Calibration("platt", a=a, b=b)(lg32))
+    assert export.calibrate(lg32, a, b).dtype == np.float64
     with pytest.raises(ValueError, match="slope"):
         export.platt_fit(logits, 1 - labels)
 
