@@ -6,7 +6,7 @@
 # `1 1.10.0` (as 1.9.0; failed on the demo) and `0 1.10.0b` (passed). Resumable: finetune picks up $RUN/last; each
 # later step is skipped when its output exists. Later candidates reuse it with one change each, set from the
 # environment: RW (1.11, 1.12: data/realworld-v9), FOCAL (focal loss, pair c only), EMA (1.13: EMA=0.998, the
-# weights' moving average; failed).
+# weights' moving average; failed), CUTMIX (1.14: CUTMIX=0.5, finetune --cutmix).
 set -euo pipefail
 SEED=${1:?usage: $0 SEED VERSION}
 VERSION=${2:?usage: $0 SEED VERSION}
@@ -17,6 +17,8 @@ FOCAL=${FOCAL:-0}  # the 1.12 candidate may take focal loss (finetune --focal-ga
 EXTRA_ARGS=(); [[ $FOCAL == 0 ]] || EXTRA_ARGS=(--focal-gamma "$FOCAL")
 EMA=${EMA:-0}  # the 1.13 candidate: EMA=0.998 (finetune --ema-decay), by the rule in the notes
 [[ $EMA == 0 ]] || EXTRA_ARGS+=(--ema-decay "$EMA")
+CUTMIX=${CUTMIX:-0}  # the 1.14 candidate: CUTMIX=0.5 (finetune --cutmix), by the rule in the notes
+[[ $CUTMIX == 0 ]] || EXTRA_ARGS+=(--cutmix "$CUTMIX")
 RUN=runs/finetune/realworld-$VERSION-seed$SEED
 MODEL=runs/models/candidate-$VERSION-seed$SEED
 OUT=runs/candidate-$VERSION-seed$SEED  # per seed: two seeds of one VERSION (the 1.11 candidate) must not share outputs

@@ -117,6 +117,40 @@ def test_a_focal_run_trains_records_its_gamma_and_is_its_own_run(trained, tmp_pa
         finetune.main(ft_args(manifest, tmp_path / "old", 3, "--focal-gamma", "2"))
 
 
+def test_cutmix_labels_each_image_by_the_share_of_its_area_from_mimicry():
+    import torch
+
+    mix = finetune.cutmix_batches(1.0)
+    np.random.seed(0)
+    # human images all 0, mimicry all 1, alternating: every image's partner (the batch reversed) is of the other class
+    y = torch.tensor([0.0, 1.0] * 4)
+    x = y.view(-1, 1, 1, 1).expand(8, 3, 32, 32).contiguous()
+    mixed_any = False
+    for _ in range(6):
+        xm, ym = mix(x.clone(), y.clone())
+        assert ym.dtype == y.dtype and ym.shape == y.shape
+        # each label is the share of the image's pixels that came from a mimicry image: the pixel mean here
+        assert torch.allclose(xm.mean(dim=(1, 2, 3)), ym, atol=1e-6)
+        mixed_any |= bool(((ym > 0) & (ym < 1)).any())
+    assert mixed_any
+    xo, yo = mix(x[:7].clone(), y[:7].clone())  # odd batches (timm pairs by mirror position) pass unchanged
+    assert torch.equal(xo, x[:7]) and torch.equal(yo, y[:7])
+
+
+def test_a_cutmix_run_trains_records_it_and_is_its_own_run(trained, tmp_path):
+    manifest, out, _ = trained
+    result = finetune.main(ft_args(manifest, tmp_path / "cutmix", 1, "--cutmix", "1.0"))
+    assert np.isfinite(result["history"][0]["train_loss"])
+    assert json.loads((tmp_path / "cutmix" / "settings.json").read_text())["cutmix"] == 1.0
+    import shutil
+
+    shutil.copytree(out, tmp_path / "old")
+    with pytest.raises(ValueError, match="cutmix"):  # a run without it is not resumed with it
+        finetune.main(ft_args(manifest, tmp_path / "old", 3, "--cutmix", "0.5"))
+    with pytest.raises(SystemExit):
+        finetune.parse_args(["--manifest", "m", "--out", "o", "--cutmix", "1.5"])
+
+
 def test_a_weight_average_run_selects_saves_and_resumes_the_average(trained, tmp_path):
     manifest, out, result = trained
     from safetensors.numpy import load_file
