@@ -335,9 +335,10 @@ def _loso_model(res: dict) -> dict:
 # Compared to tell whether two runs share a recipe (the seed is not part of it). A run whose card predates
 # --balance was trained without it; one without a quantised graph ships float32; one without min_source_works
 # held every val source to the threshold's bound on its own; one without mixed_precision trained in float32;
-# one without crops drew them as --crops any does; one without focal_gamma trained on plain cross-entropy.
+# one without crops drew them as --crops any does; one without focal_gamma trained on plain cross-entropy; one
+# without ema_decay or cutmix shipped its raw weights and trained on whole images.
 RECIPE_DEFAULTS = {"balance": "none", "graph": "float32", "small_sources": 0.0, "min_source_works": 0, "ensemble": 1,
-                   "mixed_precision": "no", "crops": "any", "focal_gamma": 0.0}
+                   "mixed_precision": "no", "crops": "any", "focal_gamma": 0.0, "ema_decay": 0.0, "cutmix": 0.0}
 FROZEN_BLOCKS = 3  # the early blocks every run has kept at their ImageNet weights, unless its recipe says otherwise
 
 
@@ -389,7 +390,9 @@ def loso_summary(loso: dict[str, dict], shipped: dict | None, main: dict) -> lis
         mark = (" (ablation: more held out)" if ablation(res)
                 else " (shipped recipe)" if same_recipe(r, shipped) and same_data(res, main) else "")
         frozen = r.get("freeze_blocks", FROZEN_BLOCKS)
-        focal = f", focal loss {r['focal_gamma']:g}" if r.get("focal_gamma") else ""
+        focal = (f", focal loss {r['focal_gamma']:g}" if r.get("focal_gamma") else "") + (
+            f", weight average {r['ema_decay']:g}" if r.get("ema_decay") else "") + (
+            f", CutMix {r['cutmix']:g}" if r.get("cutmix") else "")
         rows.append([name + mark, data_of(res).split("/")[-1],
                      f"{r.get('backbone', '?').replace('tf_efficientnet_', '')} {r.get('input_size', '?')}"
                      f"{'' if frozen == FROZEN_BLOCKS else f', {frozen} blocks frozen'}"

@@ -489,6 +489,13 @@ def test_a_quantised_graph_is_another_recipe_than_its_float_weights():
     # and an ensemble of runs is another recipe than one run
     ensemble = {**int8_card, "ensemble": {"members": ["runs/a", "runs/b"]}}
     assert recipe(ensemble)["ensemble"] == 2 and not same_recipe(recipe(ensemble), recipe(int8_card))
+    # a weight average or CutMix is another recipe (a CutMix run once counted as the shipped recipe's in the goals);
+    # a card from before either existed trained without them
+    for key, value in (("ema_decay", 0.998), ("cutmix", 0.5)):
+        other = {**int8_card, "training": {"settings": {**settings, key: value}}}
+        assert recipe(other)[key] == value and not same_recipe(recipe(other), recipe(int8_card))
+        plain = {**int8_card, "training": {"settings": {**settings, key: 0.0}}}
+        assert same_recipe(recipe(plain), recipe(int8_card))
 
 
 def test_realworld_eval_perturbations_keep_rgb_and_change_the_image_as_named():
