@@ -390,9 +390,9 @@ def loso_summary(loso: dict[str, dict], shipped: dict | None, main: dict) -> lis
         mark = (" (ablation: more held out)" if ablation(res)
                 else " (shipped recipe)" if same_recipe(r, shipped) and same_data(res, main) else "")
         frozen = r.get("freeze_blocks", FROZEN_BLOCKS)
-        focal = (f", focal loss {r['focal_gamma']:g}" if r.get("focal_gamma") else "") + (
-            f", weight average {r['ema_decay']:g}" if r.get("ema_decay") else "") + (
-            f", CutMix {r['cutmix']:g}" if r.get("cutmix") else "")
+        focal = "".join(f", {label} {r[k]:g}" for k, label in (("focal_gamma", "focal loss"),
+                                                                ("ema_decay", "weight average"), ("cutmix", "CutMix"))
+                        if r.get(k))
         rows.append([name + mark, data_of(res).split("/")[-1],
                      f"{r.get('backbone', '?').replace('tf_efficientnet_', '')} {r.get('input_size', '?')}"
                      f"{'' if frozen == FROZEN_BLOCKS else f', {frozen} blocks frozen'}"

@@ -105,16 +105,21 @@ def test_focal_loss_is_weighted_cross_entropy_that_discounts_easy_examples():
     assert easy < 1e-3 and hard > 0.3
 
 
-def test_a_focal_run_trains_records_its_gamma_and_is_its_own_run(trained, tmp_path):
+@pytest.mark.parametrize("flag, key, value, resume_with, out_of_range", [
+    ("--focal-gamma", "focal_gamma", 2.0, "2", "-1"), ("--cutmix", "cutmix", 1.0, "0.5", "1.5")], ids=["focal", "cutmix"])
+def test_a_run_with_a_training_option_records_it_and_is_its_own_run(trained, tmp_path, flag, key, value, resume_with,
+                                                                      out_of_range):
     manifest, out, _ = trained
-    result = finetune.main(ft_args(manifest, tmp_path / "focal", 1, "--focal-gamma", "2"))
+    result = finetune.main(ft_args(manifest, tmp_path / key, 1, flag, str(value)))
     assert np.isfinite(result["history"][0]["train_loss"])
-    assert json.loads((tmp_path / "focal" / "settings.json").read_text())["focal_gamma"] == 2.0
+    assert json.loads((tmp_path / key / "settings.json").read_text())[key] == value
     import shutil
 
     shutil.copytree(out, tmp_path / "old")
-    with pytest.raises(ValueError, match="focal_gamma"):  # a plain cross-entropy run is not resumed as focal
-        finetune.main(ft_args(manifest, tmp_path / "old", 3, "--focal-gamma", "2"))
+    with pytest.raises(ValueError, match=key):  # a run without the option is not resumed with it
+        finetune.main(ft_args(manifest, tmp_path / "old", 3, flag, resume_with))
+    with pytest.raises(SystemExit):
+        finetune.parse_args(["--manifest", "m", "--out", "o", flag, out_of_range])
 
 
 def test_cutmix_labels_each_image_by_the_share_of_its_area_from_mimicry():
@@ -135,20 +140,6 @@ def test_cutmix_labels_each_image_by_the_share_of_its_area_from_mimicry():
     assert mixed_any
     xo, yo = mix(x[:7].clone(), y[:7].clone())  # odd batches (timm pairs by mirror position) pass unchanged
     assert torch.equal(xo, x[:7]) and torch.equal(yo, y[:7])
-
-
-def test_a_cutmix_run_trains_records_it_and_is_its_own_run(trained, tmp_path):
-    manifest, out, _ = trained
-    result = finetune.main(ft_args(manifest, tmp_path / "cutmix", 1, "--cutmix", "1.0"))
-    assert np.isfinite(result["history"][0]["train_loss"])
-    assert json.loads((tmp_path / "cutmix" / "settings.json").read_text())["cutmix"] == 1.0
-    import shutil
-
-    shutil.copytree(out, tmp_path / "old")
-    with pytest.raises(ValueError, match="cutmix"):  # a run without it is not resumed with it
-        finetune.main(ft_args(manifest, tmp_path / "old", 3, "--cutmix", "0.5"))
-    with pytest.raises(SystemExit):
-        finetune.parse_args(["--manifest", "m", "--out", "o", "--cutmix", "1.5"])
 
 
 def test_a_weight_average_run_selects_saves_and_resumes_the_average(trained, tmp_path):
