@@ -4,7 +4,7 @@ Reads the features candidates/stats_probe.py cached under runs/probe/ (run it fi
 fine-tuned run's per-image scores from `make loso-*` (runs/scores/RUN.jsonl for test, runs/scores/val/RUN.jsonl
 for val; realworld_eval writes them in the order of published_items). The probe is fitted as stats_probe fits it;
 each model's logit (the run's calibrated score as log-odds) is divided by its spread over the val split, and the
-mean of the two is the ensemble. All three are read at one rule, 1% of the val split's human works (clean), and
+mean of the two is the ensemble. With ``--views K`` the probe is fitted on stats_probe's cached augmented views. All three are read at one rule, 1% of the val split's human works (clean), and
 the run alone also at its own threshold. Per condition: the never-seen AI source's AUROC against every human test
 work and against the paintings alone, its share flagged, and the human works flagged (the never-seen kind apart).
 
@@ -23,9 +23,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mimicry.training.realworld_eval import published_items
-from stats_probe import CONDITIONS, WORK, item_key
+from stats_probe import CONDITIONS, SETS, WORK, item_key
 
-FEATURES = {"final+stats": slice(0, None), "stats": slice(1280, None), "stats5-6": slice(1792, None)}
+FEATURES = {**SETS, "stats5-6": slice(1792, None)}  # stages 5 and 6 alone: their statistics start at 1280 + 512
 
 
 def log_odds(p: np.ndarray) -> np.ndarray:
@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("manifest", type=Path)
     ap.add_argument("scores", type=Path, help="the run's test scores; its val scores are read from val/ beside it")
     ap.add_argument("--features", choices=sorted(FEATURES), default="stats5-6")
+    ap.add_argument("--views", type=int, default=0,
+                    help="fit the probe on the cached augmented views (stats_probe --views K, realworld regime)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     cols = FEATURES[args.features]
@@ -54,7 +56,9 @@ def main() -> None:
     pub = {c: np.load(WORK / f"published-{c}.npz") for c in CONDITIONS}
     train = [r for r in rows if r["split"] == "train"]
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000, class_weight="balanced"))
-    clf.fit(np.stack([norm[r["sha256"]][cols] for r in train]), np.array([r["label"] != "human" for r in train]))
+    fit_on = [np.load(WORK / f"view{k}.npz") for k in range(args.views)] or [norm]
+    clf.fit(np.stack([f[r["sha256"]][cols] for f in fit_on for r in train]),
+            np.tile([r["label"] != "human" for r in train], len(fit_on)))
     items = {s: published_items(args.manifest, s) for s in ("val", "test")}
     ft = {}
     ft["test"], own_threshold = read_scores(args.scores, items["test"])
@@ -68,7 +72,7 @@ def main() -> None:
     test = items["test"]
     human = np.array([r["label"] == "human" for r in test])
     paint = np.array([r["source"].endswith("paintings") for r in test]) & human
-    out = {"manifest": str(args.manifest), "run scores": str(args.scores), "features": args.features,
+    out = {"manifest": str(args.manifest), "run scores": str(args.scores), "features": args.features, "views": args.views,
            "held out": held, "n": {s: len(v) for s, v in items.items()}, "ways": {}}
     for name, way in ways.items():
         v = np.sort(way("val", "clean")[val_human])

@@ -112,6 +112,24 @@ def view_features(rows: list[dict], k: int) -> dict[str, np.ndarray]:
     return cached(f"view{k}", sorted(by_sha), lambda key: ds[index[key]][0].numpy())
 
 
+def reencoded_features(rows: list[dict], k: int) -> dict[str, np.ndarray]:
+    """Features of view ``k`` of every normalised file under re-encoding alone: with probability 0.5 the file is
+    re-encoded (finetune's draw: JPEG or WebP, quality 40-95), then read as the detector reads it (no crop,
+    enlargement, colour or blur step)."""
+    import random
+
+    from mimicry.training.finetune import _reencode
+
+    by_sha = {r["sha256"]: str(V8.parent / r["path"]) for r in rows}
+
+    def view(key: str) -> np.ndarray:
+        rng = random.Random(f"{k}:{key}")
+        image = decode_image(Path(by_sha[key]))
+        return preprocess(_reencode(image, rng) if rng.random() < 0.5 else image, CFG)
+
+    return cached(f"reencode{k}", sorted(by_sha), view)
+
+
 def item_key(r: dict) -> str:
     return f"{r['origin_path']}#{r.get('cell')}"
 
@@ -121,12 +139,15 @@ def main() -> None:
     ap.add_argument("manifests", nargs="+", type=Path)
     ap.add_argument("--views", type=int, default=0,
                     help="fit on this many augmented views of each training file instead of the file itself")
+    ap.add_argument("--regime", choices=["realworld", "reencode"], default="realworld",
+                    help="the views' augmentation: finetune's whole realworld regime, or its re-encoding alone")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     rows = [json.loads(x) for x in V8.read_text().splitlines() if x.strip()]
     by_sha = {r["sha256"]: str(V8.parent / r["path"]) for r in rows}
     norm = cached("normalised", sorted(by_sha), lambda k: preprocess(decode_image(Path(by_sha[k])), CFG))
-    fit_on = [view_features(rows, k) for k in range(args.views)] or [norm]
+    views = view_features if args.regime == "realworld" else reencoded_features
+    fit_on = [views(rows, k) for k in range(args.views)] or [norm]
     items = {}
     for split in ("train", "val", "test", "excluded"):
         for r in published_items(V8, split):
@@ -141,7 +162,7 @@ def main() -> None:
         val = [r for r in mrows if r["split"] == "val" and r["label"] == "human"]
         test = published_items(manifest, "test")
         held = json.loads((manifest.parent / "dataset.json").read_text()).get("holdout_sources", [])
-        res = {"held out": held, "n train": len(train), "views": args.views, "n test": len(test)}
+        res = {"held out": held, "n train": len(train), "views": args.views, "regime": args.regime, "n test": len(test)}
         y = np.tile(np.array([r["label"] != "human" for r in train], int), len(fit_on))
         human = np.array([r["label"] == "human" for r in test])
         for name, cols in SETS.items():
