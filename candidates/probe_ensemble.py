@@ -4,12 +4,13 @@ Reads the features candidates/stats_probe.py cached under runs/probe/ (run it fi
 fine-tuned run's per-image scores from `make loso-*` (runs/scores/RUN.jsonl for test, runs/scores/val/RUN.jsonl
 for val; realworld_eval writes them in the order of published_items). The probe is fitted as stats_probe fits it;
 each model's logit (the run's calibrated score as log-odds) is divided by its spread over the val split, and the
-mean of the two is the ensemble. With ``--views K`` the probe is fitted on stats_probe's cached augmented views. All three are read at one rule, 1% of the val split's human works (clean), and
-the run alone also at its own threshold. Per condition: the never-seen AI source's AUROC against every human test
+mean of the two is the ensemble. With ``--views K`` the probe is fitted on stats_probe's cached augmented views
+(realworld regime) instead. All three are read at one rule, 1% of the val split's human works (clean), and the run
+alone also at its own threshold. Per condition: the never-seen AI source's AUROC against every human test
 work and against the paintings alone, its share flagged, and the human works flagged (the never-seen kind apart).
 
     .venv/bin/python candidates/probe_ensemble.py data/realworld-loso-c-v8/manifest.jsonl \\
-        runs/scores/loso-c-v8-in320-freeze5-cutmix0.5.jsonl [--features stats5-6] [--json OUT]
+        runs/scores/loso-c-v8-in320-freeze5-cutmix0.5.jsonl [--features final+stats] [--views 2] [--json OUT]
 """
 
 import argparse
