@@ -73,8 +73,8 @@ def main() -> None:
     test = items["test"]
     human = np.array([r["label"] == "human" for r in test])
     paint = np.array([r["source"].endswith("paintings") for r in test]) & human
-    out = {"manifest": str(args.manifest), "run scores": str(args.scores), "features": args.features, "views": args.views,
-           "held out": held, "n": {s: len(v) for s, v in items.items()}, "ways": {}}
+    out = {"manifest": str(args.manifest), "run scores": str(args.scores), "features": args.features,
+           "views": args.views, "held out": held, "n": {s: len(v) for s, v in items.items()}, "ways": {}}
     for name, way in ways.items():
         v = np.sort(way("val", "clean")[val_human])
         thresholds = {"1% of val human": v[int(np.ceil(0.99 * v.size)) - 1]}
