@@ -39,16 +39,23 @@ def paired_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, n: int = 1000,
     return [round(float(np.percentile(diffs, 2.5)), 4), round(float(np.percentile(diffs, 97.5)), 4)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs=2)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+def templates_and_references() -> tuple[list[dict], dict[str, list[dict]]]:
+    """The ComfyUI templates' provenance rows, and the two human references: the fair test works and the human
+    art data/realworld-v9 does not hold."""
     refs = {"fair": references()["fair"]}
     human = [r for name in ("unseen_kinds", "debian_art", "package_art")
              for r in read_provenance(Path(f"data/{name}.jsonl")) if r["label"] == "human"]
     refs["unseen human"] = not_held(human, Path("data/realworld-v9/manifest.jsonl"))
     ai = [r for r in read_provenance(Path("data/package_ai.jsonl")) if r["source"] == "comfyui-templates"]
+    return ai, refs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    ai, refs = templates_and_references()
     paths = list(dict.fromkeys(r["abs_path"] for rows in (ai, *refs.values()) for r in rows))
     odds = []
     for model in args.models:

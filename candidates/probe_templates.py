@@ -20,12 +20,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ensemble_reference import log_odds, paired_bootstrap
-from fair_reference import references
+from ensemble_reference import log_odds, paired_bootstrap, templates_and_references
 from mimicry.detector import Detector
 from mimicry.detector.decode import decode_image
 from mimicry.detector.preprocess import preprocess
-from mimicry.training.source_flags import CONDITIONS, not_held, read_provenance, reposted
+from mimicry.training.source_flags import CONDITIONS, reposted
 from stats_probe import CFG, SETS, V8, WORK, cached
 
 
@@ -52,11 +51,7 @@ def main() -> None:
     model_val = np.array([log_odds(v.score) for v in det.stream(val_paths)])
     probe_val = clf.decision_function(np.stack([norm[r["sha256"]][cols] for r in val]))
 
-    refs = {"fair": references()["fair"]}
-    human = [r for name in ("unseen_kinds", "debian_art", "package_art")
-             for r in read_provenance(Path(f"data/{name}.jsonl")) if r["label"] == "human"]
-    refs["unseen human"] = not_held(human, Path("data/realworld-v9/manifest.jsonl"))
-    ai = [r for r in read_provenance(Path("data/package_ai.jsonl")) if r["source"] == "comfyui-templates"]
+    ai, refs = templates_and_references()
     paths = list(dict.fromkeys(r["abs_path"] for rs in (ai, *refs.values()) for r in rs))
     model = {p: log_odds(v.score) for p, v in zip(paths, det.stream(reposted(p, args.condition) for p in paths))
              if v.error is None}
