@@ -18,13 +18,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from mimicry.training.realworld_eval import published_items
-from stats_probe import CONDITIONS, SETS, WORK, item_key
+from stats_probe import CONDITIONS, SETS, WORK, cached_views, fit_probe, item_key
 
 FEATURES = {**SETS, "stats5-6": slice(1792, None)}  # stages 5 and 6 alone: their statistics start at 1280 + 512
 
@@ -53,13 +50,9 @@ def main() -> None:
     cols = FEATURES[args.features]
     rows = [json.loads(x) for x in args.manifest.read_text().splitlines() if x.strip()]
     held = json.loads((args.manifest.parent / "dataset.json").read_text())["holdout_sources"]
-    norm = np.load(WORK / "normalised.npz")
     pub = {c: np.load(WORK / f"published-{c}.npz") for c in CONDITIONS}
     train = [r for r in rows if r["split"] == "train"]
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000, class_weight="balanced"))
-    fit_on = [np.load(WORK / f"view{k}.npz") for k in range(args.views)] or [norm]
-    clf.fit(np.stack([f[r["sha256"]][cols] for f in fit_on for r in train]),
-            np.tile([r["label"] != "human" for r in train], len(fit_on)))
+    clf = fit_probe(cached_views(args.views), train, cols)
     items = {s: published_items(args.manifest, s) for s in ("val", "test")}
     ft = {}
     ft["test"], own_threshold = read_scores(args.scores, items["test"])

@@ -15,17 +15,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ensemble_reference import log_odds, paired_bootstrap, templates_and_references
 from mimicry.detector import Detector
 from mimicry.detector.decode import decode_image
 from mimicry.detector.preprocess import preprocess
 from mimicry.training.source_flags import CONDITIONS, reposted
-from stats_probe import CFG, SETS, V8, WORK, cached
+from stats_probe import CFG, SETS, V8, WORK, cached, cached_views, fit_probe
 
 
 def main() -> None:
@@ -41,10 +38,7 @@ def main() -> None:
     rows = [json.loads(x) for x in V8.read_text().splitlines() if x.strip()]
     train = [r for r in rows if r["split"] == "train"]
     val = [r for r in rows if r["split"] == "val"]
-    fit_on = [np.load(WORK / f"view{k}.npz") for k in range(args.views)] or [np.load(WORK / "normalised.npz")]
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000, class_weight="balanced"))
-    clf.fit(np.stack([f[r["sha256"]][cols] for f in fit_on for r in train]),
-            np.tile([r["label"] != "human" for r in train], len(fit_on)))
+    clf = fit_probe(cached_views(args.views), train, cols)
     norm = np.load(WORK / "normalised.npz")
     det = Detector.from_dir(args.model)
     val_paths = [str(V8.parent / r["path"]) for r in val]

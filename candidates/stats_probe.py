@@ -130,6 +130,21 @@ def reencoded_features(rows: list[dict], k: int) -> dict[str, np.ndarray]:
     return cached(f"reencode{k}", sorted(by_sha), view)
 
 
+def fit_probe(features: list, train: list[dict], cols: slice):
+    """The probe: a standardised logistic regression (C 0.1, classes weighted alike) on every training row's vector
+    in each of ``features`` (one sha256 -> vector mapping per view, or the files themselves)."""
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000, class_weight="balanced"))
+    clf.fit(np.stack([f[r["sha256"]][cols] for f in features for r in train]),
+            np.tile([r["label"] != "human" for r in train], len(features)))
+    return clf
+
+
+def cached_views(views: int) -> list:
+    """What the probe is fitted on, from the caches this script wrote: ``views`` augmented views (realworld
+    regime), or with none the normalised files themselves."""
+    return [np.load(WORK / f"view{k}.npz") for k in range(views)] or [np.load(WORK / "normalised.npz")]
+
+
 def item_key(r: dict) -> str:
     return f"{r['origin_path']}#{r.get('cell')}"
 
@@ -163,11 +178,9 @@ def main() -> None:
         test = published_items(manifest, "test")
         held = json.loads((manifest.parent / "dataset.json").read_text()).get("holdout_sources", [])
         res = {"held out": held, "n train": len(train), "views": args.views, "regime": args.regime, "n test": len(test)}
-        y = np.tile(np.array([r["label"] != "human" for r in train], int), len(fit_on))
         human = np.array([r["label"] == "human" for r in test])
         for name, cols in SETS.items():
-            clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000, class_weight="balanced"))
-            clf.fit(np.stack([f[r["sha256"]][cols] for f in fit_on for r in train]), y)
+            clf = fit_probe(fit_on, train, cols)
             v = np.sort(clf.decision_function(np.stack([norm[r["sha256"]][cols] for r in val])))
             t = v[int(np.ceil(0.99 * v.size)) - 1]
             got = {}
