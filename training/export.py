@@ -78,6 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="more training.finetune runs of the same backbone, input and data: the shipped graph "
                         "averages their logits with --run's (one classifier over the trunks' joined features, "
                         "so the cost is one model per member)")
+    p.add_argument("--probe", type=Path, default=None, metavar="DIR",
+                   help="a training.probe fit for --run (DIR/probe.json): the shipped graph averages the run's logit "
+                        "and the frozen-feature probe's, each divided by its val spread, sharing the stages the run "
+                        "froze; calibration and thresholds are fitted on that mean")
     p.add_argument("--card-extra", type=Path, nargs="*", default=[],
                    help="JSON objects merged into model.json (for example the input-policy comparison)")
     p.add_argument("--int8", action="store_true",
@@ -92,6 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--keep-val-tpr must be in [0, 1]")
     if args.int8_calibration_images < 1:
         p.error("--int8-calibration-images must be >= 1")
+    if args.probe is not None and args.ensemble_with:
+        p.error("--probe and --ensemble-with cannot be combined")
+    if args.probe is not None and not (args.probe / "probe.json").is_file():
+        p.error(f"--probe {args.probe}: no probe.json there (fit one with python -m mimicry.training.probe)")
     return args
 
 
@@ -118,10 +126,13 @@ def onnx_forward(path: Path) -> Forward:
 INT8_VARIANT = "int8-qdq-pc"  # training.quantize's names; per channel: the most accurate static variant
 
 
-def quantize_int8(onnx_path: Path, manifest: Path, cfg: PreprocessConfig, images: int) -> dict:
+def quantize_int8(onnx_path: Path, manifest: Path, cfg: PreprocessConfig, images: int,
+                  keep_float: tuple[str, ...] = ()) -> dict:
     """Replace ``onnx_path`` (the exported float32 graph) by its static int8 version; return the card's
     ``quantization`` section. Activation ranges come from up to ``images`` training images (both labels,
-    interleaved), preprocessed as for training, so no val or test image shapes the graph."""
+    interleaved), preprocessed as for training, so no val or test image shapes the graph. Nodes whose whole names
+    match a pattern of ``keep_float`` (regular expressions) stay float32 too (a probe's statistics: small numbers
+    that one int8 range over the joined features would flatten)."""
     from mimicry.detector.decode import decode_image
     from mimicry.detector.preprocess import preprocess
     from mimicry.training import quantize
@@ -132,7 +143,8 @@ def quantize_int8(onnx_path: Path, manifest: Path, cfg: PreprocessConfig, images
         fp32, prepared = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx"
         shutil.copyfile(onnx_path, fp32)
         quantize.prepare(fp32, prepared)
-        section = quantize.make_variant(INT8_VARIANT, prepared, fp32, onnx_path, "input", calib, "minmax")
+        section = quantize.make_variant(INT8_VARIANT, prepared, fp32, onnx_path, "input", calib, "minmax",
+                                        keep_float=keep_float)
         section["float32_onnx_sha256"] = file_sha256(fp32)
     section["variant"] = INT8_VARIANT
     section["calibration"]["split"] = "train"
@@ -174,6 +186,35 @@ def mean_logit_ensemble(models: list):
             return self.classifier(torch.cat(feats, dim=1))
 
     return MeanLogit(models).eval()
+
+
+# The probe's statistics, the frozen head's pooling and the joining of the features are written in ProbeBeside's own
+# forward, so their ONNX nodes sit at the top level ("/ReduceMean_3"); the blocks' nodes are "/run/blocks.5/...".
+PROBE_FLOAT_NODES = (r"/[^/]+",)
+
+
+def with_probe(model, settings: dict, probe_dir: Path, manifest: Path, cfg: PreprocessConfig, batch_size: int):
+    """The run's model and a training.probe fit in one module (probe.probe_beside), and the card's ``probe``
+    section. The run's logit is divided by its spread on the val split (measured here, torch eager), the probe's
+    by the spread recorded at its fit, so each counts alike in the mean."""
+    from mimicry.training import probe as probe_mod
+
+    fitted = json.loads((probe_dir / "probe.json").read_text())
+    for key in ("backbone", "preprocess", "manifest"):
+        if fitted[key] != settings[key]:
+            raise ValueError(f"--probe {probe_dir}: its {key} is not --run's ({fitted[key]!r} against "
+                             f"{settings[key]!r}); a probe sits only beside a run of the same backbone, input and data")
+    (run_val, _), _ = split_logits(torch_forward(model), manifest, "val", cfg, batch_size)
+    spread = float(run_val.std())
+    combined = probe_mod.probe_beside(model, settings, fitted, spread)
+    card = {"fit": str(probe_dir), "probe_json_sha256": file_sha256(probe_dir / "probe.json"),
+            "features": fitted["features"], "fitted": fitted["fit"], "probe_val": fitted["val"],
+            "run_val_logit_std": spread, "shared_stages": combined.shared,
+            "how": "logit = (run logit / its val spread + probe logit / its val spread) / 2, one float32 linear "
+                   "layer over the run's pooled features and the probe's frozen ImageNet features; the run's "
+                   f"stem and first {combined.shared} stages (its frozen ImageNet weights) computed once for both; "
+                   "calibration and thresholds are fitted on that mean"}
+    return combined, card
 
 
 def export_onnx(model, size: int, path: Path) -> None:
@@ -347,6 +388,10 @@ def main(args: argparse.Namespace) -> dict:
                     "seeds": seeds,
                     "how": "the mean of the members' logits (one linear classifier over their joined pooled features); "
                            "calibration and thresholds are fitted on that mean"}
+    probe_card, keep_float = None, ()
+    if args.probe is not None:
+        model, probe_card = with_probe(model, settings, args.probe, manifest, cfg, args.batch_size)
+        keep_float = PROBE_FLOAT_NODES
 
     onnx_path = args.out / "model.onnx"
     export_onnx(model, cfg.size, onnx_path)
@@ -368,7 +413,7 @@ def main(args: argparse.Namespace) -> dict:
 
         # From here on every logit is the int8 graph's: the calibration, thresholds and metrics below describe
         # the file that ships. What int8 changed is measured on val against the float model.
-        quantization = quantize_int8(onnx_path, manifest, cfg, args.int8_calibration_images)
+        quantization = quantize_int8(onnx_path, manifest, cfg, args.int8_calibration_images, keep_float)
         fp32_val = val_logits
         forward = onnx_forward(onnx_path)
         (val_logits, _), _ = split_logits(forward, manifest, "val", cfg, args.batch_size)
@@ -464,6 +509,8 @@ def main(args: argparse.Namespace) -> dict:
         card["quantization"] = quantization
     if ensemble is not None:
         card["ensemble"] = ensemble
+    if probe_card is not None:
+        card["probe"] = probe_card
     for path in args.card_extra:
         extra = json.loads(path.read_text())
         clash = sorted(set(extra) & set(card))

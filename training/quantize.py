@@ -203,6 +203,17 @@ def output_layers(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul") and set(n.output) & outputs]
 
 
+def named_nodes(path: Path, patterns: tuple[str, ...]) -> list[str]:
+    """Names of the graph's nodes that match one of ``patterns`` (regular expressions, the whole name)."""
+    if not patterns:
+        return []
+    import re
+
+    import onnx
+
+    return [n.name for n in onnx.load(str(path)).graph.node if any(re.fullmatch(p, n.name) for p in patterns)]
+
+
 def prepare(src: Path, dst: Path) -> None:
     """onnxruntime's recommended pre-processing before quantisation: symbolic shape inference and
     graph optimisation (batch-norm folding, constant folding)."""
@@ -212,11 +223,12 @@ def prepare(src: Path, dst: Path) -> None:
 
 
 def make_variant(variant: str, prepared: Path, folded: Path, dst: Path, input_name: str,
-                 calib: np.ndarray | None, method: str) -> dict:
+                 calib: np.ndarray | None, method: str, keep_float: tuple[str, ...] = ()) -> dict:
     """Write ``dst`` (an ONNX file) for one variant; return the card's ``quantization`` section.
 
     ``folded`` is the float32 graph after :func:`fold_static_padding`, ``prepared`` the same after
-    :func:`prepare` (the input of the int8 quantisers)."""
+    :func:`prepare` (the input of the int8 quantisers). Static variants keep the output layers in float32, and
+    every node whose whole name matches a pattern of ``keep_float``."""
     from onnxruntime import quantization as q
 
     if variant == "fp32-static-pad":
@@ -233,7 +245,7 @@ def make_variant(variant: str, prepared: Path, folded: Path, dst: Path, input_na
             activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
             calibrate_method={"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
                               "percentile": q.CalibrationMethod.Percentile}[method],
-            nodes_to_exclude=(excluded := output_layers(prepared)),
+            nodes_to_exclude=(excluded := output_layers(prepared) + named_nodes(prepared, keep_float)),
         )
         return {"kind": "static int8", "format": fmt, "per_channel": per_channel, "reduce_range": reduce_range,
                 "activations": "uint8 (asymmetric)", "weights": "int8 (symmetric)",
