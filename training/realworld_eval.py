@@ -225,6 +225,8 @@ def recipe(card: dict) -> dict:
         out["graph"] = str(card["quantization"].get("kind", "quantised"))
     if card.get("ensemble"):  # so is averaging several runs' logits
         out["ensemble"] = len(card["ensemble"]["members"])
+    if card.get("probe"):  # and a frozen-feature probe beside the run (its views of each training file)
+        out["probe_views"] = int(card["probe"]["fitted"]["views"])
     if card.get("thresholds", {}).get("min_source_works"):  # the threshold rule is part of it too
         out["min_source_works"] = int(card["thresholds"]["min_source_works"])
     return out

@@ -336,9 +336,11 @@ def _loso_model(res: dict) -> dict:
 # --balance was trained without it; one without a quantised graph ships float32; one without min_source_works
 # held every val source to the threshold's bound on its own; one without mixed_precision trained in float32;
 # one without crops drew them as --crops any does; one without focal_gamma trained on plain cross-entropy; one
-# without ema_decay or cutmix shipped its raw weights and trained on whole images.
+# without ema_decay or cutmix shipped its raw weights and trained on whole images; one without probe_views shipped
+# the fine-tuned run alone.
 RECIPE_DEFAULTS = {"balance": "none", "graph": "float32", "small_sources": 0.0, "min_source_works": 0, "ensemble": 1,
-                   "mixed_precision": "no", "crops": "any", "focal_gamma": 0.0, "ema_decay": 0.0, "cutmix": 0.0}
+                   "mixed_precision": "no", "crops": "any", "focal_gamma": 0.0, "ema_decay": 0.0, "cutmix": 0.0,
+                   "probe_views": 0}
 FROZEN_BLOCKS = 3  # the early blocks every run has kept at their ImageNet weights, unless its recipe says otherwise
 
 

@@ -489,6 +489,9 @@ def test_a_quantised_graph_is_another_recipe_than_its_float_weights():
     # and an ensemble of runs is another recipe than one run
     ensemble = {**int8_card, "ensemble": {"members": ["runs/a", "runs/b"]}}
     assert recipe(ensemble)["ensemble"] == 2 and not same_recipe(recipe(ensemble), recipe(int8_card))
+    # so is a probe beside the run
+    probed = {**int8_card, "probe": {"fitted": {"views": 2}}}
+    assert recipe(probed)["probe_views"] == 2 and not same_recipe(recipe(probed), recipe(int8_card))
     # a weight average or CutMix is another recipe (a CutMix run once counted as the shipped recipe's in the goals);
     # a card from before either existed trained without them
     for key, value in (("ema_decay", 0.998), ("cutmix", 0.5)):
