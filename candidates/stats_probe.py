@@ -37,7 +37,11 @@ CFG = PreprocessConfig(size=320, resize="shorter_then_center_crop", interpolatio
 WORK = Path("runs/probe")
 V8 = Path("data/realworld-v8/manifest.jsonl")
 CONDITIONS = ("clean", "jpeg75", "resize0.5")
-SETS = {"final": slice(0, 1280), "stats": slice(1280, None), "final+stats": slice(0, None)}
+SETS = {"final": slice(0, 1280), "stats": slice(1280, None), "final+stats": slice(0, None),
+        # what a run that froze five stages computes anyway: the statistics of stages 1-4 (no extra model time)
+        "stats1-4": slice(1280, 1280 + 2 * (24 + 40 + 80 + 112)),
+        # and with the frozen stage 5 as well (its statistics; stage 6 and the head convolution left out)
+        "stats1-5": slice(1280, 1280 + 2 * (24 + 40 + 80 + 112 + 192))}
 
 
 def feature_graph() -> Path:
