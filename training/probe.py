@@ -48,34 +48,48 @@ def stage_statistics(h) -> list:
     return [mean, std]
 
 
-def frozen_features(backbone: str):
-    """The packaged ImageNet model as a feature extractor (eval mode): x -> [pooled head (F), mean and std of every
-    stage from FIRST_STAT_STAGE on]."""
+def layout(last_stage: int, head: bool) -> dict:
+    """The card's description of a probe's features: which stages' statistics, and whether the pooled head."""
+    return {"stats_stages": [FIRST_STAT_STAGE, last_stage], "head": head,
+            "layout": ("pooled head convolution, then " if head else "")
+                      + f"the mean and standard deviation over the picture of each output of stages "
+                        f"{FIRST_STAT_STAGE}-{last_stage}"}
+
+
+def frozen_features(backbone: str, last_stage: int = -1, head: bool = True):
+    """The packaged ImageNet model as a feature extractor (eval mode): x -> [pooled head (if ``head``), mean and std
+    of the output of every stage from FIRST_STAT_STAGE to ``last_stage`` (-1: the last)]. Without the head it stops
+    after ``last_stage``."""
     torch = _torch()
     from mimicry.training.finetune import build_model
+
+    net = build_model(backbone, "packaged").eval()
+    last = last_stage % len(net.blocks)
+    if not FIRST_STAT_STAGE <= last:
+        raise ValueError(f"last_stage must be in {FIRST_STAT_STAGE}..{len(net.blocks) - 1}, got {last_stage}")
 
     class FrozenFeatures(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.net = build_model(backbone, "packaged").eval()
+            self.net, self.last, self.head = net, last, head
 
         def forward(self, x):
             m = self.net
             h = m.bn1(m.conv_stem(x))
             stats = []
-            for i, stage in enumerate(m.blocks):
+            for i, stage in enumerate(m.blocks if self.head else m.blocks[:self.last + 1]):
                 h = stage(h)
-                if i >= FIRST_STAT_STAGE:
+                if FIRST_STAT_STAGE <= i <= self.last:
                     stats += stage_statistics(h)
-            return torch.cat([m.bn2(m.conv_head(h)).mean((2, 3)), *stats], 1)
+            return torch.cat(([m.bn2(m.conv_head(h)).mean((2, 3))] if self.head else []) + stats, 1)
 
     return FrozenFeatures().eval()
 
 
-def feature_size(backbone: str) -> int:
+def feature_size(backbone: str, last_stage: int = -1, head: bool = True) -> int:
     torch = _torch()
     with torch.no_grad():
-        return int(frozen_features(backbone)(torch.zeros(1, 3, 64, 64)).shape[1])
+        return int(frozen_features(backbone, last_stage, head)(torch.zeros(1, 3, 64, 64)).shape[1])
 
 
 def probe_linear(probe: dict) -> tuple[np.ndarray, float]:
@@ -89,13 +103,15 @@ def probe_beside(run_model, run_settings: dict, probe: dict, run_spread: float):
     """One module: the run's logit and the probe's, each divided by its val spread, averaged.
 
     The run's stem and first ``freeze_blocks`` stages are shared with the frozen ImageNet branch (they must be the
-    ImageNet weights: checked tensor by tensor, else a ValueError); the last layer is a single linear map over the
-    run's pooled features and the probe's features, so the graph ends in one Gemm that writes the logit (kept in
-    float32 by the int8 export, as a single model's classifier is)."""
+    ImageNet weights: checked tensor by tensor, else a ValueError); the ImageNet model's later stages run only as far
+    as the probe's features need (not at all when they are statistics of shared stages alone). The last layer is a
+    single linear map over the run's pooled features and the probe's features, so the graph ends in one Gemm that
+    writes the logit (kept in float32 by the int8 export, as a single model's classifier is)."""
     torch = _torch()
     if probe["backbone"] != run_settings["backbone"]:
         raise ValueError(f"the probe was fitted on {probe['backbone']} features; the run is a {run_settings['backbone']}")
-    imagenet = frozen_features(probe["backbone"]).net
+    last, use_head = int(probe["features"]["stats_stages"][1]), bool(probe["features"]["head"])
+    imagenet = frozen_features(probe["backbone"], last, use_head).net
     shared = int(run_settings.get("freeze_blocks") or 0)
     ours = [run_model.conv_stem, run_model.bn1, *run_model.blocks[:shared]]
     theirs = [imagenet.conv_stem, imagenet.bn1, *imagenet.blocks[:shared]]
@@ -104,6 +120,8 @@ def probe_beside(run_model, run_settings: dict, probe: dict, run_spread: float):
             if ta.shape != tb.shape or not torch.equal(ta, tb):
                 raise ValueError(f"the run's frozen {name} differs from the packaged ImageNet weights; "
                                  "a probe can share only stages the run left untouched")
+    # the ImageNet stages the graph must run beside the run's: from the first unshared one to the last one needed
+    needed = len(imagenet.blocks) if use_head else last + 1
     w_probe, b_probe = probe_linear(probe)
     head = run_model.get_classifier()
     a_run, a_probe = 0.5 / run_spread, 0.5 / float(probe["val"]["logit_std"])
@@ -111,7 +129,9 @@ def probe_beside(run_model, run_settings: dict, probe: dict, run_spread: float):
     class ProbeBeside(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.run, self.imagenet, self.shared = run_model, imagenet, shared
+            self.run, self.shared, self.needed = run_model, shared, needed
+            # kept only when the graph runs any of it (a module left unused would still be exported as weights)
+            self.imagenet = imagenet if needed > shared else None
             self.classifier = torch.nn.Linear(head.in_features + w_probe.size, 1)
             with torch.no_grad():
                 self.classifier.weight.copy_(torch.cat([head.weight.reshape(-1) * a_run,
@@ -120,25 +140,23 @@ def probe_beside(run_model, run_settings: dict, probe: dict, run_spread: float):
 
         def features(self, x):
             r, m = self.run, self.imagenet
-            if self.shared:
-                h = r.bn1(r.conv_stem(x))
-                g = None
-            else:
-                h, g = r.bn1(r.conv_stem(x)), m.bn1(m.conv_stem(x))
+            h = r.bn1(r.conv_stem(x))
+            g = m.bn1(m.conv_stem(x)) if self.shared == 0 and m is not None else None
             stats = []
             for i in range(len(r.blocks)):
-                if i < self.shared:
-                    h = r.blocks[i](h)
-                    if i >= FIRST_STAT_STAGE:
+                h = r.blocks[i](h)
+                if i < self.shared:  # the same ImageNet weights in both: the run's output is the probe's
+                    if FIRST_STAT_STAGE <= i <= last:
                         stats += stage_statistics(h)
-                    continue
-                if g is None:
-                    g = h
-                h, g = r.blocks[i](h), m.blocks[i](g)
-                if i >= FIRST_STAT_STAGE:
-                    stats += stage_statistics(g)
+                    if i == self.shared - 1:
+                        g = h
+                elif i < self.needed:  # (h is already the run's own output of stage i: g is the ImageNet one)
+                    g = m.blocks[i](g)
+                    if FIRST_STAT_STAGE <= i <= last:
+                        stats += stage_statistics(g)
             pooled = r.forward_head(r.bn2(r.conv_head(h)), pre_logits=True)
-            return torch.cat([pooled, m.bn2(m.conv_head(g)).mean((2, 3)), *stats], 1)
+            frozen_head = [m.bn2(m.conv_head(g)).mean((2, 3))] if use_head else []
+            return torch.cat([pooled, *frozen_head, *stats], 1)
 
         def forward(self, x):
             return self.classifier(self.features(x))
@@ -148,13 +166,13 @@ def probe_beside(run_model, run_settings: dict, probe: dict, run_spread: float):
 
 # ----------------------------------------------------------------------------- fitting
 
-def _extractor(backbone: str, size: int, tmp: Path):
+def _extractor(backbone: str, size: int, tmp: Path, last_stage: int = -1, head: bool = True):
     """Features through onnxruntime (torch eager runs this backbone several times slower on a CPU)."""
     import onnxruntime as ort
 
     torch = _torch()
     path = tmp / "features.onnx"
-    torch.onnx.export(frozen_features(backbone), (torch.zeros(1, 3, size, size),), str(path),
+    torch.onnx.export(frozen_features(backbone, last_stage, head), (torch.zeros(1, 3, size, size),), str(path),
                       input_names=["input"], output_names=["features"],
                       dynamic_axes={"input": {0: "n"}, "features": {0: "n"}}, opset_version=17, dynamo=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -183,8 +201,10 @@ def split_features(extract, dataset, cache: Path, batch: int = 32, log=print) ->
     return out
 
 
-def fit(run: Path, out: Path, views: int = 2, seed: int = 0, c: float = 0.1, log=print) -> dict:
-    """Fit the probe for ``run`` (its manifest, preprocessing, augmentation and backbone) and write out/probe.json."""
+def fit(run: Path, out: Path, views: int = 2, seed: int = 0, c: float = 0.1, last_stage: int = -1, head: bool = True,
+        log=print) -> dict:
+    """Fit the probe for ``run`` (its manifest, preprocessing, augmentation and backbone) on the features
+    :func:`frozen_features` gives with ``last_stage`` and ``head``, and write out/probe.json."""
     import tempfile
 
     from sklearn.linear_model import LogisticRegression
@@ -200,16 +220,18 @@ def fit(run: Path, out: Path, views: int = 2, seed: int = 0, c: float = 0.1, log
     cfg = PreprocessConfig.from_dict(settings["preprocess"])
     augment = settings.get("augment", "none")
     out.mkdir(parents=True, exist_ok=True)
+    last = last_stage % len(frozen_features(backbone, last_stage, head).net.blocks)
+    tag = f"stages{FIRST_STAT_STAGE}-{last}" + ("-head" if head else "")  # the cached features' layout
     with tempfile.TemporaryDirectory(prefix="probe-") as tmp:
-        extract = _extractor(backbone, cfg.size, Path(tmp))
+        extract = _extractor(backbone, cfg.size, Path(tmp), last, head)
         train = ManifestDataset(manifest, "train", cfg, augment=augment, seed=seed,
                                 small_sources=settings.get("small_sources", 0.0), crops=settings.get("crops", "any"))
         xs = []
         for k in range(views):
             train.epoch = k
-            xs.append(split_features(extract, train, out / f"train-view{k}-seed{seed}.npy", log=log))
+            xs.append(split_features(extract, train, out / f"train-view{k}-seed{seed}-{tag}.npy", log=log))
         val = ManifestDataset(manifest, "val", cfg, augment="none")
-        xv = split_features(extract, val, out / "val.npy", log=log)
+        xv = split_features(extract, val, out / f"val-{tag}.npy", log=log)
     y = np.array([r["label"] != "human" for r in train.rows])
     yv = np.array([r["label"] != "human" for r in val.rows])
     if len(set(y)) < 2:
@@ -220,8 +242,7 @@ def fit(run: Path, out: Path, views: int = 2, seed: int = 0, c: float = 0.1, log
     probe = {"kind": "linear probe", "format_version": FORMAT_VERSION, "backbone": backbone,
              "weights": "packaged ImageNet, never fine-tuned", "preprocess": settings["preprocess"],
              "manifest": str(manifest), "fitted_for_run": str(run),
-             "features": {"size": int(xs[0].shape[1]), "layout": "pooled head convolution, then the mean and "
-                          f"standard deviation over the picture of each stage's output from stage {FIRST_STAT_STAGE} on"},
+             "features": {"size": int(xs[0].shape[1]), **layout(last, head)},
              "fit": {"views": views, "augment": augment, "seed": seed, "C": c, "class_weight": "balanced",
                      "train_files": len(train), "train_mimicry": int(y.sum())},
              "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
@@ -242,6 +263,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--views", type=int, default=2, help="augmented views of each training file (one per epoch drawn)")
     p.add_argument("--seed", type=int, default=0, help="the augmentation's seed (finetune's --seed)")
     p.add_argument("--c", type=float, default=0.1, help="inverse strength of the logistic regression's L2 penalty")
+    p.add_argument("--last-stage", type=int, default=-1,
+                   help=f"statistics of the outputs of stages {FIRST_STAT_STAGE}..this one (-1: the last stage)")
+    p.add_argument("--no-head", dest="head", action="store_false",
+                   help="leave out the pooled head convolution (with --last-stage under the run's frozen stages, the "
+                        "probe then costs the statistics alone: no convolution beside the run's)")
     args = p.parse_args(argv)
     if args.views < 1:
         p.error("--views must be >= 1")
@@ -252,7 +278,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def cli(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    probe = fit(args.run, args.out, args.views, args.seed, args.c)
+    probe = fit(args.run, args.out, args.views, args.seed, args.c, args.last_stage, args.head)
     print(f"probe: {probe['fit']['train_files']} training files x {args.views} views; val AUROC "
           f"{probe['val']['auroc']}; wrote {args.out / 'probe.json'}")
     return 0

@@ -32,7 +32,7 @@ def test_the_fit_is_a_standardised_logistic_regression_on_the_views_features(fit
     from sklearn.preprocessing import StandardScaler
 
     manifest, run, out, fit = fitted
-    xs = [np.load(out / f"train-view{k}-seed0.npy") for k in range(2)]
+    xs = [np.load(out / f"train-view{k}-seed0-stages1-6-head.npy") for k in range(2)]
     assert xs[0].shape == (16, probe.feature_size("tf_efficientnet_lite0")) == (16, fit["features"]["size"])
     assert not np.allclose(xs[0], xs[1])  # two draws of the augmentation, not one file read twice
     y = np.tile([r["label"] != "human" for r in finetune.read_rows(manifest, "train")], 2)
@@ -42,6 +42,7 @@ def test_the_fit_is_a_standardised_logistic_regression_on_the_views_features(fit
     assert np.allclose(fit["coef"], clf.coef_.reshape(-1), atol=1e-6)
     w, b = probe.probe_linear(fit)
     assert np.allclose(x.astype(np.float64) @ w + b, clf.decision_function(scaler.transform(x)), atol=1e-6)
+    assert fit["features"]["stats_stages"] == [1, 6] and fit["features"]["head"] is True
     assert fit["fit"] == {"views": 2, "augment": "realworld", "seed": 0, "C": 0.1, "class_weight": "balanced",
                           "train_files": 16, "train_mimicry": 8}
     assert json.loads((out / "probe.json").read_text()) == fit
@@ -61,6 +62,29 @@ def test_the_joint_module_is_the_mean_of_the_two_scaled_logits_with_shared_stage
     w, b = probe.probe_linear(fit)
     want = 0.5 * run_logit / 2.0 + 0.5 * (feats @ w + b) / fit["val"]["logit_std"]
     assert np.allclose(got, want, atol=1e-3)
+
+
+def test_a_probe_on_the_shared_stages_alone_runs_no_imagenet_stage_of_its_own(fitted, tmp_path):
+    """Statistics of stages 1-4 without the head: all of it is computed by the run's frozen stages, so the joint
+    module holds no ImageNet weights beside the run's, and still gives the mean of the two scaled logits."""
+    torch = pytest.importorskip("torch")
+    _, run, _, _ = fitted
+    small = probe.fit(run, tmp_path / "p14", views=1, last_stage=4, head=False, log=lambda *_: None)
+    assert small["features"]["size"] == 2 * (24 + 40 + 80 + 112) == probe.feature_size("tf_efficientnet_lite0", 4, False)
+    assert small["features"]["stats_stages"] == [1, 4] and small["features"]["head"] is False
+    settings, model = export.load_run(run)
+    combined = probe.probe_beside(model, settings, small, run_spread=1.5)
+    assert combined.imagenet is None
+    n_run = sum(p.numel() for p in export.load_run(run)[1].parameters())
+    # the run's weights and the joint last layer (1280 run features + the probe's, one bias), nothing else
+    assert sum(p.numel() for p in combined.parameters()) == n_run + 1280 + small["features"]["size"] + 1
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        run_logit = export.load_run(run)[1](x).reshape(-1).double().numpy()
+        feats = probe.frozen_features("tf_efficientnet_lite0", 4, False)(x).double().numpy()
+        got = combined(x).reshape(-1).double().numpy()
+    w, b = probe.probe_linear(small)
+    assert np.allclose(got, 0.5 * run_logit / 1.5 + 0.5 * (feats @ w + b) / small["val"]["logit_std"], atol=1e-3)
 
 
 def test_a_probe_shares_only_stages_the_run_left_as_imagenet(fitted):
