@@ -50,28 +50,11 @@ def feature_graph() -> Path:
         return path
     import torch
 
-    from mimicry.training.finetune import build_model
-
-    class Features(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.m = build_model("tf_efficientnet_lite0", "packaged").eval()
-
-        def forward(self, x):
-            m = self.m
-            h = m.bn1(m.conv_stem(x))
-            stats = []
-            for i, stage in enumerate(m.blocks):
-                h = stage(h)
-                if i >= 1:
-                    mean = h.mean((2, 3))
-                    stats += [mean, (h - mean[:, :, None, None]).pow(2).mean((2, 3)).add(1e-8).sqrt()]
-            final = m.bn2(m.conv_head(h)).mean((2, 3))
-            return torch.cat([final, *stats], 1)
+    from mimicry.training.probe import frozen_features
 
     WORK.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(Features().eval(), (torch.zeros(1, 3, 320, 320),), str(path), input_names=["input"],
-                      output_names=["features"], dynamic_axes={"input": {0: "n"}, "features": {0: "n"}},
+    torch.onnx.export(frozen_features("tf_efficientnet_lite0"), (torch.zeros(1, 3, 320, 320),), str(path),
+                      input_names=["input"], output_names=["features"], dynamic_axes={"input": {0: "n"}, "features": {0: "n"}},
                       opset_version=17, dynamo=False)
     return path
 
