@@ -2,18 +2,20 @@
 # The 1.15 candidate: 1.10.0's run (candidates/candidate-1.10.sh 0 1.10.0b trains it again, byte for byte) with the
 # frozen-feature probe beside it in one graph (training.probe, training.export --probe), exported by 1.10.0's
 # flags. Judged by the rule written before its figures (docs/eval/realworld_notes.md). Resumable: each step is
-# skipped when its output exists. Usage: candidates/candidate-1.15.sh [VERSION]
+# skipped when its output exists. Usage: [PROBE_SEED=N] candidates/candidate-1.15.sh [VERSION]; PROBE_SEED (default 0)
+# draws the probe's views with another seed (into its own folder), the run unchanged.
 set -euo pipefail
 VERSION=${1:-1.15.0}
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 RW=data/realworld-v8
 RUN=runs/finetune/realworld-1.10.0b-seed0
-PROBE=runs/probe/fit-1.10.0b
+PROBE_SEED=${PROBE_SEED:-0}
+PROBE=runs/probe/fit-1.10.0b$([[ $PROBE_SEED == 0 ]] || echo "-seed$PROBE_SEED")
 MODEL=runs/models/candidate-$VERSION-seed0
 OUT=runs/candidate-$VERSION-seed0
 test -f $RUN/done || { echo "train $RUN first: candidates/candidate-1.10.sh 0 1.10.0b" >&2; exit 1; }
-test -f $PROBE/probe.json || $PY -m mimicry.training.probe --run $RUN --out $PROBE --views 2 --seed 0
+test -f $PROBE/probe.json || $PY -m mimicry.training.probe --run $RUN --out $PROBE --views 2 --seed $PROBE_SEED
 test -f $MODEL/model.json || $PY -m mimicry.training.export --run $RUN --probe $PROBE --out $MODEL \
     --name mimicry-realworld --version $VERSION --trained-on "$(cat docs/TRAINED_ON.txt)" --threshold-at gap-top \
     --threshold-rule per-source --min-source-works 100 --threshold-under jpeg75 jpeg50 resize0.5 centre_crop50 webp \
