@@ -13,7 +13,7 @@ breaks under JPEG, docs/eval/realworld_notes.md).
 ``training.export --probe DIR`` then puts it beside the run in one graph (:func:`probe_beside`): when the run froze
 its first stages, those are the ImageNet weights in both, so they are computed once.
 
-    python -m mimicry.training.probe --run RUN --out DIR [--views 2] [--seed 0] [--c 0.1]
+    python -m mimicry.training.probe --run RUN --out DIR [--views 2] [--seed 0] [--c 0.1] [--last-stage N] [--no-head]
 
 Writes DIR/probe.json (the probe's numbers and how it was made) and caches the features of each view under DIR
 (an interrupted fit resumes from them).
@@ -220,6 +220,14 @@ def fit(run: Path, out: Path, views: int = 2, seed: int = 0, c: float = 0.1, las
     cfg = PreprocessConfig.from_dict(settings["preprocess"])
     augment = settings.get("augment", "none")
     out.mkdir(parents=True, exist_ok=True)
+    # The cached features are only valid for the data, input and augmentation they were computed from.
+    made_from = {"manifest": str(manifest), "preprocess": settings["preprocess"], "augment": augment,
+                 "small_sources": settings.get("small_sources", 0.0), "crops": settings.get("crops", "any"),
+                 "backbone": backbone}
+    meta = out / "features-made-from.json"
+    if meta.exists() and json.loads(meta.read_text()) != made_from:
+        raise ValueError(f"{out} holds features of other data, input or augmentation ({meta}); fit into another --out")
+    meta.write_text(json.dumps(made_from, indent=1) + "\n")
     last = last_stage % len(frozen_features(backbone, last_stage, head).net.blocks)
     tag = f"stages{FIRST_STAT_STAGE}-{last}" + ("-head" if head else "")  # the cached features' layout
     with tempfile.TemporaryDirectory(prefix="probe-") as tmp:

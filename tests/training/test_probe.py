@@ -154,3 +154,15 @@ def test_fit_resumes_from_its_cached_features(fitted, monkeypatch):
     monkeypatch.setattr(probe, "_extractor", no_extraction)
     again = probe.fit(run, out, views=2, log=lambda *_: None)
     assert again["coef"] == fit["coef"]
+
+
+def test_fit_refuses_a_folder_of_features_made_from_other_data(fitted, tmp_path):
+    """Cached features are only reused for the run's own data, input and augmentation."""
+    _, run, out, _ = fitted
+    other = tmp_path / "other-run"
+    shutil.copytree(run, other)
+    settings = json.loads((other / "settings.json").read_text())
+    settings["preprocess"]["size"] = 96
+    (other / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="holds features of other data"):
+        probe.fit(other, out, views=2, log=lambda *_: None)
