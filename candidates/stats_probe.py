@@ -23,13 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from mimicry.detector.decode import decode_image
 from mimicry.detector.preprocess import PreprocessConfig, preprocess
+from mimicry.training.probe import logistic_probe
 from mimicry.training.realworld_eval import load_published, perturb, published_items
 
 CFG = PreprocessConfig(size=320, resize="shorter_then_center_crop", interpolation="bicubic",
@@ -120,7 +118,7 @@ def reencoded_features(rows: list[dict], k: int) -> dict[str, np.ndarray]:
 def fit_probe(features: list, train: list[dict], cols: slice):
     """The probe: a standardised logistic regression (C 0.1, classes weighted alike) on every training row's vector
     in each of ``features`` (one sha256 -> vector mapping per view, or the files themselves)."""
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000, class_weight="balanced"))
+    clf = logistic_probe(0.1)
     clf.fit(np.stack([f[r["sha256"]][cols] for f in features for r in train]),
             np.tile([r["label"] != "human" for r in train], len(features)))
     return clf

@@ -188,11 +188,6 @@ def mean_logit_ensemble(models: list):
     return MeanLogit(models).eval()
 
 
-# The probe's statistics, the frozen head's pooling and the joining of the features are written in ProbeBeside's own
-# forward, so their ONNX nodes sit at the top level ("/ReduceMean_3"); the blocks' nodes are "/run/blocks.5/...".
-PROBE_FLOAT_NODES = (r"/[^/]+",)
-
-
 def with_probe(model, settings: dict, probe_dir: Path, manifest: Path, cfg: PreprocessConfig, batch_size: int):
     """The run's model and a training.probe fit in one module (probe.probe_beside), and the card's ``probe``
     section. The run's logit is divided by its spread on the val split (measured here, torch eager), the probe's
@@ -390,8 +385,9 @@ def main(args: argparse.Namespace) -> dict:
                            "calibration and thresholds are fitted on that mean"}
     probe_card, keep_float = None, ()
     if args.probe is not None:
+        from mimicry.training.probe import FLOAT_NODES as keep_float
+
         model, probe_card = with_probe(model, settings, args.probe, manifest, cfg, args.batch_size)
-        keep_float = PROBE_FLOAT_NODES
 
     onnx_path = args.out / "model.onnx"
     export_onnx(model, cfg.size, onnx_path)

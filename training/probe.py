@@ -92,11 +92,28 @@ def feature_size(backbone: str, last_stage: int = -1, head: bool = True) -> int:
         return int(frozen_features(backbone, last_stage, head)(torch.zeros(1, 3, 64, 64)).shape[1])
 
 
+def logistic_probe(c: float = 0.1):
+    """The probe's estimator: features standardised, then a logistic regression with an L2 penalty of inverse
+    strength ``c``, classes weighted alike (an sklearn pipeline, not yet fitted)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000, class_weight="balanced"))
+
+
 def probe_linear(probe: dict) -> tuple[np.ndarray, float]:
     """The probe's decision function as one linear map on raw features: weights and bias with the standardisation
     folded in (``w / scale`` and ``b - sum(w * mean / scale)``)."""
     coef, mean, scale = (np.asarray(probe[k], dtype=np.float64) for k in ("coef", "mean", "scale"))
     return coef / scale, float(probe["intercept"] - np.sum(coef * mean / scale))
+
+
+# What an int8 export keeps in float32 (training.quantize's keep_float patterns): the statistics, the frozen head's
+# pooling and the joining of the features are written in ProbeBeside's own forward, so their ONNX nodes sit at the
+# top level ("/ReduceMean_3"), while the blocks' nodes are "/run/blocks.5/...". Small numbers that one int8 range
+# over the joined features would flatten.
+FLOAT_NODES = (r"/[^/]+",)
 
 
 def probe_beside(run_model, run_settings: dict, probe: dict, run_spread: float):
@@ -166,13 +183,14 @@ def probe_beside(run_model, run_settings: dict, probe: dict, run_spread: float):
 
 # ----------------------------------------------------------------------------- fitting
 
-def _extractor(backbone: str, size: int, tmp: Path, last_stage: int = -1, head: bool = True):
-    """Features through onnxruntime (torch eager runs this backbone several times slower on a CPU)."""
+def _extractor(features, size: int, tmp: Path):
+    """``features`` (a :func:`frozen_features` module) through onnxruntime (torch eager runs this backbone several
+    times slower on a CPU)."""
     import onnxruntime as ort
 
     torch = _torch()
     path = tmp / "features.onnx"
-    torch.onnx.export(frozen_features(backbone, last_stage, head), (torch.zeros(1, 3, size, size),), str(path),
+    torch.onnx.export(features, (torch.zeros(1, 3, size, size),), str(path),
                       input_names=["input"], output_names=["features"],
                       dynamic_axes={"input": {0: "n"}, "features": {0: "n"}}, opset_version=17, dynamo=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -207,9 +225,7 @@ def fit(run: Path, out: Path, views: int = 2, seed: int = 0, c: float = 0.1, las
     :func:`frozen_features` gives with ``last_stage`` and ``head``, and write out/probe.json."""
     import tempfile
 
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.preprocessing import StandardScaler
 
     from mimicry.training.finetune import ManifestDataset
 
@@ -228,10 +244,11 @@ def fit(run: Path, out: Path, views: int = 2, seed: int = 0, c: float = 0.1, las
     if meta.exists() and json.loads(meta.read_text()) != made_from:
         raise ValueError(f"{out} holds features of other data, input or augmentation ({meta}); fit into another --out")
     meta.write_text(json.dumps(made_from, indent=1) + "\n")
-    last = last_stage % len(frozen_features(backbone, last_stage, head).net.blocks)
+    features = frozen_features(backbone, last_stage, head)
+    last = features.last
     tag = f"stages{FIRST_STAT_STAGE}-{last}" + ("-head" if head else "")  # the cached features' layout
     with tempfile.TemporaryDirectory(prefix="probe-") as tmp:
-        extract = _extractor(backbone, cfg.size, Path(tmp), last, head)
+        extract = _extractor(features, cfg.size, Path(tmp))
         train = ManifestDataset(manifest, "train", cfg, augment=augment, seed=seed,
                                 small_sources=settings.get("small_sources", 0.0), crops=settings.get("crops", "any"))
         xs = []
@@ -244,9 +261,8 @@ def fit(run: Path, out: Path, views: int = 2, seed: int = 0, c: float = 0.1, las
     yv = np.array([r["label"] != "human" for r in val.rows])
     if len(set(y)) < 2:
         raise ValueError(f"{manifest}: the train split needs both classes to fit a probe")
-    scaler = StandardScaler().fit(np.concatenate(xs))
-    clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
-    clf.fit(scaler.transform(np.concatenate(xs)), np.tile(y, views))
+    fitted = logistic_probe(c).fit(np.concatenate(xs), np.tile(y, views))
+    scaler, clf = fitted[0], fitted[-1]
     probe = {"kind": "linear probe", "format_version": FORMAT_VERSION, "backbone": backbone,
              "weights": "packaged ImageNet, never fine-tuned", "preprocess": settings["preprocess"],
              "manifest": str(manifest), "fitted_for_run": str(run),

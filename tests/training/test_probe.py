@@ -128,13 +128,18 @@ def test_export_with_a_probe_ships_one_int8_graph_with_its_statistics_in_float32
     assert v.label in ("human", "uncertain", "ai-mimicry") and 0.0 <= v.score <= 1.0
 
 
+def copy_with_input_size(folder, dst, name: str, size: int):
+    """A copy of ``folder`` whose JSON file ``name`` says another input size."""
+    shutil.copytree(folder, dst)
+    data = json.loads((dst / name).read_text())
+    data["preprocess"]["size"] = size
+    (dst / name).write_text(json.dumps(data))
+    return dst
+
+
 def test_a_probe_fitted_for_other_data_or_input_is_refused(fitted, tmp_path):
     _, run, probe_dir, _ = fitted
-    odd = tmp_path / "odd"
-    shutil.copytree(probe_dir, odd)
-    data = json.loads((odd / "probe.json").read_text())
-    data["preprocess"]["size"] = 96
-    (odd / "probe.json").write_text(json.dumps(data))
+    odd = copy_with_input_size(probe_dir, tmp_path / "odd", "probe.json", 96)
     with pytest.raises(ValueError, match="same backbone, input and data"):
         export.main(export.parse_args(["--run", str(run), "--probe", str(odd), "--out", str(tmp_path / "x")]))
     with pytest.raises(SystemExit):
@@ -159,10 +164,6 @@ def test_fit_resumes_from_its_cached_features(fitted, monkeypatch):
 def test_fit_refuses_a_folder_of_features_made_from_other_data(fitted, tmp_path):
     """Cached features are only reused for the run's own data, input and augmentation."""
     _, run, out, _ = fitted
-    other = tmp_path / "other-run"
-    shutil.copytree(run, other)
-    settings = json.loads((other / "settings.json").read_text())
-    settings["preprocess"]["size"] = 96
-    (other / "settings.json").write_text(json.dumps(settings))
+    other = copy_with_input_size(run, tmp_path / "other-run", "settings.json", 96)
     with pytest.raises(ValueError, match="holds features of other data"):
         probe.fit(other, out, views=2, log=lambda *_: None)
