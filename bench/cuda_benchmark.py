@@ -10,7 +10,7 @@ Run where onnxruntime has the CUDA execution provider (``onnxruntime-gpu``). For
   does for every batch: a host-to-device copy in, scores back), images/s per batch size, CUDA
   against the CPU with one intra-op thread per core;
 * **end to end**: ``Detector.stream`` (what ``mimicry scan`` runs) over the drawn JPEGs, CUDA against
-  the CPU, decode threads = cores, per batch size.
+  the CPU, per batch size and number of decode threads (``--workers``, default the cores).
 
 Each figure is one timed pass after a warm-up pass; compare figures within one run only.
 
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256])
     p.add_argument("--scan-batch-sizes", type=int, nargs="+", default=[16, 64])
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per model-only figure")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workers", type=int, nargs="+", default=[os.cpu_count() or 1],
+                   help="decode threads of the end-to-end figures; several: one figure each (how decoding scales)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -115,10 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             out["model_only_img_s"][str(b)] = {"cuda": round(g, 1), "cpu": round(c, 1), "ratio": round(g / c, 2)}
             print(f"  model only, batch {b}: CUDA {g:.1f} img/s, CPU {c:.1f} img/s", file=sys.stderr)
         out["end_to_end_img_s"] = {}
-        for b in args.scan_batch_sizes:
-            g, c = end_to_end(gpu, drawn, b, args.workers), end_to_end(cpu, drawn, b, args.workers)
-            out["end_to_end_img_s"][str(b)] = {"cuda": round(g, 1), "cpu": round(c, 1), "ratio": round(g / c, 2)}
-            print(f"  end to end, batch {b}: CUDA {g:.1f} img/s, CPU {c:.1f} img/s", file=sys.stderr)
+        for w in args.workers:
+            for b in args.scan_batch_sizes:
+                g, c = end_to_end(gpu, drawn, b, w), end_to_end(cpu, drawn, b, w)
+                key = str(b) if len(args.workers) == 1 else f"batch {b}, {w} decode threads"
+                out["end_to_end_img_s"][key] = {"cuda": round(g, 1), "cpu": round(c, 1), "ratio": round(g / c, 2)}
+                print(f"  end to end, batch {b}, {w} threads: CUDA {g:.1f} img/s, CPU {c:.1f} img/s", file=sys.stderr)
         result["models"][str(model)] = out
     print(json.dumps(result, indent=2))
     if args.json:
