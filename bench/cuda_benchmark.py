@@ -46,6 +46,8 @@ def agreement(gpu: Detector, cpu: Detector, paths: list[Path]) -> dict:
     a = gpu.predict([str(p) for p in paths])
     b = cpu.predict([str(p) for p in paths])
     scored = [(x, y) for x, y in zip(a, b) if x.score is not None and y.score is not None]
+    if not scored:
+        return {"files": len(paths), "scored": 0}
     dlogit = [abs(x.evidence["logit"] - y.evidence["logit"]) for x, y in scored]
     dscore = [abs(x.score - y.score) for x, y in scored]
     changed = [{"file": Path(x.source).name, "cuda": x.label, "cpu": y.label,
@@ -93,8 +95,15 @@ def main(argv: list[str] | None = None) -> int:
               "CUDA GPU", file=sys.stderr)
         return 2
 
-    scratch = Path(tempfile.mkdtemp(prefix="mimicry-cuda-bench-"))
-    drawn = make_jpegs(scratch / "jpeg", args.n)
+    with tempfile.TemporaryDirectory(prefix="mimicry-cuda-bench-") as tmp:
+        result = run(args, make_jpegs(Path(tmp) / "jpeg", args.n))
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def run(args: argparse.Namespace, drawn: list[Path]) -> dict:
     real = sorted(q for q in args.images.iterdir() if q.is_file()) if args.images else []
     result: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                     "onnxruntime": ort.__version__, "providers": ort.get_available_providers(),
@@ -123,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 out["end_to_end_img_s"][key] = {"cuda": round(g, 1), "cpu": round(c, 1), "ratio": round(g / c, 2)}
                 print(f"  end to end, batch {b}, {w} threads: CUDA {g:.1f} img/s, CPU {c:.1f} img/s", file=sys.stderr)
         result["models"][str(model)] = out
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return result
 
 
 if __name__ == "__main__":
