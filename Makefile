@@ -187,10 +187,13 @@ realworld-dataset: venv art-packages $(DEMO)/manifest.jsonl
 # paintings, split by painter), seed 0 of two (chosen on validation loss, 0.0646 against 0.0660, and judged by a rule
 # written before its figures: docs/eval/realworld_notes.md). 1.9.0 was `make detector RW=data/realworld-v7
 # PACKAGE_ART= DETECTOR_VERSION=1.9.0 DETECTOR_SEED=1`.
-DETECTOR_VERSION ?= 1.10.0
+# 1.10.1: 1.10.0's run (the same ONNX file) with its threshold kept at 87.5% of the val mimicry instead of 90%
+# (0.972 against 0.955), judged by a rule written before its figures (docs/eval/realworld_notes.md); 1.10.0 was
+# `make detector DETECTOR_VERSION=1.10.0 KEEP_VAL_TPR=0.90`.
+DETECTOR_VERSION ?= 1.10.1
 DETECTOR_SEED ?= 0
 MIN_SOURCE_WORKS ?= 100
-KEEP_VAL_TPR ?= 0.90
+KEEP_VAL_TPR ?= 0.875
 DETECTOR_RUN = runs/finetune/realworld-$(DETECTOR_VERSION)$(if $(filter 0,$(DETECTOR_SEED)),,-seed$(DETECTOR_SEED))
 INT8 ?= --int8
 detector: INPUT_SIZE := 320

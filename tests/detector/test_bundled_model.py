@@ -38,9 +38,10 @@ def test_default_card_says_what_it_was_trained_on_and_how_it_measured(default):
     assert thresholds["min_source_works"] == 100 and len(groups) >= 2
     assert all(g["n"] >= 100 for g in groups.values())
     assert thresholds["ai_mimicry"] >= max(g["threshold"] for g in groups.values())
-    # 1.8: then raised as far as still flags 90% of the val mimicry (artists never trained on), never lowered
-    assert thresholds["keep_val_tpr"] == 0.9 and thresholds["ai_mimicry"] >= thresholds["keep_val_tpr_threshold"]
-    assert card["metrics"]["val"]["tpr_at_threshold"] >= 0.9
+    # 1.8: then raised as far as still flags 90% of the val mimicry (artists never trained on), never lowered;
+    # 1.10.1: 87.5% (docs/eval/realworld_notes.md)
+    assert thresholds["keep_val_tpr"] == 0.875 and thresholds["ai_mimicry"] >= thresholds["keep_val_tpr_threshold"]
+    assert card["metrics"]["val"]["tpr_at_threshold"] >= 0.875
     assert card["training"]["settings"]["freeze_blocks"] == 5
     assert card["training"]["settings"]["balance"] == "source"  # the 1.3 recipe (docs/EVALUATION.md)
     data = card["training_data"]
