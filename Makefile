@@ -113,6 +113,9 @@ EMA       ?= 0
 # another image of the batch, the label the share of area from mimicry); a run with it is tagged -cutmixP. 0, none,
 # is the shipped recipe.
 CUTMIX    ?= 0
+# HUE=H draws the colour jitter's hue shift from +-H of the hue circle (finetune --hue; 0.5: any hue, so palette
+# carries no label); a run with it is tagged -hueH. 0.08 is the shipped recipe.
+HUE       ?= 0.08
 # DROP="SOURCE ..." also holds those sources out of a leave-one-source-out run's training (their rows go to test,
 # so they are measured as never seen); the run and its split are tagged -noSOURCE.
 DROP      ?=
@@ -120,10 +123,10 @@ empty     :=
 space     := $(empty) $(empty)
 LOSO_DROP  = $(subst $(space),,$(foreach s,$(DROP),-no$(s)))
 # INPUT_SIZE=N for Lite0 at another size than 224 tags the run -inN (a Lite1 run keeps its tag, whatever its size).
-LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SMALL)),,-small$(SMALL))$(if $(filter no,$(PRECISION)),,-$(PRECISION))$(if $(filter any,$(CROPS)),,-$(CROPS))$(if $(filter 0,$(FOCAL)),,-focal$(FOCAL))$(if $(filter 0,$(EMA)),,-ema$(EMA))$(if $(filter 0,$(CUTMIX)),,-cutmix$(CUTMIX))$(LOSO_DROP)$(if $(filter 0,$(SEED)),,-seed$(SEED))
+LOSO_RUN   = $@$(if $(filter tf_efficientnet_lite0,$(BACKBONE)),,-$(subst tf_efficientnet_,,$(BACKBONE)))$(if $(filter 224,$(INPUT_SIZE))$(filter-out tf_efficientnet_lite0,$(BACKBONE)),,-in$(INPUT_SIZE))$(if $(filter 3,$(FREEZE)),,-freeze$(FREEZE))$(if $(filter 0,$(SMALL)),,-small$(SMALL))$(if $(filter no,$(PRECISION)),,-$(PRECISION))$(if $(filter any,$(CROPS)),,-$(CROPS))$(if $(filter 0,$(FOCAL)),,-focal$(FOCAL))$(if $(filter 0,$(EMA)),,-ema$(EMA))$(if $(filter 0,$(CUTMIX)),,-cutmix$(CUTMIX))$(if $(filter 0.08,$(HUE)),,-hue$(HUE))$(LOSO_DROP)$(if $(filter 0,$(SEED)),,-seed$(SEED))
 RW_FINETUNE = --augment realworld --resize shorter_then_center_crop --freeze-blocks $(FREEZE) --epochs 4 --patience 2 \
 	    --balance $(BALANCE) --seed $(SEED) --backbone $(BACKBONE) --input-size $(INPUT_SIZE) --small-sources $(SMALL) \
-	    --mixed-precision $(PRECISION) --crops $(CROPS)$(if $(filter 0,$(FOCAL)),, --focal-gamma $(FOCAL))$(if $(filter 0,$(EMA)),, --ema-decay $(EMA))$(if $(filter 0,$(CUTMIX)),, --cutmix $(CUTMIX))
+	    --mixed-precision $(PRECISION) --crops $(CROPS)$(if $(filter 0,$(FOCAL)),, --focal-gamma $(FOCAL))$(if $(filter 0,$(EMA)),, --ema-decay $(EMA))$(if $(filter 0,$(CUTMIX)),, --cutmix $(CUTMIX))$(if $(filter 0.08,$(HUE)),, --hue $(HUE))
 
 art-packages:
 	@$(call apt_install,$(APT_ART))

@@ -74,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "at 320 px (never under the input size), so every crop is shrunk to the input as the "
                         "detector shrinks a published file. Measured on pair b: a never-seen SD 1.5 ranked worse "
                         "(0.945 against 0.952 and 0.953), so the shipped recipe keeps any")
+    p.add_argument("--hue", type=float, default=0.08, metavar="H",
+                   help="realworld only: the colour jitter's hue shift is drawn from -H to +H of the hue circle "
+                        "(inside the jitter's p 0.8, both classes alike); 0.08 (the shipped recipe) keeps colours "
+                        "near their own, 0.5 allows any hue, so that palette carries no label at all")
     p.add_argument("--focal-gamma", type=float, default=0.0, metavar="G",
                    help="weigh each training example's cross-entropy by (1 - p_t)^G, p_t the probability the "
                         "model gives its true label (focal loss): the examples it already gets right count less, "
@@ -127,6 +131,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--small-sources is a step of --augment realworld")
     if args.crops != "any" and args.augment != "realworld":
         p.error("--crops is a step of --augment realworld")
+    if not 0 <= args.hue <= 0.5:
+        p.error("--hue must be in [0, 0.5] (a fraction of the hue circle either way; 0.5: any hue)")
+    if args.hue != 0.08 and args.augment != "realworld":
+        p.error("--hue is a step of --augment realworld")
     return args
 
 
@@ -269,13 +277,13 @@ class ManifestDataset:
     """Rows of one split as (CHW float32 tensor, label) pairs, augmented for training."""
 
     def __init__(self, manifest: Path, split: str, cfg: PreprocessConfig, augment: str, seed: int = 0,
-                 small_sources: float = 0.0, crops: str = "any"):
+                 small_sources: float = 0.0, crops: str = "any", hue: float = 0.08):
         self.root = manifest.parent
         self.rows = read_rows(manifest, split)
         self.cfg, self.augment, self.seed = cfg, augment, seed
         self.epoch = 0
         if augment == "realworld":
-            self._aug = realworld_augmentations(cfg.size, small_sources, crops)
+            self._aug = realworld_augmentations(cfg.size, small_sources, crops, hue)
         else:
             self._aug = platform_augmentations(cfg.size, augment) if augment != "none" else None
 
@@ -377,7 +385,7 @@ def _reencode(img, rng: random.Random, low: int = 40, high: int = 95):
     return Image.open(buf).convert("RGB")
 
 
-def realworld_augmentations(size: int, small_sources: float = 0.0, crops: str = "any"):
+def realworld_augmentations(size: int, small_sources: float = 0.0, crops: str = "any", hue: float = 0.08):
     """One random regime for both classes of a real-world dataset (``mimicry.training.external``).
 
     On the stored squares (384 px): re-encoding before resizing as published files are (p 0.5), a random
@@ -397,6 +405,9 @@ def realworld_augmentations(size: int, small_sources: float = 0.0, crops: str = 
 
     ``crops="downscale"``: the crop's side is drawn from ``max(60%, size)`` to 100% of the image's shorter side,
     so a stored square is never enlarged to the input (at 320 px, ``"any"`` enlarges about 58% of the crops).
+
+    ``hue``: the range of the jitter's hue shift, a fraction of the circle either way (0.08 by default; 0.5, any
+    hue). The draw is the same one whatever the range, so the default draws exactly what it always did.
     """
     from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
@@ -425,7 +436,7 @@ def realworld_augmentations(size: int, small_sources: float = 0.0, crops: str = 
         if rng.random() < 0.8:
             for enhance in rng.sample([ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color], 3):
                 img = enhance(img).enhance(rng.uniform(0.6, 1.4))
-            shift = rng.uniform(-0.08, 0.08)
+            shift = rng.uniform(-hue, hue)
             if abs(shift) > 0.01:
                 hsv = np.asarray(img.convert("HSV")).copy()
                 hsv[..., 0] = (hsv[..., 0].astype(np.int16) + round(shift * 255)) % 256
@@ -597,7 +608,7 @@ def main(args: argparse.Namespace) -> dict:
         settings_file.write_text(json.dumps(settings, indent=2))
 
     train_ds = ManifestDataset(args.manifest, "train", cfg, augment=args.augment, seed=args.seed,
-                               small_sources=args.small_sources, crops=args.crops)
+                               small_sources=args.small_sources, crops=args.crops, hue=args.hue)
     val_ds = ManifestDataset(args.manifest, "val", cfg, augment="none")
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"{args.manifest} needs rows in both the train and the val split")

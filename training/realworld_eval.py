@@ -213,7 +213,7 @@ def write_scores(path: Path, model: str, threshold: float, items: list[dict], sc
 
 
 RECIPE_KEYS = ("backbone", "input_size", "balance", "seed", "epochs", "freeze_blocks", "augment", "small_sources",
-               "mixed_precision", "crops", "focal_gamma", "ema_decay", "cutmix")
+               "mixed_precision", "crops", "focal_gamma", "ema_decay", "cutmix", "hue")
 
 
 def recipe(card: dict) -> dict:

@@ -337,10 +337,10 @@ def _loso_model(res: dict) -> dict:
 # held every val source to the threshold's bound on its own; one without mixed_precision trained in float32;
 # one without crops drew them as --crops any does; one without focal_gamma trained on plain cross-entropy; one
 # without ema_decay or cutmix shipped its raw weights and trained on whole images; one without probe_views shipped
-# the fine-tuned run alone.
+# the fine-tuned run alone; one without hue jittered hues by at most 0.08 of the circle.
 RECIPE_DEFAULTS = {"balance": "none", "graph": "float32", "small_sources": 0.0, "min_source_works": 0, "ensemble": 1,
                    "mixed_precision": "no", "crops": "any", "focal_gamma": 0.0, "ema_decay": 0.0, "cutmix": 0.0,
-                   "probe_views": 0}
+                   "probe_views": 0, "hue": 0.08}
 FROZEN_BLOCKS = 3  # the early blocks every run has kept at their ImageNet weights, unless its recipe says otherwise
 
 
@@ -395,6 +395,8 @@ def loso_summary(loso: dict[str, dict], shipped: dict | None, main: dict) -> lis
         focal = "".join(f", {label} {r[k]:g}" for k, label in (("focal_gamma", "focal loss"),
                                                                 ("ema_decay", "weight average"), ("cutmix", "CutMix"))
                         if r.get(k))
+        if r.get("hue", RECIPE_DEFAULTS["hue"]) != RECIPE_DEFAULTS["hue"]:
+            focal += f", hue +-{r['hue']:g}"
         rows.append([name + mark, data_of(res).split("/")[-1],
                      f"{r.get('backbone', '?').replace('tf_efficientnet_', '')} {r.get('input_size', '?')}"
                      f"{'' if frozen == FROZEN_BLOCKS else f', {frozen} blocks frozen'}"

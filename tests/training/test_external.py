@@ -211,6 +211,37 @@ def test_downscale_crops_never_enlarge_a_stored_square_to_the_input(monkeypatch)
         assert (enlarged == 0) if crops == "downscale" else (enlarged > 20)  # about 58% with "any"
 
 
+def test_hue_option_widens_the_jitter_and_is_checked():
+    from mimicry.training import finetune
+
+    # A saturated red square: the jitter's hue shift is the only step that moves its hue far.
+    src = Image.new("RGB", (384, 384), (220, 30, 30))
+
+    def hue_moves(hue: float) -> list[float]:
+        aug, out = realworld_augmentations(64, hue=hue), []
+        for seed in range(40):
+            random.seed(seed)
+            h = np.asarray(aug(src).convert("HSV"), dtype=np.float32)[..., 0] / 255.0
+            moved = float(np.median(np.minimum(h, 1.0 - h)))  # distance from red (hue 0) around the circle
+            out.append(moved)
+        return out
+
+    narrow, wide = hue_moves(0.08), hue_moves(0.5)
+    assert max(narrow) < 0.1  # the shipped range keeps red near red (greyscale draws give hue 0)
+    assert sum(m > 0.2 for m in wide) >= 10  # any hue: about 60% of the jittered draws land beyond 0.2
+    # the default draws exactly what an explicit 0.08 draws
+    random.seed(7)
+    a = realworld_augmentations(64)(src)
+    random.seed(7)
+    assert np.array_equal(np.asarray(a), np.asarray(realworld_augmentations(64, hue=0.08)(src)))
+    base = ["--manifest", "m", "--out", "o"]
+    assert finetune.settings_of(finetune.parse_args(base + ["--augment", "realworld", "--hue", "0.5"]))["hue"] == 0.5
+    for bad in (["--augment", "realworld", "--hue", "0.7"], ["--augment", "realworld", "--hue", "-0.1"],
+                ["--hue", "0.3"]):  # out of range; or a step of another augmentation
+        with pytest.raises(SystemExit):
+            finetune.parse_args(base + bad)
+
+
 def test_file_facts_and_colour_features():
     buf = io.BytesIO()
     Image.new("RGB", (40, 20), (10, 200, 30)).save(buf, format="JPEG", quality=50)
@@ -499,6 +530,10 @@ def test_a_quantised_graph_is_another_recipe_than_its_float_weights():
         assert recipe(other)[key] == value and not same_recipe(recipe(other), recipe(int8_card))
         plain = {**int8_card, "training": {"settings": {**settings, key: 0.0}}}
         assert same_recipe(recipe(plain), recipe(int8_card))
+    # a wider hue jitter too; a card from before --hue jittered by 0.08
+    wide = {**int8_card, "training": {"settings": {**settings, "hue": 0.5}}}
+    assert recipe(wide)["hue"] == 0.5 and not same_recipe(recipe(wide), recipe(int8_card))
+    assert same_recipe(recipe({**int8_card, "training": {"settings": {**settings, "hue": 0.08}}}), recipe(int8_card))
 
 
 def test_realworld_eval_perturbations_keep_rgb_and_change_the_image_as_named():
