@@ -42,7 +42,7 @@ LABELS = {"human": 0, "ai-mimicry": 1}
 # Settings that, changed, make a checkpoint in --out belong to another run.
 RUN_DEFINING = ("manifest", "backbone", "weights", "input_size", "resize", "interpolation", "lr", "batch_size",
                 "seed", "augment", "freeze_blocks", "balance", "small_sources", "mixed_precision", "crops",
-                "focal_gamma", "ema_decay", "cutmix")
+                "focal_gamma", "ema_decay", "cutmix", "hue")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

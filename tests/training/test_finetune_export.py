@@ -122,6 +122,15 @@ def test_a_run_with_a_training_option_records_it_and_is_its_own_run(trained, tmp
         finetune.parse_args(["--manifest", "m", "--out", "o", flag, out_of_range])
 
 
+def test_a_run_is_not_resumed_with_another_hue_range(trained, tmp_path):
+    manifest, out, _ = trained
+    import shutil
+
+    shutil.copytree(out, tmp_path / "old")  # trained with the default range, 0.08
+    with pytest.raises(ValueError, match="hue"):
+        finetune.main(ft_args(manifest, tmp_path / "old", 3, "--augment", "realworld", "--hue", "0.3"))
+
+
 def test_cutmix_labels_each_image_by_the_share_of_its_area_from_mimicry():
     import torch
 
