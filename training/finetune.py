@@ -39,6 +39,8 @@ from mimicry.detector.decode import decode_image
 from mimicry.detector.preprocess import PreprocessConfig, preprocess
 
 LABELS = {"human": 0, "ai-mimicry": 1}
+# The realworld colour jitter's hue range, a fraction of the circle either way (finetune --hue), as shipped.
+HUE_RANGE = 0.08
 # Settings that, changed, make a checkpoint in --out belong to another run.
 RUN_DEFINING = ("manifest", "backbone", "weights", "input_size", "resize", "interpolation", "lr", "batch_size",
                 "seed", "augment", "freeze_blocks", "balance", "small_sources", "mixed_precision", "crops",
@@ -74,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "at 320 px (never under the input size), so every crop is shrunk to the input as the "
                         "detector shrinks a published file. Measured on pair b: a never-seen SD 1.5 ranked worse "
                         "(0.945 against 0.952 and 0.953), so the shipped recipe keeps any")
-    p.add_argument("--hue", type=float, default=0.08, metavar="H",
+    p.add_argument("--hue", type=float, default=HUE_RANGE, metavar="H",
                    help="realworld only: the colour jitter's hue shift is drawn from -H to +H of the hue circle "
                         "(inside the jitter's p 0.8, both classes alike); 0.08 (the shipped recipe) keeps colours "
                         "near their own, 0.5 allows any hue, so that palette carries no label at all")
@@ -133,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--crops is a step of --augment realworld")
     if not 0 <= args.hue <= 0.5:
         p.error("--hue must be in [0, 0.5] (a fraction of the hue circle either way; 0.5: any hue)")
-    if args.hue != 0.08 and args.augment != "realworld":
+    if args.hue != HUE_RANGE and args.augment != "realworld":
         p.error("--hue is a step of --augment realworld")
     return args
 
@@ -277,7 +279,7 @@ class ManifestDataset:
     """Rows of one split as (CHW float32 tensor, label) pairs, augmented for training."""
 
     def __init__(self, manifest: Path, split: str, cfg: PreprocessConfig, augment: str, seed: int = 0,
-                 small_sources: float = 0.0, crops: str = "any", hue: float = 0.08):
+                 small_sources: float = 0.0, crops: str = "any", hue: float = HUE_RANGE):
         self.root = manifest.parent
         self.rows = read_rows(manifest, split)
         self.cfg, self.augment, self.seed = cfg, augment, seed
@@ -385,7 +387,7 @@ def _reencode(img, rng: random.Random, low: int = 40, high: int = 95):
     return Image.open(buf).convert("RGB")
 
 
-def realworld_augmentations(size: int, small_sources: float = 0.0, crops: str = "any", hue: float = 0.08):
+def realworld_augmentations(size: int, small_sources: float = 0.0, crops: str = "any", hue: float = HUE_RANGE):
     """One random regime for both classes of a real-world dataset (``mimicry.training.external``).
 
     On the stored squares (384 px): re-encoding before resizing as published files are (p 0.5), a random
